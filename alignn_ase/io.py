@@ -1,0 +1,314 @@
+"""Loading and saving models: upstream ALIGNN checkpoints and alignn-ase's own format.
+
+Accepted inputs (folder or zip, files possibly inside one sub-folder):
+
+- upstream ALIGNN / ALIGNN-FF: ``config.json`` (graph settings at the top
+  level, architecture under ``"model"``) + ``best_model.pt`` (a raw
+  state_dict) or ``checkpoint_*.pt`` (a dict with the state_dict under
+  ``"model"``);
+- alignn-ase: ``config.json`` with ``"format": "alignn-ase"`` +
+  ``model.safetensors`` + ``MODEL_CARD.md``; the shipped potentials in
+  ``potentials/`` use it.
+
+Weights are read with ``torch.load(weights_only=True)`` or safetensors; no
+arbitrary object is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
+
+from .errors import CheckpointError, UnknownModelError
+from .graph import GraphSettings
+from .nn.base import ALIGNNModel
+from .nn.config import parse_config
+from .nn.smooth import SmoothALIGNN, SmoothConfig
+from .nn.upstream import ALIGNN, ALIGNNAtomwise, ALIGNNAtomwiseConfig, ALIGNNConfig, atomwise_defaults
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "alignn-ase"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "MODEL_CARD.md"
+UPSTREAM_STRATEGIES = ("k-nearest", "radius_graph", "pure_torch")
+ATOM_FEATURE_WIDTH = {"cgcnn": 92, "atomic_number": 1}
+#: upstream's LAMMPS lookup buffer, empty unless exported; not part of the model.
+UPSTREAM_IGNORED_KEYS = ("_species_table",)
+
+
+@dataclass
+class _Files:
+    """A checkpoint's files, read into memory."""
+
+    source: str
+    config: bytes
+    weights_name: str
+    weights: bytes
+    card: str | None
+
+
+def potentials_dir() -> Path:
+    """The folder of shipped potentials (installed as package data)."""
+    return Path(str(resources.files("alignn_ase.potentials")))
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`load_model` besides paths: shipped potentials and ``"default"``."""
+    root = potentials_dir()
+    names = sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+    return ["default"] + names
+
+
+def _weights_rank(name: str) -> tuple[int, int] | None:
+    base = PurePosixPath(name).name
+    if base == WEIGHTS_FILE:
+        return (3, 0)
+    if base == "best_model.pt":
+        return (2, 0)
+    m = re.fullmatch(r"checkpoint_(\d+)\.pt", base)
+    if m:
+        return (1, int(m.group(1)))
+    return None
+
+
+def _pick(names: list[str], source: str) -> tuple[str, str, str | None]:
+    """Choose config, weights and card among member names of one folder level."""
+    configs = sorted((n for n in names if PurePosixPath(n).name == CONFIG_FILE), key=lambda n: n.count("/"))
+    if not configs:
+        raise CheckpointError(f"{source}: no {CONFIG_FILE} found")
+    folder = str(PurePosixPath(configs[0]).parent)
+    here = [n for n in names if str(PurePosixPath(n).parent) == folder]
+    ranked = [(r, n) for n in here if (r := _weights_rank(n)) is not None]
+    if not ranked:
+        raise CheckpointError(
+            f"{source}: no weights next to {configs[0]} (expected {WEIGHTS_FILE}, best_model.pt or checkpoint_<n>.pt)"
+        )
+    weights = max(ranked)[1]
+    card = next((n for n in here if PurePosixPath(n).name == CARD_FILE), None)
+    return configs[0], weights, card
+
+
+def _read_files(path: Path) -> _Files:
+    source = str(path)
+    if path.is_dir():
+        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+        cfg, weights, card = _pick(names, source)
+        return _Files(
+            source,
+            (path / cfg).read_bytes(),
+            weights,
+            (path / weights).read_bytes(),
+            (path / card).read_text() if card else None,
+        )
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+            cfg, weights, card = _pick(names, source)
+            return _Files(source, zf.read(cfg), weights, zf.read(weights), zf.read(card).decode() if card else None)
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"{source}: not a folder and not a readable zip file") from None
+
+
+def _read_state_dict(files: _Files) -> dict[str, torch.Tensor]:
+    where = f"{files.source}: {files.weights_name}"
+    if files.weights_name.endswith(".safetensors"):
+        try:
+            return load_safetensors(files.weights)
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{where} is not a readable safetensors file ({exc})") from None
+    try:
+        obj = torch.load(io.BytesIO(files.weights), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, or objects that weights_only refuses
+        raise CheckpointError(
+            f"{where} cannot be read safely as PyTorch weights (corrupt, or holds objects other than tensors): "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise CheckpointError(f"{where} holds no state_dict (a mapping of names to tensors)")
+    return obj
+
+
+def _graph_settings_upstream(cfg: dict[str, Any], where: str) -> GraphSettings:
+    try:
+        strategy = cfg["neighbor_strategy"]
+        cutoff = cfg["cutoff"]
+        max_neighbors = cfg["max_neighbors"]
+        use_canonize = cfg.get("use_canonize", True)
+    except KeyError as exc:
+        raise CheckpointError(f"{where}: missing graph field {exc.args[0]!r}") from None
+    if strategy not in UPSTREAM_STRATEGIES:
+        raise CheckpointError(
+            f"{where}: neighbor_strategy {strategy!r} is not supported (supported: {UPSTREAM_STRATEGIES})"
+        )
+    three_body = cfg.get("three_body_cutoff") if strategy == "pure_torch" else None
+    try:
+        return GraphSettings(
+            strategy=strategy,
+            cutoff=float(cutoff),
+            max_neighbors=int(max_neighbors),
+            use_canonize=bool(use_canonize),
+            three_body_cutoff=None if three_body is None else float(three_body),
+        )
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: bad graph settings: {exc}") from None
+
+
+def build_model(config: dict[str, Any], where: str = "config") -> ALIGNNModel:
+    """Build an untrained model from a config dict (upstream's or alignn-ase's layout)."""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where}: expected a JSON object")
+    if config.get("format") == FORMAT:
+        version = config.get("format_version")
+        if version != FORMAT_VERSION:
+            raise CheckpointError(f"{where}: format_version {version!r} not supported (expected {FORMAT_VERSION})")
+        arch = config.get("architecture")
+        if arch == "alignn_ase_smooth":
+            return SmoothALIGNN(parse_config(SmoothConfig, config.get("model"), where))
+        if arch in ("alignn", "alignn_atomwise", "alignn_atomwise_pure"):
+            upstream = dict(config.get("graph") or {}, model=config.get("model"), target=config.get("property_name"))
+            return _build_upstream(upstream, where)
+        raise CheckpointError(f"{where}: unknown architecture {arch!r}")
+    return _build_upstream(config, where)
+
+
+def _build_upstream(config: dict[str, Any], where: str) -> ALIGNNModel:
+    model_cfg = config.get("model")
+    if not isinstance(model_cfg, dict) or "name" not in model_cfg:
+        raise CheckpointError(f"{where}: no \"model\" object with a \"name\" (is this an ALIGNN config.json?)")
+    name = model_cfg["name"]
+    atom_features = config.get("atom_features", "cgcnn")
+    if atom_features not in ATOM_FEATURE_WIDTH:
+        raise CheckpointError(
+            f"{where}: atom_features {atom_features!r} not supported (supported: {tuple(ATOM_FEATURE_WIDTH)})"
+        )
+    settings = _graph_settings_upstream(config, where)
+    target = config.get("target")
+    where_model = f"{where}: model"
+    if name == "alignn":
+        mcfg = parse_config(ALIGNNConfig, model_cfg, where_model)
+        model: ALIGNNModel = ALIGNN(mcfg, settings, atom_features, target)
+    elif name in ("alignn_atomwise", "alignn_atomwise_pure"):
+        mcfg = parse_config(ALIGNNAtomwiseConfig, {**atomwise_defaults(name), **model_cfg}, where_model)
+        model = ALIGNNAtomwise(mcfg, settings, atom_features, target)
+    else:
+        raise CheckpointError(
+            f"{where}: model name {name!r} not supported (supported: alignn, alignn_atomwise, alignn_atomwise_pure)"
+        )
+    width = ATOM_FEATURE_WIDTH[atom_features]
+    if mcfg.atom_input_features != width:
+        raise CheckpointError(
+            f"{where}: atom_features {atom_features!r} gives {width} inputs per atom but the model expects "
+            f"atom_input_features={mcfg.atom_input_features}"
+        )
+    return model
+
+
+def _load_weights(model: ALIGNNModel, state: dict[str, torch.Tensor], where: str) -> None:
+    state = {k: v for k, v in state.items() if k not in UPSTREAM_IGNORED_KEYS}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s), e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s), e.g. {unexpected[:3]}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es), e.g. {shapes[:2]}")
+        raise CheckpointError(f"{where}: the weights do not match the config: " + "; ".join(parts))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{where}: non-finite values in weights {bad[:3]}")
+    model.load_state_dict(state, strict=True)
+
+
+def _resolve(path_or_name: str | Path) -> Path:
+    path = Path(path_or_name).expanduser()
+    if path.exists():
+        return path
+    name = str(path_or_name)
+    if name == "default":
+        from .potentials import DEFAULT
+
+        name = DEFAULT
+    candidate = potentials_dir() / name
+    if "/" not in name and (candidate / CONFIG_FILE).is_file():
+        return candidate
+    raise UnknownModelError(
+        f"unknown model {str(path_or_name)!r}: not an existing path and not a shipped potential "
+        f"(available: {', '.join(available_models())})"
+    )
+
+
+def load_model(path_or_name: str | Path = "default") -> ALIGNNModel:
+    """Load a model by shipped name (``"default"``, see :func:`available_models`) or path.
+
+    The path is a folder or zip in upstream ALIGNN's layout or alignn-ase's
+    (see module docstring). The model comes back on the CPU in float32, in eval
+    mode, with ``model.card`` set to its model card text (or None). Raises
+    :class:`~alignn_ase.errors.CheckpointError` (or its subclass
+    :class:`~alignn_ase.errors.UnknownModelError`) for anything unloadable.
+    """
+    path = _resolve(path_or_name)
+    files = _read_files(path)
+    try:
+        config = json.loads(files.config)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{files.source}: {CONFIG_FILE} is not valid JSON ({exc})") from None
+    model = build_model(config, f"{files.source}: {CONFIG_FILE}")
+    _load_weights(model, _read_state_dict(files), f"{files.source}: {files.weights_name}")
+    model.card = files.card
+    model.source = files.source
+    logger.info("loaded %s model from %s", type(model).__name__, files.source)
+    return model.float().eval()
+
+
+def save_model(model: ALIGNNModel, folder: str | Path, card: str | None = None) -> Path:
+    """Write ``model`` in alignn-ase's format: config.json, model.safetensors, MODEL_CARD.md."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, SmoothALIGNN):
+        config: dict[str, Any] = {"architecture": "alignn_ase_smooth"}
+    else:
+        s = model.graph_settings
+        config = {
+            "architecture": model.config.name,
+            "graph": {
+                "neighbor_strategy": s.strategy,
+                "cutoff": s.cutoff,
+                "max_neighbors": s.max_neighbors,
+                "use_canonize": s.use_canonize,
+                "three_body_cutoff": s.three_body_cutoff,
+                "atom_features": model.atom_features,
+            },
+            "property_name": model.property_name,
+        }
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config, "model": model.config_dict()}
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))
+    if card is not None:
+        (folder / CARD_FILE).write_text(card)
+    return folder

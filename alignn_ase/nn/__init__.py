@@ -1,0 +1,1 @@
+"""Model building blocks and architectures (plain PyTorch, no DGL)."""

@@ -1,0 +1,241 @@
+"""Layers shared by every ALIGNN architecture.
+
+Module and parameter names follow upstream ALIGNN so that upstream
+state_dicts load key for key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def scatter_sum(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Sum rows of ``values`` into ``size`` buckets given by ``index``."""
+    out = values.new_zeros((size,) + tuple(values.shape[1:]))
+    return out.index_add_(0, index, values)
+
+
+def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean of the rows of ``values`` per bucket (empty buckets give 0)."""
+    total = scatter_sum(values, index, size)
+    count = torch.bincount(index, minlength=size).clamp_min(1).to(values.dtype)
+    return total / count.view(-1, *([1] * (values.dim() - 1)))
+
+
+def polynomial_envelope(x: torch.Tensor, exponent: int = 5) -> torch.Tensor:
+    """Smooth cutoff envelope of ``x = r / r_cut`` (DimeNet, Klicpera et al. 2020).
+
+    1 at x = 0, and value, first and second derivative vanish at x = 1; 0 beyond.
+    """
+    p = exponent
+    c1 = -(p + 1) * (p + 2) / 2
+    c2 = p * (p + 2)
+    c3 = -p * (p + 1) / 2
+    xp = x.pow(p)
+    env = 1 + c1 * xp + c2 * xp * x + c3 * xp * x * x
+    return torch.where(x < 1, env, torch.zeros_like(x))
+
+
+def zbl_pair_energy(z_i: torch.Tensor, z_j: torch.Tensor, r: torch.Tensor, r_cut: float) -> torch.Tensor:
+    """ZBL universal screened-Coulomb repulsion of each pair, eV (Ziegler, Biersack, Littmark 1985).
+
+    Switched off smoothly at ``r_cut`` (Å) by the degree-4 polynomial envelope,
+    as upstream ALIGNN does; zero at and beyond ``r_cut``.
+    """
+    a = 0.46850 / (z_i.pow(0.23) + z_j.pow(0.23))
+    x = r / a
+    phi = (
+        0.18175 * torch.exp(-3.19980 * x)
+        + 0.50986 * torch.exp(-0.94229 * x)
+        + 0.28022 * torch.exp(-0.40290 * x)
+        + 0.02817 * torch.exp(-0.20162 * x)
+    )
+    e = 14.399645 * z_i * z_j / r.clamp_min(1e-6) * phi
+    t = (r / r_cut).clamp(0.0, 1.0)
+    env = polynomial_envelope(t, exponent=4)
+    return torch.where(r < r_cut, e * env, torch.zeros_like(r))
+
+
+class RBFExpansion(nn.Module):
+    """Gaussian radial basis ``exp(-gamma (d - mu_k)^2)`` on ``bins`` centres in [vmin, vmax].
+
+    With ``lengthscale=None`` gamma is 1 / (centre spacing), upstream's
+    convention (not squared); with a lengthscale l, gamma = 1 / l^2.
+    """
+
+    def __init__(self, vmin: float = 0.0, vmax: float = 8.0, bins: int = 40, lengthscale: float | None = None):
+        super().__init__()
+        centers = torch.linspace(vmin, vmax, bins, dtype=torch.float32)
+        self.register_buffer("centers", centers)
+        if lengthscale is None:
+            self.gamma = 1.0 / float(np.diff(centers.numpy()).mean())
+        else:
+            self.gamma = 1.0 / float(lengthscale) ** 2
+
+    def forward(self, distance: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-self.gamma * (distance.unsqueeze(1) - self.centers) ** 2)
+
+
+def make_norm(kind: str, features: int) -> nn.Module:
+    """``"layer"`` -> LayerNorm (force-field models), ``"batch"`` -> BatchNorm1d (classic ALIGNN)."""
+    return nn.LayerNorm(features) if kind == "layer" else nn.BatchNorm1d(features)
+
+
+class MLPLayer(nn.Module):
+    """Linear -> norm -> SiLU."""
+
+    def __init__(self, in_features: int, out_features: int, norm: str = "layer"):
+        super().__init__()
+        self.layer = nn.Sequential(nn.Linear(in_features, out_features), make_norm(norm, out_features), nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+class EdgeGatedGraphConv(nn.Module):
+    """Edge-gated graph convolution (Dwivedi et al. 2020), as in ALIGNN.
+
+    Gate ``m_ij = A h_i + B h_j + C e_ij``, ``sigma = sigmoid(m)``; node update
+    ``h_i + SiLU(Norm(U h_i + agg_j))``, edge update ``e_ij + SiLU(Norm(m_ij))``.
+
+    Aggregation over the edges j -> i arriving at i:
+
+    - ``edge_weight=None`` (upstream): the gated normalised mean
+      ``sum_j sigma_ij V h_j / (sum_j sigma_ij + 1e-6)``. When all h_j are equal
+      the gates cancel, so in an elemental solid geometry barely reaches atoms.
+    - ``edge_weight=w`` (alignn-ase smooth models): the envelope-weighted sum
+      ``sum_j w_ij sigma_ij V h_j``. Geometry reaches atoms through w and sigma,
+      and an edge entering or leaving the cutoff (w -> 0) changes nothing abruptly.
+    """
+
+    def __init__(self, in_features: int, out_features: int, norm: str = "layer", residual: bool = True):
+        super().__init__()
+        self.residual = residual
+        self.src_gate = nn.Linear(in_features, out_features)
+        self.dst_gate = nn.Linear(in_features, out_features)
+        self.edge_gate = nn.Linear(in_features, out_features)
+        self.bn_edges = make_norm(norm, out_features)
+        self.src_update = nn.Linear(in_features, out_features)
+        self.dst_update = nn.Linear(in_features, out_features)
+        self.bn_nodes = make_norm(norm, out_features)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        edge_weight: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        m = self.src_gate(x)[src] + self.dst_gate(x)[dst] + self.edge_gate(y)
+        sigma = torch.sigmoid(m)
+        message = self.dst_update(x)[src] * sigma
+        if edge_weight is None:
+            h = scatter_sum(message, dst, n) / (scatter_sum(sigma, dst, n) + 1e-6)
+        else:
+            h = scatter_sum(message * edge_weight.unsqueeze(1), dst, n)
+        x_new = F.silu(self.bn_nodes(self.src_update(x) + h))
+        y_new = F.silu(self.bn_edges(m))
+        if self.residual:
+            return x + x_new, y + y_new
+        return x_new, y_new
+
+
+class ALIGNNConv(nn.Module):
+    """One ALIGNN layer: edge-gated conv on the bond graph, then on the line graph.
+
+    Bond-graph conv updates atoms (x) and bonds (y -> m); line-graph conv
+    treats bonds as nodes (m) and angles as edges (z).
+    """
+
+    def __init__(self, in_features: int, out_features: int, norm: str = "layer"):
+        super().__init__()
+        self.node_update = EdgeGatedGraphConv(in_features, out_features, norm)
+        self.edge_update = EdgeGatedGraphConv(out_features, out_features, norm)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        z: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        e1: torch.Tensor,
+        e2: torch.Tensor,
+        edge_weight: torch.Tensor | None = None,
+        triplet_weight: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, m = self.node_update(x, y, src, dst, edge_weight)
+        y, z = self.edge_update(m, z, e1, e2, triplet_weight)
+        return x, y, z
+
+
+def bond_cosines(r: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
+    """Cosine of the angle at v for each pair (u->v, v->w): (-r_uv) . r_vw / (|r_uv| |r_vw|)."""
+    r1 = r[e1]
+    r2 = r[e2]
+    num = -(r1 * r2).sum(dim=-1)
+    den = r1.norm(dim=-1).clamp_min(1e-12) * r2.norm(dim=-1).clamp_min(1e-12)
+    return (num / den).clamp(-1.0, 1.0)
+
+
+def add_trunk(
+    module: nn.Module,
+    atom_input_features: int,
+    edge_input_features: int,
+    triplet_input_features: int,
+    embedding_features: int,
+    hidden_features: int,
+    alignn_layers: int,
+    gcn_layers: int,
+    norm: str,
+    edge_vmax: float = 8.0,
+    edge_lengthscale: float | None = None,
+) -> None:
+    """Add embeddings, ALIGNN layers and GCN layers to ``module``.
+
+    The attributes keep upstream's names (``atom_embedding``, ``edge_embedding``,
+    ``angle_embedding``, ``alignn_layers``, ``gcn_layers``) at the top level, so
+    state_dicts match upstream key for key.
+    """
+    module.atom_embedding = MLPLayer(atom_input_features, hidden_features, norm)
+    module.edge_embedding = nn.Sequential(
+        RBFExpansion(0.0, edge_vmax, edge_input_features, edge_lengthscale),
+        MLPLayer(edge_input_features, embedding_features, norm),
+        MLPLayer(embedding_features, hidden_features, norm),
+    )
+    module.angle_embedding = nn.Sequential(
+        RBFExpansion(-1.0, 1.0, triplet_input_features),
+        MLPLayer(triplet_input_features, embedding_features, norm),
+        MLPLayer(embedding_features, hidden_features, norm),
+    )
+    module.alignn_layers = nn.ModuleList(
+        [ALIGNNConv(hidden_features, hidden_features, norm) for _ in range(alignn_layers)]
+    )
+    module.gcn_layers = nn.ModuleList(
+        [EdgeGatedGraphConv(hidden_features, hidden_features, norm) for _ in range(gcn_layers)]
+    )
+
+
+def run_layers(
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    z: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    e1: torch.Tensor,
+    e2: torch.Tensor,
+    edge_weight: torch.Tensor | None = None,
+    triplet_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Apply ``module``'s ALIGNN then GCN layers; return the final atom features."""
+    for layer in module.alignn_layers:
+        x, y, z = layer(x, y, z, src, dst, e1, e2, edge_weight, triplet_weight)
+    for layer in module.gcn_layers:
+        x, y = layer(x, y, src, dst, edge_weight)
+    return x
