@@ -216,7 +216,7 @@ def build_graph(
     allowed = None
     if settings.three_body_cutoff is not None and settings.three_body_cutoff < settings.cutoff:
         allowed = edges.distance <= settings.three_body_cutoff
-    e1, e2 = line_graph(edges.src, edges.dst, n, allowed)
+    e1, e2 = line_graph(edges.src, edges.dst, n, allowed, pair_edge_with_itself=settings.strategy == "pure_torch")
 
     def long(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)

@@ -27,8 +27,6 @@ from vesin import NeighborList
 SELF_TOLERANCE = 1e-4
 #: jarvis' ``get_all_neighbors`` drops neighbours closer than this (Å).
 KNN_BOND_TOLERANCE = 0.15
-#: Distances within this of the k-th neighbour's count as ties (Å).
-KNN_TIE_TOLERANCE = 1e-6
 
 
 class Edges(NamedTuple):
@@ -71,6 +69,19 @@ def _max_extent(positions: np.ndarray) -> float:
     return float(np.linalg.norm(positions.max(axis=0) - positions.min(axis=0))) if len(positions) else 0.0
 
 
+def _jarvis_distances(positions: np.ndarray, cell: np.ndarray, edges: Edges) -> np.ndarray:
+    """Edge lengths computed with jarvis' float operations, |(shift . cell + x_dst) - x_src|.
+
+    Upstream's k-nearest cut compares these exact floating-point values; at a
+    tie (an atom's +S and -S periodic images at the k-th distance) its choice is
+    decided by the last bits, so the same arithmetic is needed to reproduce it.
+    """
+    shifts, inverse = np.unique(edges.shift, axis=0, return_inverse=True)
+    offsets = np.stack([np.dot(tuple(float(v) for v in s), cell) for s in shifts]) if len(shifts) else np.zeros((0, 3))
+    diff = (offsets[inverse.reshape(-1)] + positions[edges.dst]) - positions[edges.src]
+    return np.sum(diff**2, axis=-1) ** 0.5
+
+
 def knearest_edges(
     positions: np.ndarray,
     cell: np.ndarray,
@@ -93,6 +104,7 @@ def knearest_edges(
     longest = float(np.max(np.linalg.norm(cell, axis=1)))
     while True:
         edges = radius_edges(positions, cell, pbc, radius)
+        edges = edges._replace(distance=_jarvis_distances(positions, cell, edges))
         edges = edges.select(edges.distance > KNN_BOND_TOLERANCE)
         counts = np.bincount(edges.src, minlength=n)
         if n == 0 or counts.min() >= max_neighbors:
@@ -109,7 +121,7 @@ def knearest_edges(
     kth = np.full(n, np.inf)
     has_k = counts >= max_neighbors
     kth[has_k] = sorted_d[first[has_k] + max_neighbors - 1]
-    edges = edges.select(edges.distance <= kth[edges.src] + KNN_TIE_TOLERANCE)
+    edges = edges.select(edges.distance <= kth[edges.src])
 
     if use_canonize:
         flip = edges.dst < edges.src
@@ -148,13 +160,22 @@ def upstream_radius_edges(
         radius += cutoff_extra
 
 
-def line_graph(src: np.ndarray, dst: np.ndarray, n_atoms: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def line_graph(
+    src: np.ndarray,
+    dst: np.ndarray,
+    n_atoms: int,
+    allowed: np.ndarray | None = None,
+    pair_edge_with_itself: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Line-graph edges: every pair of directed bonds ``(e1: u->v, e2: v->w)``.
 
-    Backtracking pairs (w == u, same image) are included, as in DGL's
-    ``line_graph(shared=True)`` that upstream uses. With ``allowed`` (bool, E)
-    only allowed bonds take part, as either member. Returns int64 index arrays
-    into the edge list.
+    Backtracking pairs (w == u, reversed image) are included, as in DGL's
+    ``line_graph(shared=True)`` that upstream uses. A bond from an atom to its
+    own periodic image (u == v) satisfies dst(e1) == src(e1); DGL does not
+    pair it with itself, upstream's pure-torch builder does
+    (``pair_edge_with_itself=True``). With ``allowed`` (bool, E) only allowed
+    bonds take part, as either member. Returns int64 index arrays into the
+    edge list.
     """
     ids = np.arange(len(src)) if allowed is None else np.flatnonzero(allowed)
     order = np.argsort(src[ids], kind="stable")
@@ -167,4 +188,7 @@ def line_graph(src: np.ndarray, dst: np.ndarray, n_atoms: int, allowed: np.ndarr
     e1 = np.repeat(ids, counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     e2 = out_edges[np.repeat(starts[v], counts) + offsets]
+    if not pair_edge_with_itself:
+        keep = e1 != e2
+        e1, e2 = e1[keep], e2[keep]
     return e1, e2

@@ -14,6 +14,7 @@ numbers, including its weakness for structures whose atoms are all alike.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -131,7 +132,7 @@ class ALIGNN(ALIGNNModel):
             norm="batch",
         )
         out = config.num_classes if config.classification else config.output_features
-        self.fc = nn.Linear(config.hidden_features, out)
+        self.fc = _head(config.hidden_features, out, config.link)
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
@@ -143,6 +144,14 @@ class ALIGNN(ALIGNNModel):
         x = run_layers(self, x, y, z, graph.src, graph.dst, graph.triplet_e1, graph.triplet_e2)
         out = self.fc(scatter_mean(x, graph.atom_graph, graph.num_graphs))
         return {"property": _link_and_classify(out, self.config.link, self.config.classification)}
+
+
+def _head(hidden: int, out: int, link: str) -> nn.Linear:
+    """Final linear layer; upstream replaces the bias of ``link="log"`` heads by a 0-d log(0.7)."""
+    fc = nn.Linear(hidden, out)
+    if link == "log":
+        fc.bias = nn.Parameter(torch.tensor(math.log(0.7)))
+    return fc
 
 
 def _link_and_classify(out: torch.Tensor, link: str, classification: bool) -> torch.Tensor:
@@ -163,7 +172,10 @@ class ALIGNNAtomwise(ALIGNNModel):
     with a ``pure_torch`` graph only, as upstream. The bond penalty
     ``sum_bonds penalty_factor * (penalty_threshold - d)`` for d below the
     threshold enters forces and stress but not the reported energy, exactly as
-    upstream does; it is returned as ``"gradient_only_energy"``.
+    upstream does; it is returned as ``"gradient_only_energy"``. (In the DGL
+    ``alignn_atomwise`` with ``use_cutoff_function`` and not ``multiply_cutoff``
+    upstream applies the penalty to the envelope values instead of the bond
+    lengths; reproduced as well.)
 
     With ``calculate_gradient=False`` the model is a property model:
     ``link(fc(mean h))`` or class log-probabilities.
@@ -207,7 +219,7 @@ class ALIGNNAtomwise(ALIGNNModel):
         if config.additional_output_features > 0:
             self.fc_additional_output = nn.Linear(config.hidden_features, config.additional_output_features)
         out = 2 if config.classification else config.output_features
-        self.fc = nn.Linear(config.hidden_features, out)
+        self.fc = _head(config.hidden_features, out, config.link)
         zbl = config.use_zbl if config.use_zbl is not None else config.calculate_gradient
         self.use_zbl = bool(zbl) and potential and config.name == "alignn_atomwise_pure" and graph_settings.strategy == "pure_torch"
 
@@ -238,8 +250,12 @@ class ALIGNNAtomwise(ALIGNNModel):
             energy = energy + 0.5 * scatter_sum(pair, graph.edge_graph, graph.num_graphs)
         result = {"energy": energy}
         if c.use_penalty:
+            # Upstream's DGL model overwrites the bond lengths with the envelope values when
+            # use_cutoff_function is on without multiply_cutoff, and its penalty then acts on
+            # those values (every bond in [0, 1]); reproduced so its forces are matched.
+            p = envelope if (c.name == "alignn_atomwise" and c.use_cutoff_function and not c.multiply_cutoff) else d
             penalty = torch.where(
-                d < c.penalty_threshold, c.penalty_factor * (c.penalty_threshold - d), torch.zeros_like(d)
+                p < c.penalty_threshold, c.penalty_factor * (c.penalty_threshold - p), torch.zeros_like(p)
             )
             result["gradient_only_energy"] = scatter_sum(penalty, graph.edge_graph, graph.num_graphs)
         return result
