@@ -1,0 +1,30 @@
+"""Small shared helpers for the tests."""
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from alignn_ase import ALIGNNCalculator
+from alignn_ase.nn.smooth import SmoothALIGNN, SmoothConfig
+
+
+def smooth_model(seed: int = 0, **overrides) -> SmoothALIGNN:
+    """A small randomly initialised smooth model (float32 weights, like a loaded one)."""
+    torch.manual_seed(seed)
+    config = SmoothConfig(hidden_features=32, embedding_features=32, **overrides)
+    return SmoothALIGNN(config).eval()
+
+
+def random_crystal(symbols: str = "Si2O3Na", seed: int = 0, a: float = 4.6) -> Atoms:
+    """A random triclinic multi-element cell with no atoms closer than 1.3 Å."""
+    rng = np.random.default_rng(seed)
+    n = len(Atoms(symbols))
+    cell = np.eye(3) * a + rng.normal(0.0, 0.35, (3, 3))
+    while True:
+        atoms = Atoms(symbols, scaled_positions=rng.random((n, 3)), cell=cell, pbc=True)
+        if n == 1 or atoms.get_all_distances(mic=True)[np.triu_indices(n, 1)].min() > 1.3:
+            return atoms
+
+
+def calc64(model=None) -> ALIGNNCalculator:
+    return ALIGNNCalculator(model if model is not None else smooth_model(), dtype="float64", device="cpu")

@@ -1,0 +1,149 @@
+"""Bad input gets a clear alignn-ase exception that names the problem."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import PropertyNotImplementedError
+
+from alignn_ase import (
+    ALIGNNCalculator,
+    AlignnAseError,
+    CheckpointError,
+    InvalidArgumentError,
+    InvalidStructureError,
+    UnknownModelError,
+    UnsupportedElementError,
+    load_model,
+)
+
+from .conftest import UPSTREAM
+from .helpers import smooth_model
+
+
+@pytest.fixture(scope="module")
+def calc():
+    return ALIGNNCalculator(smooth_model(), dtype="float64")
+
+
+def _energy(atoms, calc):
+    atoms.calc = calc
+    return atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Atoms(), "no atoms"),
+        (lambda: Atoms("Si2", positions=[[0, 0, 0], [np.nan, 0, 0]]), "atom 1 .*non-finite"),
+        (lambda: Atoms("Si", cell=[[np.inf, 0, 0], [0, 3, 0], [0, 0, 3]], pbc=True), "cell has non-finite"),
+        (lambda: Atoms("Si", pbc=True), "direction 0 is periodic .*zero length"),
+        (lambda: Atoms("Si", cell=[[3, 0, 0], [6, 0, 0], [0, 0, 3]], pbc=True), "linearly dependent"),
+        (lambda: Atoms("SiC", positions=[[0, 0, 0], [0.1, 0, 0]]), r"atoms 0 \(Si\) and 1 \(C\) are 0.1000 Å apart"),
+        (lambda: Atoms("Si", cell=[0.2, 5, 5], pbc=True), "periodic image"),
+    ],
+)
+def test_bad_structures(make, match, calc):
+    with pytest.raises(InvalidStructureError, match=match):
+        _energy(make(), calc)
+
+
+def test_unknown_element_is_named(calc):
+    with pytest.raises(UnsupportedElementError, match="Og"):
+        _energy(Atoms("SiOg", positions=[[0, 0, 0], [2, 0, 0]]), calc)
+    restricted = ALIGNNCalculator(smooth_model(elements=["Si", "O"]))
+    with pytest.raises(UnsupportedElementError, match="Cu"):
+        _energy(Atoms("SiCu", positions=[[0, 0, 0], [2.2, 0, 0]]), restricted)
+
+
+def _copy(tmp_path, name="pure_2_2_64_cgcnn"):
+    dst = tmp_path / name
+    shutil.copytree(UPSTREAM / name, dst)
+    return dst
+
+
+def test_corrupt_weights(tmp_path):
+    folder = _copy(tmp_path)
+    (folder / "best_model.pt").write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="best_model.pt cannot be read"):
+        load_model(folder)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    folder = _copy(tmp_path)
+    torch.save({"model": Payload()}, folder / "best_model.pt")
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        load_model(folder)
+
+
+def test_malformed_config(tmp_path):
+    folder = _copy(tmp_path)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_model(folder)
+    cfg = json.loads((UPSTREAM / "pure_2_2_64_cgcnn" / "config.json").read_text())
+    cfg["model"]["hidden_features"] = "wide"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="hidden_features"):
+        load_model(folder)
+    cfg["model"]["hidden_features"] = 64
+    cfg["neighbor_strategy"] = "voronoi"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="voronoi"):
+        load_model(folder)
+
+
+def test_config_that_does_not_match_the_weights(tmp_path):
+    folder = _copy(tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"]["hidden_features"] = 128
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not match the config.*shape"):
+        load_model(folder)
+    cfg["model"]["hidden_features"] = 64
+    cfg["model"]["alignn_layers"] = 3
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="missing"):
+        load_model(folder)
+
+
+def test_missing_files_and_unknown_names(tmp_path):
+    folder = _copy(tmp_path)
+    (folder / "best_model.pt").unlink()
+    with pytest.raises(CheckpointError, match="no weights"):
+        load_model(folder)
+    with pytest.raises(UnknownModelError, match="no-such-model"):
+        load_model("no-such-model")
+    (tmp_path / "junk.zip").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a folder and not a readable zip"):
+        load_model(tmp_path / "junk.zip")
+
+
+def test_unknown_property_device_dtype(calc):
+    with pytest.raises(InvalidArgumentError, match="dtype"):
+        ALIGNNCalculator(smooth_model(), dtype="float16")
+    with pytest.raises(InvalidArgumentError, match="device"):
+        ALIGNNCalculator(smooth_model(), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidArgumentError, match="CUDA is not available"):
+            ALIGNNCalculator(smooth_model(), device="cuda")
+    atoms = bulk("Si")
+    atoms.calc = calc
+    with pytest.raises(PropertyNotImplementedError, match="band_gap"):
+        calc.get_property("band_gap", atoms)
+    with pytest.raises(InvalidArgumentError, match="potential, not a property model"):
+        ALIGNNCalculator(smooth_model(), properties=[smooth_model()])
+
+
+def test_errors_share_a_base_class():
+    for exc in (InvalidStructureError, UnsupportedElementError, CheckpointError, InvalidArgumentError):
+        assert issubclass(exc, AlignnAseError) and issubclass(exc, ValueError)

@@ -1,0 +1,120 @@
+"""The ASE calculator: caching, property models, dtypes, checkpoint formats."""
+
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.calculator import PropertyNotImplementedError
+
+from alignn_ase import ALIGNNCalculator, available_models, load_model, save_model
+
+from .conftest import UPSTREAM
+from .helpers import calc64, random_crystal, smooth_model
+
+
+def test_default_model_loads_offline_and_is_marked_untrained():
+    calc = ALIGNNCalculator()
+    assert "default" in available_models()
+    assert "NOT a trained potential" in calc.model.card or "not a trained potential" in calc.model.card.lower()
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.calc = calc
+    assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_one_model_evaluation_per_geometry():
+    atoms = random_crystal("Si2O3Na", seed=1)
+    atoms.calc = calc64()
+    atoms.get_potential_energy()
+    atoms.get_forces()
+    atoms.get_stress()
+    atoms.get_potential_energies()
+    assert atoms.calc.n_model_evaluations == 1
+    e0 = atoms.get_potential_energy()
+    changes = [
+        lambda a: a.positions.__setitem__((0, 0), a.positions[0, 0] + 0.01),
+        lambda a: a.set_cell(a.cell * 1.01, scale_atoms=True),
+        lambda a: a.numbers.__setitem__(0, 13),
+        lambda a: a.set_pbc((True, True, False)),
+    ]
+    for k, change in enumerate(changes, start=2):
+        change(atoms)
+        e = atoms.get_potential_energy()
+        atoms.get_forces()
+        assert atoms.calc.n_model_evaluations == k
+        assert e != e0
+        e0 = e
+
+
+def test_property_models_follow_the_geometry():
+    calc = ALIGNNCalculator(smooth_model(), properties=[UPSTREAM / "classic_link_log"], dtype="float64")
+    assert "optb88vdw_bandgap" in calc.implemented_properties
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.calc = calc
+    first = atoms.calc.get_property("optb88vdw_bandgap", atoms)
+    atoms.rattle(0.1, seed=0)
+    second = atoms.calc.get_property("optb88vdw_bandgap", atoms)
+    assert np.isfinite(first) and first != second
+    renamed = ALIGNNCalculator(smooth_model(), properties={"gap": UPSTREAM / "classic_link_log"})
+    assert "gap" in renamed.implemented_properties
+
+
+def test_float32_agrees_with_float64():
+    atoms = random_crystal("Si2O3Na", seed=4)
+    model = smooth_model()
+    results = {}
+    for dtype in ("float32", "float64"):
+        a = atoms.copy()
+        a.calc = ALIGNNCalculator(model, dtype=dtype)
+        results[dtype] = (a.get_potential_energy(), a.get_forces())
+    assert np.isclose(results["float32"][0], results["float64"][0], rtol=1e-5)
+    assert np.abs(results["float32"][1] - results["float64"][1]).max() < 1e-4
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    model = smooth_model(seed=3)
+    folder = save_model(model, tmp_path / "mine", card="# test card\n")
+    atoms = random_crystal("Si2O3Na", seed=2)
+    e = []
+    for m in (model, load_model(folder)):
+        a = atoms.copy()
+        a.calc = ALIGNNCalculator(m, dtype="float64")
+        e.append(a.get_potential_energy())
+    assert e[0] == pytest.approx(e[1], rel=1e-12)
+    # An upstream model re-saved in alignn-ase's format keeps its numbers.
+    upstream = load_model(UPSTREAM / "pure_2_2_64_cgcnn")
+    again = load_model(save_model(upstream, tmp_path / "resaved"))
+    a1, a2 = atoms.copy(), atoms.copy()
+    a1.calc, a2.calc = calc64(upstream), calc64(again)
+    assert a1.get_potential_energy() == pytest.approx(a2.get_potential_energy(), rel=1e-12)
+
+
+def test_upstream_zip_with_subfolder(tmp_path):
+    src = UPSTREAM / "pure_atomic_number"
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("config.json", "best_model.pt"):
+            zf.write(src / name, f"pure_atomic_number/{name}")
+    atoms = random_crystal("Si2O3Na", seed=0)
+    a1, a2 = atoms.copy(), atoms.copy()
+    a1.calc = calc64(load_model(archive))
+    a2.calc = calc64(load_model(src))
+    assert a1.get_potential_energy() == a2.get_potential_energy()
+
+
+def test_checkpoint_dict_and_latest_checkpoint_file(tmp_path):
+    folder = tmp_path / "classic"
+    shutil.copytree(UPSTREAM / "classic_cls_logit", folder)
+    model = load_model(folder)
+    assert not model.is_potential and model.property_name == "is_metal"
+
+
+def test_stress_of_a_molecule_is_refused_clearly():
+    from ase.build import molecule
+
+    mol = molecule("H2O")
+    mol.calc = calc64()
+    mol.get_forces()
+    with pytest.raises(PropertyNotImplementedError, match="3D cell"):
+        mol.get_stress()

@@ -1,0 +1,201 @@
+"""Physics of the smooth potential: gradients, invariances, extensivity, smoothness,
+and geometry sensitivity in elemental solids (where upstream's gated mean is blind)."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, fcc111, molecule
+from scipy.spatial.transform import Rotation
+
+from alignn_ase import batch_graphs, build_graph, evaluate, load_model
+
+from .conftest import UPSTREAM
+from .helpers import calc64, random_crystal, smooth_model
+
+
+def energy(atoms, calc):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forces_match_central_differences(seed):
+    atoms = random_crystal("Si2O3Na", seed=seed)
+    atoms.calc = calc64()
+    forces = atoms.get_forces()
+    h = 1e-5
+    fd = np.zeros_like(forces)
+    for i in range(len(atoms)):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, k] += h
+            minus.positions[i, k] -= h
+            fd[i, k] = -(energy(plus, atoms.calc) - energy(minus, atoms.calc)) / (2 * h)
+    assert np.abs(forces).max() > 1e-2
+    assert np.abs(fd - forces).max() <= 1e-6 * np.abs(forces).max()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_stress_matches_finite_strain(seed):
+    atoms = random_crystal("MgAl2O4", seed=seed, a=4.2)
+    atoms.calc = calc64()
+    stress = atoms.get_stress(voigt=False)
+    h = 1e-5
+    fd = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            for sign in (1, -1):
+                eps = np.zeros((3, 3))
+                eps[i, j] += sign * h / 2
+                eps[j, i] += sign * h / 2
+                strained = atoms.copy()
+                strained.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+                fd[i, j] += sign * energy(strained, atoms.calc) / (2 * h)
+    fd /= atoms.get_volume()
+    assert np.abs(stress).max() > 1e-4
+    assert np.abs(fd - stress).max() <= 1e-6 * np.abs(stress).max()
+
+
+def test_stress_sign_is_ase_convention():
+    """Positive stress = tensile: a crystal squeezed into the ZBL wall pushes outwards (negative stress)."""
+    atoms = bulk("Cu", "fcc", a=3.0)
+    calc = calc64(smooth_model(zbl_cutoff=2.3))
+    atoms.calc = calc
+    s = atoms.get_stress()
+    v = [_strained(atoms, 1 + sign * 1e-5) for sign in (1, -1)]
+    de_dv = (energy(v[0], calc) - energy(v[1], calc)) / (v[0].get_volume() - v[1].get_volume())
+    # ASE: stress = (1/V) dE/d(strain); for isotropic strain trace(stress)/3 = dE/dV (eV/Å³).
+    assert np.isclose(s[:3].mean(), de_dv, rtol=1e-6)
+    assert s[:3].mean() < 0
+
+
+def test_invariances():
+    atoms = random_crystal("ZnS2O", seed=5)
+    calc = calc64()
+    atoms.calc = calc
+    e0, f0, s0 = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+
+    moved = atoms.copy()
+    moved.translate([0.37, -1.2, 2.9])
+    assert np.isclose(energy(moved, calc), e0, rtol=1e-10)
+
+    wrapped = moved.copy()
+    wrapped.wrap()
+    assert np.isclose(energy(wrapped, calc), e0, rtol=1e-10)
+
+    rot = Rotation.from_rotvec([0.9, 0.5, 0.3]).as_matrix()
+    rotated = atoms.copy()
+    rotated.set_cell(atoms.cell.array @ rot.T, scale_atoms=False)
+    rotated.positions = atoms.positions @ rot.T
+    rotated.calc = calc
+    assert np.isclose(rotated.get_potential_energy(), e0, rtol=1e-10)
+    assert np.allclose(rotated.get_forces(), f0 @ rot.T, atol=1e-10)
+    assert np.allclose(rotated.get_stress(voigt=False), rot @ s0 @ rot.T, atol=1e-12)
+
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    permuted = atoms[perm]
+    permuted.calc = calc
+    assert np.isclose(permuted.get_potential_energy(), e0, rtol=1e-10)
+    assert np.allclose(permuted.get_forces(), f0[perm], atol=1e-10)
+
+
+def test_supercell_extensivity():
+    atoms = random_crystal("Si2O3Na", seed=2)
+    calc = calc64()
+    e1 = energy(atoms, calc)
+    big = atoms.repeat((2, 2, 2))
+    big.calc = calc
+    assert np.isclose(big.get_potential_energy(), 8 * e1, rtol=1e-10)
+    assert np.allclose(big.get_stress(), energy_stress(atoms, calc), atol=1e-10)
+    assert np.isclose(big.get_potential_energies().sum(), big.get_potential_energy(), rtol=1e-12)
+
+
+def energy_stress(atoms, calc):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return atoms.get_stress()
+
+
+def test_energy_is_smooth_across_both_cutoffs():
+    """Atom 2 crosses the three-body cutoff of bond 0-2, then the pair cutoff: the energy has
+    no jump (the difference quotient across the cutoff is the force) and no kink (the force is
+    the same on both sides)."""
+    model = smooth_model()
+    calc = calc64(model)
+
+    def at(x):
+        atoms = Atoms("CNO", positions=[[0, 0, 0], [1.3, 0, 0], [-x, 0, 0]])
+        atoms.calc = calc
+        return atoms.get_potential_energy(), atoms.get_forces()[2, 0]  # dE/dx, as position = -x
+
+    h = 1e-6
+    for r_cut in (model.config.three_body_cutoff, model.config.cutoff):
+        (e_in, g_in), (e_out, g_out) = at(r_cut - h), at(r_cut + h)
+        quotient = (e_out - e_in) / (2 * h)
+        assert abs(quotient - g_in) < 1e-5 and abs(quotient - g_out) < 1e-5, (r_cut, quotient, g_in, g_out)
+    (_, g_far) = at(model.config.cutoff + 0.1)
+    assert g_far == 0.0
+
+
+def test_upstream_gated_mean_is_blind_but_smooth_model_sees_elemental_geometry():
+    si = bulk("Si", "diamond", a=5.43, cubic=True)
+    si.rattle(0.05, seed=1)
+    smooth = calc64()
+    si.calc = smooth
+    assert np.abs(si.get_forces()).max() > 1e-2
+    e = [energy(_strained(si, s), smooth) / len(si) for s in (0.97, 1.0, 1.03)]
+    assert max(e) - min(e) > 1e-3  # eV/atom across +-3 % strain
+
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    cu.rattle(0.05, seed=2)
+    cu.calc = smooth
+    assert np.abs(cu.get_forces()).max() > 1e-2
+
+    # The upstream architecture (gated normalised mean) at random weights: nearly blind.
+    upstream = calc64(load_model(UPSTREAM / "pure_2_2_64_cgcnn"))
+    si.calc = upstream
+    assert np.abs(si.get_forces()).max() < 1e-4
+
+
+def _strained(atoms, scale):
+    out = atoms.copy()
+    out.set_cell(atoms.cell * scale, scale_atoms=True)
+    return out
+
+
+def test_batched_graph_matches_single_structures():
+    model = smooth_model().double()
+    systems = [random_crystal("Si2O3Na", seed=0), bulk("Cu", "fcc", a=3.6), molecule("H2O")]
+    systems[2].center(vacuum=4.0)
+    graphs = [build_graph(a, model.graph_settings, torch.float64) for a in systems]
+    batch = evaluate(model, batch_graphs(graphs), stress=False)
+    start = 0
+    for g in graphs:
+        single = evaluate(model, g, stress=False)
+        n = g.num_atoms
+        assert torch.allclose(batch["forces"][start : start + n], single["forces"], atol=1e-10)
+        start += n
+    singles = torch.cat([evaluate(model, g, stress=False)["energy"] for g in graphs])
+    assert torch.allclose(batch["energy"], singles, rtol=1e-12)
+
+
+def test_valid_unusual_inputs():
+    calc = calc64()
+    lone = Atoms("Fe", positions=[[0, 0, 0]])
+    lone.calc = calc
+    assert np.isfinite(lone.get_potential_energy())
+    assert np.allclose(lone.get_forces(), 0)
+
+    mol = molecule("CH4")  # no cell at all
+    mol.calc = calc
+    assert np.isfinite(mol.get_potential_energy())
+    assert np.abs(mol.get_forces().sum(axis=0)).max() < 1e-10  # no net force on a free molecule
+
+    slab = fcc111("Pt", size=(2, 2, 3), vacuum=6.0)  # pbc (T, T, F)
+    slab.calc = calc
+    assert np.isfinite(slab.get_stress()).all()
+    periodic = slab.copy()
+    periodic.pbc = True  # 12 Å of vacuum > cutoff: identical
+    assert np.isclose(energy(periodic, calc), slab.get_potential_energy(), rtol=1e-12)
