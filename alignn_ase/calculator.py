@@ -86,7 +86,7 @@ class ALIGNNCalculator(Calculator):
         self.model = _as_model(model).to(device=self.device, dtype=self.dtype).eval()
         if not self.model.is_potential:
             raise CheckpointError(
-                f"{getattr(self.model, 'source', 'model')} is a property model ({self.model.property_name!r}); "
+                f"{self.model.source or 'this model'} is a property model ({self.model.property_name!r}); "
                 "pass it as properties=[...] next to a potential"
             )
         self.property_models: dict[str, ALIGNNModel] = {}
@@ -100,15 +100,10 @@ class ALIGNNCalculator(Calculator):
                 raise InvalidArgumentError(f"property name {name!r} is used twice; pass a mapping to rename")
             self.property_models[name] = m
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"]
-        if self._has_site_energies():
+        if self.model.has_site_energies:
             self.implemented_properties.append("energies")
         self.implemented_properties += list(self.property_models)
         self.n_model_evaluations = 0
-
-    def _has_site_energies(self) -> bool:
-        from .nn.smooth import SmoothALIGNN
-
-        return isinstance(self.model, SmoothALIGNN)
 
     def calculate(
         self,

@@ -8,7 +8,7 @@ bond vectors are computed in torch from positions and cell
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
@@ -55,9 +55,6 @@ class GraphSettings:
             raise InvalidArgumentError(
                 f"three_body_cutoff must lie in (0, cutoff={self.cutoff}] Å, got {self.three_body_cutoff!r}"
             )
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def validate_atoms(atoms: Atoms) -> None:
@@ -151,17 +148,6 @@ class AtomGraph:
         c = self.cell if cell is None else cell
         offsets = torch.bmm(self.shift.unsqueeze(1), c[self.edge_graph]).squeeze(1)
         return pos[self.dst] - pos[self.src] + offsets
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "AtomGraph":
-        """Move to ``device``; floating tensors (positions, cell, shift) cast to ``dtype``."""
-        out = {}
-        for f in fields(self):
-            t = getattr(self, f.name)
-            if t.is_floating_point():
-                out[f.name] = t.to(device=device, dtype=dtype)
-            else:
-                out[f.name] = t.to(device=device)
-        return AtomGraph(**out)
 
 
 def _edges(atoms: Atoms, settings: GraphSettings) -> Edges:

@@ -28,9 +28,14 @@ class ALIGNNModel(nn.Module):
         graph_settings: how this model's graphs are built.
         min_distance: atoms closer than this (Å) are rejected as overlapping.
         property_name: the target of a property model (None for potentials).
+        card: the model card text, when loaded from a file that has one.
+        source: the path it was loaded from.
     """
 
     is_potential: bool = True
+    has_site_energies: bool = False
+    card: str | None = None
+    source: str | None = None
 
     def __init__(
         self,

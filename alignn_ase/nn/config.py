@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -20,7 +21,7 @@ def _check_value(name: str, value: Any, annotation: Any, where: str) -> Any:
         if value not in get_args(annotation):
             raise CheckpointError(f"{where}: field {name!r} must be one of {get_args(annotation)}, got {value!r}")
         return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         args = get_args(annotation)
         if value is None and type(None) in args:
             return None

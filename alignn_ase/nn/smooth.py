@@ -52,6 +52,8 @@ class SmoothConfig:
 class SmoothALIGNN(ALIGNNModel):
     """Smooth, extensive ALIGNN potential; energy in eV, per-atom energies in eV."""
 
+    has_site_energies = True
+
     def __init__(self, config: SmoothConfig):
         settings = GraphSettings("radius", config.cutoff, three_body_cutoff=config.three_body_cutoff)
         super().__init__(settings, config.atom_features, config.elements, config.min_distance)
