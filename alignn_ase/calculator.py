@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,8 +16,6 @@ from .errors import CheckpointError, InvalidArgumentError
 from .graph import build_graph
 from .io import load_model
 from .nn.base import ALIGNNModel
-
-logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ModelSpec = str | Path | ALIGNNModel

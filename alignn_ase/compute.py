@@ -2,8 +2,10 @@
 
 Forces are -dE/d(positions) and stress is (1/V) dE/d(strain), the derivative
 with respect to a symmetric strain applied to positions and cell together
-(ASE sign: positive = tensile). ``create_graph`` is only set when training on
-forces.
+(ASE sign: positive = tensile). ``create_graph=True`` keeps every output
+differentiable with respect to the model's parameters, for training; at
+inference it stays False, so no second-order graph is built and property
+models run without autograd.
 """
 
 from __future__ import annotations
