@@ -1,0 +1,211 @@
+"""The training config: one validated YAML or JSON file, errors that name the field.
+
+Example (YAML)::
+
+    output_dir: runs/formation_energy
+    task: {kind: regression, target: formation_energy_peratom, loss: l1}
+    data: {path: dft_3d.json, format: jarvis_json}
+    model: {architecture: alignn, params: {alignn_layers: 4, gcn_layers: 4}}
+    optim: {epochs: 300, batch_size: 64, lr: 0.001}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..errors import ConfigError
+from ..nn.config import parse_config
+
+Architecture = Literal["alignn_ase_smooth", "alignn", "alignn_atomwise", "alignn_atomwise_pure"]
+DataFormat = Literal["auto", "jarvis_json", "id_prop", "extxyz", "ase_db"]
+
+
+@dataclass
+class TaskConfig:
+    """What is learned.
+
+    Attributes:
+        kind: ``regression`` (one scalar per structure), ``classification``
+            (class index per structure) or ``forcefield`` (energy, forces,
+            stress).
+        target: the property key (regression / classification).
+        loss: ``mse``, ``l1`` or ``huber`` (regression and each force-field term).
+        huber_delta: Huber loss threshold, in the units of each term.
+        num_classes: classes of a classification task.
+        threshold: turn a numeric property into two classes: 1 if value > threshold.
+        energy_weight: weight of the energy-per-atom term (eV/atom).
+        force_weight: weight of the force term (eV/Å).
+        stress_weight: weight of the stress term (GPa).
+    """
+
+    kind: Literal["regression", "classification", "forcefield"] = "regression"
+    target: str | None = None
+    loss: Literal["mse", "l1", "huber"] = "mse"
+    huber_delta: float = 0.01
+    num_classes: int = 2
+    threshold: float | None = None
+    energy_weight: float = 1.0
+    force_weight: float = 10.0
+    stress_weight: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    """Where structures and labels come from and how they are split.
+
+    Attributes:
+        path: a JARVIS-style JSON file, an ``id_prop.csv`` folder, an extxyz
+            file or an ASE database.
+        format: reader; ``auto`` guesses from the path.
+        id_key: record id field of JARVIS JSON / ASE db key-value pairs.
+        skip_invalid: skip (and count) bad records instead of raising.
+        split_ratios: train/val/test fractions (used unless ``split_counts``
+            or ``split_file``).
+        split_counts: train/val/test numbers of structures.
+        split_file: a JSON file ``{"train": [ids], "val": [ids], "test": [ids]}``.
+        cache_dir: where built graphs are cached (default ``<output_dir>/graph_cache``).
+        in_memory: keep built graphs in RAM; ``false`` streams them from the
+            cache for datasets larger than memory.
+    """
+
+    path: str = ""
+    format: DataFormat = "auto"
+    id_key: str = "jid"
+    skip_invalid: bool = False
+    split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_counts: list[int] | None = None
+    split_file: str | None = None
+    cache_dir: str | None = None
+    in_memory: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """The network.
+
+    Attributes:
+        architecture: ``alignn_ase_smooth`` (our force field), ``alignn``
+            (the paper's property model) or upstream's force-field models.
+        params: hyperparameters of the architecture's own config
+            (:class:`~alignn_ase.nn.smooth.SmoothConfig`,
+            :class:`~alignn_ase.nn.upstream.ALIGNNConfig`, ...).
+        graph: graph settings of upstream architectures (``neighbor_strategy``,
+            ``cutoff``, ``max_neighbors``, ``use_canonize``, ``atom_features``).
+        init_from: fine-tune from this checkpoint (name or path, ours or
+            upstream's); ``architecture``/``params``/``graph`` are then ignored.
+        freeze: parameter-name prefixes to keep fixed (e.g. ``atom_embedding``,
+            ``alignn_layers.0``).
+    """
+
+    architecture: Architecture = "alignn_ase_smooth"
+    params: dict[str, Any] = field(default_factory=dict)
+    graph: dict[str, Any] = field(
+        default_factory=lambda: {"neighbor_strategy": "k-nearest", "cutoff": 8.0, "max_neighbors": 12}
+    )
+    init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule (ALIGNN's defaults: AdamW, OneCycle).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: structures per step (per process under torchrun).
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay.
+        scheduler: ``onecycle``, ``cosine`` or ``none``.
+        grad_clip: max gradient norm (``null`` disables clipping).
+        ema_decay: exponential moving average of weights (``null`` disables);
+            the averaged weights are validated and saved.
+        patience: stop after this many epochs without a better validation loss.
+    """
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    scheduler: Literal["onecycle", "cosine", "none"] = "onecycle"
+    grad_clip: float | None = 10.0
+    ema_decay: float | None = None
+    patience: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run.
+
+    Attributes:
+        output_dir: checkpoints, metrics, plots and predictions go here.
+        seed: seeds the split, initial weights and batch order.
+        device: ``cpu``, ``cuda`` or ``null`` (CUDA if available).
+        dtype: ``float32`` or ``float64``.
+        resume: continue from ``output_dir``'s last checkpoint if there is one.
+        card: model-card text written beside the saved models.
+    """
+
+    output_dir: str = "alignn_ase_run"
+    seed: int = 0
+    device: str | None = None
+    dtype: Literal["float32", "float64"] = "float32"
+    resume: bool = True
+    card: str | None = None
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        t, d, o = self.task, self.data, self.optim
+        if not d.path:
+            raise ConfigError("config: field 'data.path' is required")
+        if t.kind != "forcefield" and not t.target:
+            raise ConfigError(f"config: field 'task.target' is required for a {t.kind} task")
+        if t.kind == "forcefield" and self.model.architecture == "alignn":
+            raise ConfigError("config: field 'model.architecture' 'alignn' is a property model; use a force field")
+        if t.kind != "forcefield" and self.model.architecture == "alignn_ase_smooth" and not self.model.init_from:
+            raise ConfigError(
+                "config: field 'model.architecture' 'alignn_ase_smooth' is a force field; use 'alignn' for properties"
+            )
+        if t.kind == "classification" and t.num_classes < 2:
+            raise ConfigError(f"config: field 'task.num_classes' must be >= 2, got {t.num_classes}")
+        if len(d.split_ratios) != 3 or any(r < 0 for r in d.split_ratios) or not 0.99 < sum(d.split_ratios) < 1.01:
+            raise ConfigError(f"config: field 'data.split_ratios' must be 3 fractions summing to 1, got {d.split_ratios}")
+        if d.split_counts is not None and (len(d.split_counts) != 3 or any(c < 0 for c in d.split_counts)):
+            raise ConfigError(f"config: field 'data.split_counts' must be 3 non-negative counts, got {d.split_counts}")
+        for name in ("epochs", "batch_size"):
+            if getattr(o, name) < 1:
+                raise ConfigError(f"config: field 'optim.{name}' must be >= 1, got {getattr(o, name)}")
+        if not o.lr > 0:
+            raise ConfigError(f"config: field 'optim.lr' must be positive, got {o.lr}")
+        if o.ema_decay is not None and not 0 < o.ema_decay < 1:
+            raise ConfigError(f"config: field 'optim.ema_decay' must lie in (0, 1), got {o.ema_decay}")
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.data.cache_dir) if self.data.cache_dir else Path(self.output_dir) / "graph_cache"
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    """Validate a config mapping; raises :class:`~alignn_ase.errors.ConfigError` naming the bad field."""
+    return parse_config(TrainConfig, data, where, error=ConfigError, strict=True)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML (``.yaml``/``.yml``) or JSON training config."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read training config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+    return config_from_dict(data, str(path))

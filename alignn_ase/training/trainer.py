@@ -1,0 +1,409 @@
+"""The training loop: AdamW, OneCycle/cosine, clipping, EMA, early stopping, resumable checkpoints, torchrun.
+
+Files written to ``output_dir``:
+
+- ``split.json`` — the train/val/test ids;
+- ``best_model/`` and ``last_model/`` — loadable checkpoints in alignn-ase's
+  format (``load_model(path)``, ``ALIGNNCalculator(model=path)``);
+- ``train_state.pt`` — optimiser, scheduler, EMA and loop state for resuming;
+- ``metrics.csv`` / ``metrics.json`` — one row per epoch;
+- ``test_metrics.json``, ``predictions_test.csv`` and parity plots (PNG).
+
+Under ``torchrun`` every process trains on its slice of each global batch
+and DistributedDataParallel averages gradients (gloo on CPU, NCCL on GPU);
+rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from ..calculator import resolve_device, resolve_dtype
+from ..errors import ConfigError
+from ..io import FORMAT, FORMAT_VERSION, build_model, load_model, save_model
+from ..nn.base import ALIGNNModel
+from ..nn.smooth import SmoothALIGNN
+from .config import TrainConfig, config_from_dict, load_config
+from .data import read_dataset
+from .graphs import GraphDataset, Sample, collate, epoch_batches, to_device
+from .splits import load_split, make_split, save_split
+from .tasks import Task, make_task
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the best checkpoint, test metrics (units in the metric names) and per-epoch history."""
+
+    output_dir: Path
+    best_model: Path
+    test_metrics: dict[str, float]
+    history: list[dict[str, float]]
+
+
+class _Objective(nn.Module):
+    """Model + task as one module, so DistributedDataParallel wraps the whole prediction (forces included)."""
+
+    def __init__(self, model: ALIGNNModel, task: Task):
+        super().__init__()
+        self.model = model
+        self.task = task
+
+    def forward(self, graph: Any) -> dict[str, torch.Tensor]:
+        return self.task.predict(self.model, graph, training=True)
+
+
+@dataclass
+class _Dist:
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "_Dist":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        if self.world_size == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.tolist()
+
+
+def _make_model(cfg: TrainConfig) -> ALIGNNModel:
+    m, t = cfg.model, cfg.task
+    if m.init_from:
+        model = load_model(m.init_from)
+        logger.info("fine-tuning from %s", model.source)
+        if t.kind == "forcefield" and not model.is_potential:
+            raise ConfigError(f"config: model.init_from {m.init_from!r} is a property model, not a force field")
+        if t.kind != "forcefield":
+            if model.is_potential:
+                raise ConfigError(f"config: model.init_from {m.init_from!r} is a force field, not a property model")
+            model.property_name = t.target
+    else:
+        params = dict(m.params)
+        if m.architecture == "alignn_ase_smooth":
+            config: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                                      "architecture": m.architecture, "model": params}
+        else:
+            if t.kind == "classification":
+                params.update(classification=True, num_classes=t.num_classes)
+            if t.kind != "forcefield" and m.architecture != "alignn":
+                params.setdefault("calculate_gradient", False)
+            config = {**m.graph, "model": {"name": m.architecture, **params}, "target": t.target}
+        model = build_model(config, "config: model")
+    frozen = [name for name, p in model.named_parameters() if any(name.startswith(f) for f in m.freeze)]
+    if m.freeze and not frozen:
+        raise ConfigError(f"config: model.freeze {m.freeze} matches no parameter name")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen)
+    if frozen:
+        logger.info("froze %d parameter tensors", len(frozen))
+    return model
+
+
+def _init_output(model: ALIGNNModel, dataset: GraphDataset, task: str) -> None:
+    """Start a fresh model's output at the training data's scale.
+
+    Smooth force fields get per-element reference energies from a
+    least-squares fit of energy to composition (eV/atom); property regressors
+    get the training mean as output bias.
+    """
+    if task == "forcefield" and isinstance(model, SmoothALIGNN):
+        numbers = sorted({int(z) for n in dataset.numbers for z in n})
+        counts = np.array([[np.count_nonzero(n == z) for z in numbers] for n in dataset.numbers], dtype=float)
+        energy = np.array([float(dataset[i][1]["energy"][0]) for i in range(len(dataset))])
+        ref, *_ = np.linalg.lstsq(counts, energy, rcond=None)
+        with torch.no_grad():
+            model.reference_energies[numbers] = torch.as_tensor(ref, dtype=model.reference_energies.dtype)
+        logger.info("reference energies fitted for %d elements", len(numbers))
+    elif task == "regression" and hasattr(model, "fc") and model.config.link == "identity":
+        mean = float(np.mean([float(dataset[i][1]["target"][0]) for i in range(len(dataset))]))
+        with torch.no_grad():
+            model.fc.bias.fill_(mean)
+
+
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int) -> Any:
+    o = cfg.optim
+    if o.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=max(total_steps, 1))
+    if o.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
+    return None
+
+
+def _card(cfg: TrainConfig, model: ALIGNNModel, sizes: dict[str, int], metrics: dict[str, Any]) -> str:
+    if cfg.card:
+        return cfg.card
+    kind = "force field" if cfg.task.kind == "forcefield" else f"{cfg.task.kind} model for {cfg.task.target!r}"
+    lines = [
+        f"# {type(model).__name__} {kind}",
+        "",
+        f"Trained by `alignn-ase train` on `{cfg.data.path}`: "
+        f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test structures (split in split.json).",
+        "",
+        "Metrics (units in the names):",
+        "",
+        "```json",
+        json.dumps(metrics, indent=1),
+        "```",
+        "",
+        "Training config:",
+        "",
+        "```json",
+        json.dumps(asdict(cfg), indent=1),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _eval_batches(n: int, batch_size: int, d: _Dist) -> list[list[int]]:
+    mine = list(range(d.rank, n, d.world_size))
+    return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+def _run_eval(
+    model: ALIGNNModel, task: Task, dataset: GraphDataset, batches: list[list[int]], device: torch.device,
+    dtype: torch.dtype, d: _Dist, rows: list[dict[str, Any]] | None = None,
+) -> tuple[float, dict[str, float]]:
+    """Mean loss and metrics over ``dataset`` (summed across processes)."""
+    model.eval()
+    loss_sum, count, sums = 0.0, 0, {}
+    for idx in batches:
+        batch = to_device(collate([dataset[i] for i in idx]), device, dtype)
+        pred = task.predict(model, batch[0], training=False)
+        loss_sum += float(task.loss(pred, batch)) * len(idx)
+        count += len(idx)
+        for k, (s, c) in task.errors(pred, batch).items():
+            acc = sums.setdefault(k, [0.0, 0.0])
+            acc[0] += s
+            acc[1] += c
+        if rows is not None:
+            rows.extend(task.rows([dataset.ids[i] for i in idx], pred, batch))
+    keys = sorted(sums)
+    totals = d.all_sum([loss_sum, float(count)] + [x for k in keys for x in sums[k]])
+    metrics = {k: totals[2 + 2 * j] / max(totals[3 + 2 * j], 1.0) for j, k in enumerate(keys)}
+    return totals[0] / max(totals[1], 1.0), metrics
+
+
+def _write_history(out: Path, history: list[dict[str, float]]) -> None:
+    (out / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with (out / "metrics.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(model: ALIGNNModel, folder: Path, card: str) -> None:
+    """Write a model folder so that a kill mid-write never leaves a half-written checkpoint."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    save_model(model, tmp, card)
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp, folder)
+
+
+def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = True) -> TrainResult:
+    """Train a property model or force field as ``config`` says (see :mod:`alignn_ase.training.config`).
+
+    ``config`` is a :class:`TrainConfig`, a mapping, or a YAML/JSON file.
+    With ``resume`` (default) a run whose ``output_dir`` holds a
+    ``train_state.pt`` continues after its last finished epoch with the same
+    weights, optimiser, scheduler and EMA state; batch order depends only on
+    (seed, epoch), so a resumed run repeats the uninterrupted one.
+    """
+    cfg = config if isinstance(config, TrainConfig) else (
+        config_from_dict(config) if isinstance(config, dict) else load_config(config)
+    )
+    d = _Dist.from_env()
+    if d.world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if cfg.device == "cuda" or (cfg.device is None and torch.cuda.is_available()) else "gloo"
+        dist.init_process_group(backend)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and d.world_size > 1:
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    dtype = resolve_dtype(cfg.dtype)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    show = progress and d.main
+    task = make_task(cfg.task)
+    torch.manual_seed(cfg.seed)
+
+    records = read_dataset(
+        cfg.data.path, None if cfg.task.kind == "forcefield" else cfg.task.target, cfg.data.format,
+        cfg.data.id_key, cfg.data.skip_invalid,
+    )
+    ids = [r.id for r in records]
+    state_path = out / STATE_FILE
+    resuming = cfg.resume and state_path.exists()
+    if cfg.data.split_file:
+        split = load_split(cfg.data.split_file, ids)
+    elif resuming and (out / "split.json").exists():
+        split = load_split(out / "split.json", ids)
+    else:
+        split = make_split(ids, cfg.seed, cfg.data.split_ratios, cfg.data.split_counts)
+    if d.main:
+        save_split(split, out / "split.json")
+    by_id = {r.id: r for r in records}
+
+    model = _make_model(cfg)
+    sets = {
+        part: GraphDataset(
+            [by_id[i] for i in split[part]], model.graph_settings, cfg.cache_dir, cfg.task.kind, cfg.task.target,
+            cfg.task.threshold, model.min_distance, cfg.data.in_memory, show,
+        )
+        for part in ("train", "val", "test")
+    }
+    del records, by_id
+    sizes = {k: len(v) for k, v in sets.items()}
+    logger.info("split: %s", sizes)
+    if not cfg.model.init_from:
+        _init_output(model, sets["train"], cfg.task.kind)
+    model.to(device=device, dtype=dtype)
+
+    objective: nn.Module = _Objective(model, task)
+    if d.world_size > 1:
+        # find_unused_parameters: e.g. the last layer's bond update never reaches a node-pooled output.
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = cfg.optim
+    opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    n_train = len(sets["train"])
+    steps_per_epoch = len(epoch_batches(n_train, o.batch_size, cfg.seed, 0, True, d.world_size, d.rank))
+    sched = _scheduler(cfg, opt, o.epochs * steps_per_epoch)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(o.ema_decay)) if o.ema_decay else None
+
+    start, best, stale, history = 0, math.inf, 0, []
+    if resuming:
+        st = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(st["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(st["ema"])
+        start, best, stale, history = st["epoch"], st["best"], st["stale"], st["history"]
+        logger.info("resuming %s after epoch %d", out, start)
+
+    eval_model = ema.module if ema is not None else model
+    val_set = sets["val"] if sizes["val"] else sets["train"]
+    val_batches = _eval_batches(len(val_set), o.batch_size, d)
+    for epoch in range(start, o.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum, count = 0.0, 0
+        batches = epoch_batches(n_train, o.batch_size, cfg.seed, epoch, True, d.world_size, d.rank)
+        for idx in tqdm(batches, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not show, leave=False):
+            batch = to_device(collate([sets["train"][i] for i in idx]), device, dtype)
+            pred = objective(batch[0])
+            loss = task.loss(pred, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower optim.lr?")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if o.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            loss_sum += float(loss.detach()) * len(idx)
+            count += len(idx)
+        train_loss_sum, train_count = d.all_sum([loss_sum, float(count)])
+        val_loss, val_metrics = _run_eval(eval_model, task, val_set, val_batches, device, dtype, d)
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss_sum / train_count,
+               "val_loss": val_loss, **{f"val_{k}": v for k, v in val_metrics.items()},
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        improved = val_loss < best
+        best, stale = (val_loss, 0) if improved else (best, stale + 1)
+        logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+        if d.main:
+            _write_history(out, history)
+            card = _card(cfg, eval_model, sizes, {"epoch": epoch + 1, **row})
+            if improved:
+                _save_checkpoint(eval_model, out / "best_model", card)
+            _save_checkpoint(eval_model, out / "last_model", card)
+            _atomic_save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict() if sched is not None else {},
+                 "ema": ema.state_dict() if ema is not None else {},
+                 "epoch": epoch + 1, "best": best, "stale": stale, "history": history},
+                state_path,
+            )
+        if o.patience is not None and stale >= o.patience:
+            logger.info("early stopping: no better validation loss in %d epochs", o.patience)
+            break
+
+    test_metrics: dict[str, float] = {}
+    if d.world_size > 1:
+        dist.barrier()
+    if d.main:
+        best_model = load_model(out / "best_model").to(device=device, dtype=dtype)
+        if sizes["test"]:
+            rows: list[dict[str, Any]] = []
+            one = _Dist()
+            _run_eval(best_model, task, sets["test"], _eval_batches(sizes["test"], o.batch_size, one), device,
+                      dtype, one, rows)
+            test_metrics = task.summary(rows)
+            _write_predictions(out / "predictions_test.csv", rows)
+            task.plot(rows, out)
+            (out / "test_metrics.json").write_text(json.dumps(test_metrics, indent=1) + "\n")
+            logger.info("test: %s", test_metrics)
+        card = _card(cfg, best_model, sizes, {"best_val_loss": best, "test": test_metrics})
+        (out / "best_model" / "MODEL_CARD.md").write_text(card)
+    if d.world_size > 1:
+        dist.barrier()
+    return TrainResult(out, out / "best_model", test_metrics, history)
+
+
+def _write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})

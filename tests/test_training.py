@@ -1,0 +1,250 @@
+"""Training loop: tasks learn, files are written, resume and DDP reproduce, readers round-trip, bad input is named."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from alignn_ase import ALIGNNCalculator, load_model
+from alignn_ase.errors import ConfigError, DatasetError
+from alignn_ase.training import config_from_dict, read_dataset, train
+
+TINY = {"hidden_features": 16, "embedding_features": 16, "alignn_layers": 1, "gcn_layers": 1}
+
+
+def emt_frames(n: int = 40, seed: int = 0) -> list:
+    """Rattled, strained 4-atom Cu/Al fcc cells labelled by EMT (energy eV, forces eV/Å, stress eV/Å³)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        a = bulk("Cu", "fcc", a=3.7, cubic=True)
+        a.symbols[rng.random(4) < rng.random()] = "Al"
+        a.set_cell(a.cell * (1 + rng.normal(0, 0.02)), scale_atoms=True)
+        a.rattle(0.08, seed=seed * 1000 + i)
+        a.calc = EMT()
+        e, f, s = a.get_potential_energy(), a.get_forces(), a.get_stress()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=s)
+        a.info["id"] = f"s{i}"
+        a.info["epa"] = e / len(a)
+        frames.append(a)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "emt.extxyz"
+    write(path, emt_frames())
+    return path
+
+
+def run_config(out: Path, data: Path, kind: str, **over) -> dict:
+    cfg = {
+        "output_dir": str(out),
+        "dtype": "float64",
+        "device": "cpu",
+        "data": {"path": str(data)},
+        "task": {"kind": kind},
+        "model": {"params": dict(TINY)},
+        "optim": {"epochs": 12, "batch_size": 8, "lr": 3e-3},
+    }
+    if kind != "forcefield":
+        cfg["task"]["target"] = "epa"
+        cfg["model"]["architecture"] = "alignn"
+    for key, value in over.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    return cfg
+
+
+def test_regression_learns_and_writes_outputs(tmp_path, dataset):
+    result = train(run_config(tmp_path, dataset, "regression"), progress=False)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.3 * losses[0]
+    for name in ("metrics.csv", "metrics.json", "test_metrics.json", "predictions_test.csv", "parity.png", "split.json"):
+        assert (tmp_path / name).is_file(), name
+    assert set(result.test_metrics) >= {"mae", "mad", "mad_mae"}
+    model = load_model(result.best_model)
+    assert model.property_name == "epa" and not model.is_potential
+
+
+def test_classification_learns(tmp_path, dataset):
+    frames = emt_frames()
+    threshold = float(np.median([a.info["epa"] for a in frames]))
+    cfg = run_config(tmp_path, dataset, "classification", task={"threshold": threshold}, optim={"epochs": 15})
+    result = train(cfg, progress=False)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.6 * losses[0]
+    assert set(result.test_metrics) >= {"accuracy", "roc_auc"}
+    assert (tmp_path / "class_probabilities.png").is_file()
+
+
+def test_forcefield_reduces_force_error_and_loads_in_calculator(tmp_path, dataset):
+    result = train(run_config(tmp_path, dataset, "forcefield"), progress=False)
+    fmae = [h["val_force_mae_eV_per_A"] for h in result.history]
+    assert min(fmae[-3:]) < 0.7 * fmae[0]
+    assert {"energy_mae_eV_per_atom", "force_mae_eV_per_A", "stress_mae_GPa"} <= set(result.test_metrics)
+    atoms = emt_frames(1, seed=7)[0]
+    atoms.calc = ALIGNNCalculator(model=result.best_model, device="cpu")
+    assert np.isfinite(atoms.get_forces()).all()
+
+
+def test_property_model_attaches_to_calculator_and_finetune_freezes(tmp_path, dataset):
+    prop = train(run_config(tmp_path / "p", dataset, "regression", optim={"epochs": 2}), progress=False)
+    ff = train(run_config(tmp_path / "f", dataset, "forcefield", optim={"epochs": 1}), progress=False)
+    atoms = emt_frames(1, seed=9)[0]
+    atoms.calc = ALIGNNCalculator(model=ff.best_model, properties=[prop.best_model], device="cpu")
+    value = atoms.calc.get_property("epa", atoms)
+    atoms.positions[0] += 0.2
+    assert atoms.calc.get_property("epa", atoms) != value
+
+    cfg = run_config(tmp_path / "ft", dataset, "forcefield", optim={"epochs": 2},
+                     model={"init_from": str(ff.best_model), "freeze": ["atom_embedding", "alignn_layers"]})
+    tuned = load_model(train(cfg, progress=False).best_model)
+    before = load_model(ff.best_model)
+    old = dict(before.named_parameters())
+    changed = {name for name, p in tuned.named_parameters() if not torch.equal(p, old[name])}
+    assert not {n for n in changed if n.startswith(("atom_embedding", "alignn_layers"))}
+    assert {"readout.0.weight", "edge_embedding.1.layer.0.weight", "gcn_layers.0.src_update.weight"} <= changed
+
+
+def _history(out: Path) -> list[dict]:
+    path = out / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, dataset):
+    over = {"optim": {"epochs": 8, "ema_decay": 0.8}}
+    full = train(run_config(tmp_path / "full", dataset, "forcefield", **over), progress=False)
+
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(run_config(tmp_path / "killed", dataset, "forcefield", **over)))
+    proc = subprocess.Popen([sys.executable, "-m", "alignn_ase.training", str(cfg_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(_history(tmp_path / "killed")) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(_history(tmp_path / "killed"))
+    assert 2 <= done < 8, f"the run should have been killed mid-way, it finished {done} epochs"
+
+    resumed = train(str(cfg_path), progress=False)
+    assert [h["epoch"] for h in resumed.history] == list(range(1, 9))
+    for a, b in zip(full.history, resumed.history):
+        for key in ("train_loss", "val_loss", "val_force_mae_eV_per_A"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), (a["epoch"], key)
+
+
+def test_two_process_ddp_matches_single_process(tmp_path, dataset):
+    single = train(run_config(tmp_path / "one", dataset, "forcefield", optim={"epochs": 3, "batch_size": 8}),
+                   progress=False)
+    cfg_path = tmp_path / "ddp.json"
+    cfg_path.write_text(json.dumps(run_config(tmp_path / "two", dataset, "forcefield",
+                                              optim={"epochs": 3, "batch_size": 4})))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+         "-m", "alignn_ase.training", str(cfg_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ddp = _history(tmp_path / "two")
+    assert len(ddp) == 3
+    for a, b in zip(single.history, ddp):
+        for key in ("train_loss", "val_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), (a["epoch"], key)
+
+
+def test_readers_round_trip(tmp_path):
+    frames = emt_frames(3, seed=3)
+    # JARVIS JSON
+    records = [{"jid": f"JVASP-{i}", "epa": a.info["epa"],
+                "atoms": {"lattice_mat": a.cell.tolist(), "coords": a.get_scaled_positions(wrap=False).tolist(),
+                          "elements": a.get_chemical_symbols(), "cartesian": False}} for i, a in enumerate(frames)]
+    (tmp_path / "d.json").write_text(json.dumps(records))
+    got = read_dataset(tmp_path / "d.json", "epa")
+    assert [r.id for r in got] == ["JVASP-0", "JVASP-1", "JVASP-2"]
+    for r, a in zip(got, frames):
+        assert np.allclose(r.atoms.positions, a.positions) and r.labels["epa"] == pytest.approx(a.info["epa"])
+    # id_prop.csv folder
+    folder = tmp_path / "idprop"
+    folder.mkdir()
+    lines = []
+    for i, a in enumerate(frames):
+        write(folder / f"POSCAR-{i}", a, format="vasp")
+        lines.append(f"POSCAR-{i},{a.info['epa']}")
+    (folder / "id_prop.csv").write_text("\n".join(lines) + "\n")
+    got = read_dataset(folder, "formation_energy")
+    assert [r.labels["formation_energy"] for r in got] == pytest.approx([a.info["epa"] for a in frames])
+    assert np.allclose(got[1].atoms.positions, frames[1].positions, atol=1e-5)
+    # extxyz with a SinglePointCalculator
+    write(tmp_path / "d.extxyz", frames)
+    got = read_dataset(tmp_path / "d.extxyz")
+    for r, a in zip(got, frames):
+        assert r.labels["energy"] == pytest.approx(a.get_potential_energy())
+        assert np.allclose(r.labels["forces"], a.get_forces()) and np.allclose(r.labels["stress"], a.get_stress())
+    # ASE database
+    from ase.db import connect
+
+    with connect(tmp_path / "d.db") as db:
+        for i, a in enumerate(frames):
+            db.write(a, jid=f"m{i}", epa=a.info["epa"])
+    got = read_dataset(tmp_path / "d.db")
+    assert got[2].labels["energy"] == pytest.approx(frames[2].get_potential_energy())
+    assert read_dataset(tmp_path / "d.db", "epa")[0].id == "m0"
+
+
+def test_bad_records_are_named_or_skipped(tmp_path, caplog):
+    frames = emt_frames(3, seed=4)
+    records = [{"jid": f"J{i}", "epa": a.info["epa"],
+                "atoms": {"lattice_mat": a.cell.tolist(), "coords": a.positions.tolist(),
+                          "elements": a.get_chemical_symbols(), "cartesian": True}} for i, a in enumerate(frames)]
+    records[1]["epa"] = "na"
+    del records[2]["epa"]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(DatasetError, match="record J1: target 'epa' 'na' is not a number"):
+        read_dataset(path, "epa")
+    with caplog.at_level("WARNING"):
+        kept = read_dataset(path, "epa", skip_invalid=True)
+    assert [r.id for r in kept] == ["J0"] and "skipped 2 invalid record(s)" in caplog.text
+
+    folder = tmp_path / "idprop"
+    folder.mkdir()
+    (folder / "POSCAR-0").write_text("not a structure\n")
+    (folder / "id_prop.csv").write_text("POSCAR-0,1.0\n")
+    with pytest.raises(DatasetError, match="record POSCAR-0: cannot read structure"):
+        read_dataset(folder, "x")
+
+    frames[0].calc = None
+    write(tmp_path / "nolabel.extxyz", frames[:1])
+    with pytest.raises(DatasetError, match="no energy label"):
+        read_dataset(tmp_path / "nolabel.extxyz")
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"optim": {"epoch": 3}}, r"optim: unknown field\(s\) \['epoch'\]"),
+        ({"optim": {"lr": "fast"}}, "field 'lr' must be a number"),
+        ({"task": {"loss": "mae"}}, "field 'loss' must be one of"),
+        ({"data": {"split_ratios": [0.5, 0.5, 0.5]}}, "data.split_ratios"),
+        ({"task": {"kind": "regression"}}, "task.target"),
+    ],
+)
+def test_config_errors_name_the_field(patch, message):
+    cfg = {"data": {"path": "x.extxyz"}, "task": {"kind": "forcefield"}}
+    for key, value in patch.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(cfg)
