@@ -7,6 +7,12 @@ catching unrelated bugs. Errors about bad values also subclass ``ValueError``.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
 
 class AlignnAseError(Exception):
     """Base class of every exception alignn-ase raises on purpose."""
@@ -30,3 +36,28 @@ class UnknownModelError(CheckpointError, LookupError):
 
 class InvalidArgumentError(AlignnAseError, ValueError):
     """An unknown property, device, dtype or option value."""
+
+
+class ConfigError(AlignnAseError, ValueError):
+    """A training config with a missing, unknown or ill-typed field."""
+
+
+class DatasetError(AlignnAseError, ValueError):
+    """A dataset file or record that cannot be used: unreadable structure, missing or non-numeric target."""
+
+
+class SimulationError(AlignnAseError, RuntimeError):
+    """A simulation stopped by a safety check: NaN energies or forces, atoms too close, runaway temperature.
+
+    ``atoms`` is the last frame that passed every check (None if the first did
+    not); ``path`` is the file it was written to (None when nothing was written).
+    """
+
+    def __init__(self, message: str, atoms: Atoms | None = None, path: Path | None = None):
+        super().__init__(message)
+        self.atoms = atoms
+        self.path = path
+
+
+class ConvergenceWarning(UserWarning):
+    """An optimisation that stopped at its step limit before reaching its force criterion."""
