@@ -1,0 +1,196 @@
+"""The parent structures of the distillation set, as JSON-serialisable specs.
+
+A spec is a dict with ``id`` (unique, stable), ``group`` (elemental, binary,
+ternary, pyxtal, surface, vacancy, molecule), ``prototype`` and ``species``; the
+builders in :mod:`builders` turn a spec into an :class:`ase.Atoms`. :func:`plan`
+returns the full list in a seeded shuffled order (so any prefix of chunks mixes
+all groups) with a held-out flag per parent, stratified by group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+# --- elemental solids: element -> plausible structures --------------------------------
+_FCC = "Al Cu Ag Au Ni Pd Pt Pb Ca Sr Rh Ir".split()
+_BCC = "Li Na K Rb Cs Ba V Cr Fe Nb Mo Ta W".split()
+_HCP = "Be Mg Sc Ti Co Zn Y Zr Ru Cd Hf Re Os".split()
+ELEMENTAL: dict[str, tuple[str, ...]] = {
+    **{el: ("fcc", "hcp", "bcc") for el in _FCC},
+    **{el: ("bcc", "fcc", "hcp") for el in _BCC},
+    **{el: ("hcp", "fcc", "bcc") for el in _HCP},
+    "C": ("diamond", "sc"),
+    **{el: ("diamond", "sc", "bcc", "fcc") for el in ("Si", "Ge", "Sn")},
+    **{el: ("sc", "bcc") for el in ("P", "As", "Sb", "Bi", "Se", "Te")},
+    **{el: ("fcc", "bcc", "hcp") for el in ("Ga", "In", "Tl")},
+    "Mn": ("bcc", "fcc"),
+}
+
+# --- binary and ternary prototypes: prototype -> formulas (species in site order) -----
+BINARY: dict[str, tuple[tuple[str, ...], ...]] = {
+    "rocksalt": tuple(
+        tuple(p.split("-"))
+        for p in (
+            "Li-F Li-Cl Li-H Na-H Na-F Na-Cl Na-Br K-F K-Cl K-Br K-I Rb-Cl Cs-F Ag-Cl Mg-O Ca-O Sr-O Ba-O "
+            "Mg-S Ca-S Ba-S Pb-S Pb-Te Sn-Te Ti-C Ti-N Zr-C Zr-N Hf-C V-N Nb-C Ta-C Sc-N Ni-O Mn-O Co-O "
+            "Fe-O Cr-N La-N"
+        ).split()
+    ),
+    "cesiumchloride": tuple(
+        tuple(p.split("-"))
+        for p in "Cs-Cl Cs-Br Cs-I Tl-Cl Ni-Al Cu-Zn Fe-Al Co-Al Ag-Mg Cu-Pd Ti-Ni Au-Cd Sc-Cu Ru-Al".split()
+    ),
+    "zincblende": tuple(
+        tuple(p.split("-"))
+        for p in (
+            "Ga-As Ga-P Ga-Sb In-P In-As In-Sb Al-P Al-As Al-Sb Zn-S Zn-Se Zn-Te Cd-Te Cd-Se Cu-Cl Cu-Br "
+            "B-N B-P Si-C"
+        ).split()
+    ),
+    "wurtzite": tuple(tuple(p.split("-")) for p in "Zn-O Ga-N Al-N In-N Cd-S Be-O Zn-S Si-C".split()),
+    # fluorite: cation at 4a, anion at 8c; antifluorite written with the anion first
+    "fluorite": tuple(
+        tuple(p.split("-"))
+        for p in "Ca-F Sr-F Ba-F Cd-F Pb-F Zr-O Hf-O Ce-O O-Li O-Na O-K S-Li Si-Mg".split()
+    ),
+    "rutile": tuple(
+        tuple(p.split("-"))
+        for p in "Ti-O Sn-O Ge-O Mn-O V-O Ru-O Cr-O Ir-O Pb-O Mg-F Zn-F Ni-F Fe-F Mg-H".split()
+    ),
+    # L1_2 A3B: A on face centres, B on corners
+    "L12": tuple(tuple(p.split("-")) for p in "Cu-Au Ni-Al Ni-Fe Pt-Ti Al-Sc Pd-Fe Pt-Al Ir-Nb".split()),
+    "corundum": tuple(tuple(p.split("-")) for p in "Al-O Cr-O Fe-O V-O Ti-O Ga-O".split()),
+}
+TERNARY: dict[str, tuple[tuple[str, ...], ...]] = {
+    # ABX3, A on the cube corner, B in the centre
+    "perovskite": tuple(
+        tuple(p.split("-"))
+        for p in (
+            "Sr-Ti-O Ba-Ti-O Ca-Ti-O Pb-Ti-O K-Nb-O Na-Nb-O K-Ta-O La-Al-O Sr-Zr-O Ba-Zr-O La-Mn-O La-Fe-O "
+            "Sr-Ru-O Ba-Sn-O K-Mg-F Cs-Pb-Br Cs-Pb-I Cs-Sn-I"
+        ).split()
+    ),
+    # AB2O4 normal spinel
+    "spinel": tuple(
+        tuple(p.split("-")) for p in "Mg-Al-O Zn-Al-O Ni-Al-O Mg-Cr-O Zn-Fe-O Co-Al-O Fe-Fe-O Li-Mn-O".split()
+    ),
+    # full Heusler X2YZ
+    "heusler": tuple(
+        tuple(p.split("-")) for p in "Cu-Mn-Al Ni-Mn-Ga Co-Mn-Si Fe-V-Al Co-Ti-Al Ni-Ti-Al".split()
+    ),
+}
+
+# --- random symmetric crystals (pyxtal): species pools -----------------------------------
+PYXTAL_ELEMENTS = "Li Na Mg Al Si K Ca Ti V Cr Fe Co Ni Cu Zn Ga Ge Sr Zr Nb Mo Ag Sn Sb W Pt Au Pb Bi C B P S".split()
+# cation -> usual oxidation state; anion -> |charge|
+PYXTAL_CATIONS = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Zn": 2, "Sr": 2, "Al": 3, "Ga": 3, "Ti": 4,
+                  "Zr": 4, "Sn": 4, "Fe": 2, "Ni": 2, "Cu": 1, "Ag": 1, "Y": 3}
+PYXTAL_ANIONS = {"O": 2, "S": 2, "Se": 2, "F": 1, "Cl": 1, "Br": 1, "N": 3, "P": 3}
+PYXTAL_METALS = "Li Na Mg Al K Ca Ti V Cr Mn Fe Co Ni Cu Zn Ga Zr Nb Mo Pd Ag Sn Pt Au".split()
+N_PYXTAL = {"elemental": 25, "ionic": 40, "intermetallic": 25}
+
+# --- surfaces: facet -> bulk prototype and elements / formulas ---------------------------
+SURFACES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
+    "fcc111": ("fcc", tuple((e,) for e in "Al Cu Ag Au Ni Pd Pt Pb".split())),
+    "fcc100": ("fcc", tuple((e,) for e in "Al Cu Ag Ni Pt".split())),
+    "bcc110": ("bcc", tuple((e,) for e in "Fe W Mo Nb".split())),
+    "bcc100": ("bcc", tuple((e,) for e in "Fe W".split())),
+    "hcp0001": ("hcp", tuple((e,) for e in "Mg Ti Zn Co Ru".split())),
+    "diamond100": ("diamond", (("Si",), ("Ge",))),
+    "diamond111": ("diamond", (("Si",), ("C",))),
+    "rocksalt100": ("rocksalt", tuple(tuple(p.split("-")) for p in "Na-Cl Mg-O K-Cl Ca-O Li-F".split())),
+}
+
+# --- vacancies: (bulk prototype, species, index of the species to remove) ---------------
+VACANCIES: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    *(("fcc", (e,), 0) for e in "Cu Al Ni Ag Pt".split()),
+    *(("bcc", (e,), 0) for e in "Fe W Mo Na".split()),
+    *(("hcp", (e,), 0) for e in "Mg Ti Zn".split()),
+    *(("diamond", (e,), 0) for e in "Si Ge C".split()),
+    ("rocksalt", ("Na", "Cl"), 0), ("rocksalt", ("Na", "Cl"), 1),
+    ("rocksalt", ("Mg", "O"), 0), ("rocksalt", ("Mg", "O"), 1),
+    ("zincblende", ("Ga", "As"), 0), ("rutile", ("Ti", "O"), 1), ("perovskite", ("Sr", "Ti", "O"), 2),
+)
+
+# --- molecules (ase.build.molecule names, G2 set) ----------------------------------------
+MOLECULES = (
+    "H2 N2 O2 F2 Cl2 CO NO HF HCl H2O SH2 NH3 PH3 CH4 SiH4 CO2 SO2 HCN C2H2 C2H4 C2H6 CH3OH H2CO C6H6 "
+    "CH3CN N2H4"
+).split()
+
+TEST_FRACTION = 0.08
+
+
+def _specs(rng: np.random.Generator) -> list[dict]:
+    """All parent specs in catalogue order (before shuffling)."""
+    specs: list[dict] = []
+    for el, protos in ELEMENTAL.items():
+        specs += [{"group": "elemental", "prototype": p, "species": [el]} for p in protos]
+    for group, table in (("binary", BINARY), ("ternary", TERNARY)):
+        for proto, formulas in table.items():
+            specs += [{"group": group, "prototype": proto, "species": list(f)} for f in formulas]
+    specs += _pyxtal_specs(rng)
+    for facet, (bulk_proto, formulas) in SURFACES.items():
+        specs += [{"group": "surface", "prototype": facet, "bulk": bulk_proto, "species": list(f)} for f in formulas]
+    for bulk_proto, species, remove in VACANCIES:
+        specs.append({"group": "vacancy", "prototype": f"{bulk_proto}-vac-{species[remove]}", "bulk": bulk_proto,
+                      "species": list(species), "remove": remove})
+    specs += [{"group": "molecule", "prototype": m, "species": [m]} for m in MOLECULES]
+    for s in specs:
+        s["id"] = f"{s['group']}:{s['prototype']}:{'-'.join(s['species'])}" + (
+            f":{s['n']}" if "n" in s else ""
+        )
+    return specs
+
+
+def _pyxtal_specs(rng: np.random.Generator) -> list[dict]:
+    """Random compositions for pyxtal: elemental, charge-balanced ionic, intermetallic."""
+    specs: list[dict] = []
+    for n in range(N_PYXTAL["elemental"]):
+        el = str(rng.choice(PYXTAL_ELEMENTS))
+        specs.append({"group": "pyxtal", "prototype": "random", "species": [el],
+                      "counts": [int(rng.choice([2, 3, 4, 6, 8]))], "n": n})
+    cations, anions = list(PYXTAL_CATIONS), list(PYXTAL_ANIONS)
+    for n in range(N_PYXTAL["ionic"]):
+        c, a = str(rng.choice(cations)), str(rng.choice(anions))
+        qc, qa = PYXTAL_CATIONS[c], PYXTAL_ANIONS[a]
+        g = int(np.gcd(qc, qa))
+        nc, na = qa // g, qc // g  # neutral formula unit
+        z = max(1, int(rng.integers(1, 4)) if nc + na <= 4 else 1)
+        specs.append({"group": "pyxtal", "prototype": "random", "species": [c, a],
+                      "counts": [nc * z, na * z], "n": n})
+    for n in range(N_PYXTAL["intermetallic"]):
+        a, b = (str(x) for x in rng.choice(PYXTAL_METALS, size=2, replace=False))
+        ratio = [[1, 1], [2, 2], [1, 2], [1, 3], [2, 4], [3, 3]][int(rng.integers(0, 6))]
+        specs.append({"group": "pyxtal", "prototype": "random", "species": [a, b], "counts": ratio, "n": n})
+    return specs
+
+
+def plan(seed: int) -> list[dict]:
+    """Seeded parent list: shuffled, each spec with ``index``, ``seed`` and ``test`` (held out)."""
+    rng = np.random.default_rng(seed)
+    specs = _specs(rng)
+    ids = [s["id"] for s in specs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"duplicate parent ids in the catalogue: {dup}")
+    test_ids: set[str] = set()
+    for group in sorted({s["group"] for s in specs}):
+        members = [s["id"] for s in specs if s["group"] == group]
+        k = max(1, round(TEST_FRACTION * len(members)))
+        test_ids.update(str(x) for x in rng.choice(members, size=k, replace=False))
+    order = rng.permutation(len(specs))
+    out = []
+    for index, k in enumerate(order):
+        s = dict(specs[k])
+        s.update(index=index, seed=int(rng.integers(0, 2**31 - 1)), test=s["id"] in test_ids)
+        out.append(s)
+    return out
+
+
+def plan_digest(specs: list[dict]) -> str:
+    """Short hash of a plan, to refuse resuming chunks made from a different plan."""
+    return hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:16]

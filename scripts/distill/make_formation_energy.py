@@ -1,0 +1,88 @@
+"""Formation-energy labels from the teacher's relaxed structures (for the shipped property model).
+
+Label: ``formation_energy_peratom`` (eV/atom) = (E - sum_el n_el mu_el) / N, where
+E is the teacher's energy of the relaxed structure and mu_el is the lowest teacher
+energy per atom among the relaxed single-element bulk structures of the set (elemental
+and random single-element crystals; molecules in boxes only for elements with no bulk
+structure: H, N, O, F, Cl, ...). Only bulk structures are labelled (surfaces and
+molecules are not); labels beyond +-MAX_ABS eV/atom are teacher artefacts on odd
+random structures and are dropped (counted in the log). It is a property of the
+teacher's potential-energy surface, not DFT: the teacher's own elemental
+references, no MP2020 anion corrections, no experiment.
+
+    /work/venv/bin/python scripts/distill/make_formation_energy.py \
+        --relaxed /work/distill/relaxed.extxyz --out /work/distill/formation_energy.extxyz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+from ase.io import read, write
+
+log = logging.getLogger("formation_energy")
+
+BULK = ("elemental", "pyxtal", "binary", "ternary", "vacancy")
+MAX_ABS = 3.0  # eV/atom
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--relaxed", type=Path, default=Path("/work/distill/relaxed.extxyz"))
+    p.add_argument("--out", type=Path, default=Path("/work/distill/formation_energy.extxyz"))
+    p.add_argument("--references", type=Path, default=Path(__file__).parent / "data" / "elemental_references.json")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    frames = read(args.relaxed, index=":")
+    mu: dict[str, float] = {}
+    source: dict[str, str] = {}
+    for groups in (("elemental", "pyxtal"), ("molecule",)):
+        for atoms in frames:
+            symbols = set(atoms.get_chemical_symbols())
+            if len(symbols) != 1 or atoms.info.get("group") not in groups:
+                continue
+            (el,) = symbols
+            epa = atoms.get_potential_energy() / len(atoms)
+            if (el not in mu or source[el].split(":")[0] in groups) and epa < mu.get(el, float("inf")):
+                mu[el], source[el] = epa, str(atoms.info.get("parent_id"))
+    out, skipped = [], Counter()
+    for atoms in frames:
+        if atoms.info.get("group") not in BULK:
+            continue
+        counts = Counter(atoms.get_chemical_symbols())
+        missing = [el for el in counts if el not in mu]
+        if missing:
+            skipped[",".join(sorted(missing))] += 1
+            continue
+        e_ref = sum(n * mu[el] for el, n in counts.items())
+        e_form = (atoms.get_potential_energy() - e_ref) / len(atoms)
+        if abs(e_form) > MAX_ABS:
+            skipped[f"|E_f| > {MAX_ABS} eV/atom"] += 1
+            continue
+        labelled = atoms.copy()
+        labelled.calc = None
+        labelled.info = {
+            "id": str(atoms.info.get("parent_id")),
+            "formation_energy_peratom": e_form,
+            "group": atoms.info.get("group"),
+            "teacher": atoms.info.get("teacher"),
+        }
+        out.append(labelled)
+    if skipped:
+        log.warning("skipped bulk structures (reason or elements lacking a reference: count): %s", dict(skipped))
+    write(args.out, out)
+    args.references.parent.mkdir(parents=True, exist_ok=True)
+    args.references.write_text(json.dumps(
+        {"unit": "eV/atom", "definition": "lowest teacher energy per atom among relaxed single-element structures",
+         "mu": mu, "from_parent": source}, indent=1, sort_keys=True) + "\n")
+    log.info("%d labelled structures -> %s; %d elemental references -> %s", len(out), args.out, len(mu),
+             args.references)
+
+
+if __name__ == "__main__":
+    main()

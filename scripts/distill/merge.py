@@ -1,0 +1,137 @@
+"""Merge the finished chunks into train / test / relaxed files (runnable at any time).
+
+Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
+``NNNN.extxyz``) and writes, each atomically:
+
+- ``<out>/train.extxyz``: all frames of parents not held out;
+- ``scripts/distill/data/test.extxyz`` (committed): frames of held-out parents (the
+  plan holds out ~8 % of parents per group), capped at ``--max-test-frames`` by a
+  seeded draw; the rest of the held-out frames are dropped, never trained on;
+- ``<out>/relaxed.extxyz``: every relaxed parent with its teacher energy (eV) and
+  ``info["split"]`` (train/test), for formation-energy labels;
+- ``scripts/distill/data/elements.json``: covered elements with parent/frame counts;
+- ``<out>/summary.json``: counts per group and kind, rejected frames, failed parents,
+  labelling time.
+
+    /work/upvenv/bin/python scripts/distill/merge.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.io import read, write
+
+HERE = Path(__file__).resolve().parent
+
+log = logging.getLogger("merge")
+
+
+def write_atomic(path: Path, frames: list[Atoms]) -> None:
+    """Write extxyz to a temporary name and rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp, frames, format="extxyz")
+    tmp.replace(path)
+
+
+def load_chunks(out: Path) -> tuple[list[Atoms], list[dict]]:
+    """Frames and summaries of every finished chunk (a chunk is finished when its .json exists)."""
+    frames: list[Atoms] = []
+    summaries: list[dict] = []
+    for meta in sorted((out / "chunks").glob("[0-9][0-9][0-9][0-9].json")):
+        summaries.append(json.loads(meta.read_text()))
+        frames += read(meta.with_suffix(".extxyz"), index=":", format="extxyz")
+    return frames, summaries
+
+
+def main() -> None:
+    """Merge and report."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("/work/distill"))
+    p.add_argument("--test-file", type=Path, default=HERE / "data" / "test.extxyz")
+    p.add_argument("--elements-file", type=Path, default=HERE / "data" / "elements.json")
+    p.add_argument("--max-test-frames", type=int, default=300)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    header = json.loads((args.out / "plan.json").read_text())
+    test_ids = {s["id"] for s in header["parents"] if s["test"]}
+    frames, summaries = load_chunks(args.out)
+    if not frames:
+        raise SystemExit(f"no finished chunks under {args.out / 'chunks'} yet")
+
+    train = [f for f in frames if f.info["parent_id"] not in test_ids]
+    test_all = [f for f in frames if f.info["parent_id"] in test_ids]
+    rng = np.random.default_rng(header["seed"])
+    keep = np.arange(len(test_all))
+    if len(test_all) > args.max_test_frames:
+        keep = np.sort(rng.choice(len(test_all), size=args.max_test_frames, replace=False))
+    test = [test_all[k] for k in keep]
+    relaxed = [f for f in frames if f.info["kind"] == "relaxed"]
+    for f in relaxed:
+        f.info["split"] = "test" if f.info["parent_id"] in test_ids else "train"
+
+    write_atomic(args.out / "train.extxyz", train)
+    write_atomic(args.test_file, test)
+    write_atomic(args.out / "relaxed.extxyz", relaxed)
+
+    parents_per_el: dict[str, set[str]] = defaultdict(set)
+    frames_per_el: Counter = Counter()
+    for f in frames:
+        for el in set(f.get_chemical_symbols()):
+            parents_per_el[el].add(f.info["parent_id"])
+            frames_per_el[el] += 1
+    elements = {
+        "elements": sorted(parents_per_el),
+        "count": len(parents_per_el),
+        "per_element": {el: {"parents": len(parents_per_el[el]), "frames": frames_per_el[el]}
+                        for el in sorted(parents_per_el)},
+    }
+    args.elements_file.parent.mkdir(parents=True, exist_ok=True)
+    args.elements_file.write_text(json.dumps(elements, indent=1) + "\n")
+
+    parents = [p for s in summaries for p in s["parents"]]
+    skipped: Counter = Counter()
+    for p_ in parents:
+        skipped.update(p_["skipped"])
+    summary = {
+        "teacher": header["teacher"],
+        "chunks_done": len(summaries),
+        "chunks_total": -(-len(header["parents"]) // header["chunk_size"]),
+        "parents_planned": len(header["parents"]),
+        "parents_done": len(parents),
+        "parents_failed": [f for s in summaries for f in s["failed"]],
+        "parents_unconverged": sum(not p_["converged"] for p_ in parents),
+        "frames": len(frames),
+        "frames_train": len(train),
+        "frames_test_heldout": len(test_all),
+        "frames_test_written": len(test),
+        "atoms_total": int(sum(len(f) for f in frames)),
+        "frames_per_group": dict(Counter(f.info["group"] for f in frames)),
+        "parents_per_group": dict(Counter(f.info["group"] for f in relaxed)),
+        "frames_per_kind": dict(Counter(f.info["kind"] for f in frames)),
+        "frames_rejected": dict(skipped),
+        "frames_rejected_total": sum(skipped.values()),
+        "elements": len(parents_per_el),
+        "labelling_seconds": round(sum(s["seconds"] for s in summaries), 1),
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    log.info(
+        "%d/%d chunks, %d parents (%d failed), %d frames: train %d, test %d of %d held out; "
+        "%d relaxed; %d elements; %d frames rejected; %.1f min labelling",
+        summary["chunks_done"], summary["chunks_total"], len(parents), len(summary["parents_failed"]),
+        len(frames), len(train), len(test), len(test_all), len(relaxed), len(parents_per_el),
+        summary["frames_rejected_total"], summary["labelling_seconds"] / 60,
+    )
+    log.info("test file %s: %.2f MB", args.test_file, args.test_file.stat().st_size / 1e6)
+
+
+if __name__ == "__main__":
+    main()

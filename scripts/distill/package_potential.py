@@ -1,0 +1,53 @@
+"""Test a trained force field on the committed held-out set and install it into potentials/<name>/.
+
+Writes ``potentials/<name>/`` (config.json, model.safetensors, MODEL_CARD.md) and
+``scripts/distill/results/<name>_heldout/`` (metrics JSON, predictions CSV, parity plots).
+The card is the file given by ``--card`` with ``{heldout}`` replaced by the measured
+held-out metrics table, so every number in it comes from a committed command.
+
+    /work/venv/bin/python scripts/distill/package_potential.py --run /work/distill/run_default \
+        --name alignn-ase-distill-v1 --card scripts/distill/card_default.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from alignn_ase import load_model, save_model
+from alignn_ase.training import evaluate_dataset
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="training output_dir (holds best_model/)")
+    p.add_argument("--name", required=True, help="potential name (folder under potentials/)")
+    p.add_argument("--card", type=Path, required=True, help="model-card template with a {heldout} placeholder")
+    p.add_argument("--test", type=Path, default=HERE / "data" / "test.extxyz", help="held-out labelled set")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    model = load_model(args.run / "best_model")
+    out = HERE / "results" / f"{args.name}_heldout"
+    metrics = evaluate_dataset(model, args.test, {"kind": "forcefield"}, out, dtype="float64")
+    table = "\n".join(
+        [
+            "| quantity | MAE vs teacher | target |",
+            "|---|---:|---:|",
+            f"| energy (meV/atom) | {1000 * metrics['energy_mae_eV_per_atom']:.1f} | 10 |",
+            f"| force component (eV/Å) | {metrics['force_mae_eV_per_A']:.3f} | 0.05 |",
+            f"| stress component (GPa) | {metrics.get('stress_mae_GPa', float('nan')):.2f} | 0.3 |",
+            f"| structures | {metrics['n']} | |",
+        ]
+    )
+    card = args.card.read_text().replace("{heldout}", table)
+    folder = save_model(model, ROOT / "potentials" / args.name, card)
+    logging.info("installed %s; held-out metrics %s", folder, metrics)
+
+
+if __name__ == "__main__":
+    main()
