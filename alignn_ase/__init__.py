@@ -5,37 +5,64 @@ Public API::
     from alignn_ase import ALIGNNCalculator, load_model
     atoms.calc = ALIGNNCalculator()            # shipped default potential
     atoms.calc = ALIGNNCalculator("path/to/upstream_checkpoint.zip")
+    results = predict(list_of_atoms, batch_size=32)  # many structures per forward/backward pass
+
+    from alignn_ase import relax, run_md, phonons, eos   # workflows on any ASE calculator
 """
 
+from .batch import predict
 from .calculator import ALIGNNCalculator
 from .compute import evaluate
 from .errors import (
     AlignnAseError,
     CheckpointError,
+    ConvergenceWarning,
     InvalidArgumentError,
     InvalidStructureError,
+    SimulationError,
     UnknownModelError,
     UnsupportedElementError,
 )
-from .graph import AtomGraph, GraphSettings, batch_graphs, build_graph
+from .graph import AtomGraph, GraphCache, GraphSettings, batch_graphs, build_graph, build_graphs
 from .io import available_models, load_model, save_model
 
 __version__ = "0.1.0"
+
+#: workflows, imported on first use (they pull in phonopy, matplotlib and ASE's MD and I/O modules).
+_WORKFLOWS = ("eos", "phonons", "relax", "run_md")
+
+
+def __getattr__(name: str):
+    if name in _WORKFLOWS:
+        from . import workflows
+
+        return getattr(workflows, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ALIGNNCalculator",
     "AlignnAseError",
     "AtomGraph",
     "CheckpointError",
+    "ConvergenceWarning",
+    "GraphCache",
     "GraphSettings",
     "InvalidArgumentError",
     "InvalidStructureError",
+    "SimulationError",
     "UnknownModelError",
     "UnsupportedElementError",
     "available_models",
     "batch_graphs",
     "build_graph",
+    "build_graphs",
+    "eos",
     "evaluate",
     "load_model",
+    "phonons",
+    "predict",
+    "relax",
+    "run_md",
     "save_model",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -10,10 +12,12 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
+from tqdm import tqdm
 
 from .compute import evaluate
 from .errors import CheckpointError, InvalidArgumentError
-from .graph import build_graph
+from .graph import AtomGraph, GraphCache, build_graphs, check_skin
+from .neighbors import SELF_TOLERANCE
 from .io import load_model
 from .nn.base import ALIGNNModel
 
@@ -44,8 +48,14 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     raise InvalidArgumentError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'")
 
 
-def _as_model(spec: ModelSpec) -> ALIGNNModel:
-    return spec if isinstance(spec, ALIGNNModel) else load_model(spec)
+def _as_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> ALIGNNModel:
+    """The calculator's own copy of a model: on ``device`` in ``dtype``, eval mode, parameters frozen.
+
+    A model passed as an object is copied, so the caller's model is left as it
+    was (dtype, device, trainable parameters).
+    """
+    model = copy.deepcopy(spec) if isinstance(spec, ALIGNNModel) else load_model(spec)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 class ALIGNNCalculator(Calculator):
@@ -54,19 +64,36 @@ class ALIGNNCalculator(Calculator):
     Args:
         model: ``"default"`` (the shipped default potential), the name of a
             shipped potential, a path to a checkpoint folder or zip (upstream
-            ALIGNN or alignn-ase format), or a loaded model.
+            ALIGNN or alignn-ase format), or a loaded model (the calculator
+            works on its own copy).
         device: ``None`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``.
         dtype: ``"float32"`` or ``"float64"``.
         properties: property models to evaluate at every geometry, as a list
             of names/paths/models (result key: the model's target name) or a
             mapping ``{result_key: name/path/model}``.
+        skin: Verlet skin (Å) for neighbour-list and line-graph reuse between
+            calls (0 disables). It applies to potentials whose graph is every
+            bond within a cut-off (alignn-ase's smooth models): the graph is
+            built with cut-offs widened by ``skin`` and rebuilt only when atoms
+            (or the cell) have moved enough that a bond from outside could have
+            come within a cut-off; results equal a full rebuild to float
+            rounding. Upstream checkpoints (``k-nearest`` or neighbour-capped
+            graphs, discontinuous in the positions) rebuild at every call.
+        compile: run the models through ``torch.compile`` (dynamic shapes).
+            The first call of each new kind of input pays the compilation
+            (tens of seconds on a CPU); later calls are faster.
 
     Results (``calc.results``): ``energy`` and ``free_energy`` (eV), ``forces``
     (eV/Å), ``stress`` (eV/Å³, Voigt order xx yy zz yz xz xy, ASE sign:
-    positive = tensile), ``energies`` (eV per atom, models with site energies
-    only), plus one entry per property model in its target's units. All are
-    computed together in one model evaluation per geometry; ASE's cache
-    (``Calculator.calculate`` / ``check_state``) serves repeated requests.
+    positive = tensile; structures with a 3D cell), ``energies`` (eV per atom,
+    models with site energies only), plus one entry per property model in its
+    target's units. All are computed together in one model evaluation per
+    geometry; ASE's cache (``Calculator.calculate`` / ``check_state``) serves
+    repeated requests. :meth:`predict` evaluates many structures in batches.
+
+    Counters: ``n_model_evaluations`` (potential evaluations, one per
+    geometry or batch) and ``n_graph_builds`` (graphs of the potential built
+    from scratch; with a skin, fewer than geometries).
     """
 
     def __init__(
@@ -75,12 +102,15 @@ class ALIGNNCalculator(Calculator):
         device: str | torch.device | None = None,
         dtype: str | torch.dtype = "float32",
         properties: Sequence[ModelSpec] | Mapping[str, ModelSpec] | None = None,
+        skin: float = 1.0,
+        compile: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
-        self.model = _as_model(model).to(device=self.device, dtype=self.dtype).eval()
+        skin = check_skin(skin)
+        self.model = _as_model(model, self.device, self.dtype)
         if not self.model.is_potential:
             raise CheckpointError(
                 f"{self.model.source or 'this model'} is a property model ({self.model.property_name!r}); "
@@ -89,18 +119,35 @@ class ALIGNNCalculator(Calculator):
         self.property_models: dict[str, ALIGNNModel] = {}
         items = properties.items() if isinstance(properties, Mapping) else [(None, p) for p in properties or []]
         for key, spec in items:
-            m = _as_model(spec).to(device=self.device, dtype=self.dtype).eval()
+            m = _as_model(spec, self.device, self.dtype)
             if m.is_potential:
                 raise InvalidArgumentError(f"{spec!r} is a potential, not a property model")
             name = key or m.property_name
             if name in self.property_models or name in ("energy", "free_energy", "forces", "stress", "energies"):
                 raise InvalidArgumentError(f"property name {name!r} is used twice; pass a mapping to rename")
             self.property_models[name] = m
+        self.compiled = bool(compile)
+        if self.compiled:
+            for m in (self.model, *self.property_models.values()):
+                m.compile(dynamic=True)
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"]
         if self.model.has_site_energies:
             self.implemented_properties.append("energies")
         self.implemented_properties += list(self.property_models)
+        self.skin = skin if self.model.graph_settings.strategy == "radius" else 0.0
+        self._graphs = self._cache(self.model, self.skin)
+        self._property_graphs = {name: self._cache(m, 0.0) for name, m in self.property_models.items()}
         self.n_model_evaluations = 0
+
+    def _cache(self, model: ALIGNNModel, skin: float) -> GraphCache:
+        if model.min_distance <= SELF_TOLERANCE:
+            skin = 0.0  # reuse needs overlapping atoms to be rejected (see GraphCache)
+        return GraphCache(model.graph_settings, self.dtype, self.device, model.min_distance, skin)
+
+    @property
+    def n_graph_builds(self) -> int:
+        """Graphs of the potential built from scratch so far (the rest reused the skin graph)."""
+        return self._graphs.n_builds
 
     def calculate(
         self,
@@ -118,25 +165,87 @@ class ALIGNNCalculator(Calculator):
             )
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        want_stress = bool(atoms.cell.volume > 1e-8)
-        if "stress" in properties and not want_stress:
+        if "stress" in properties and not _has_3d_cell(atoms):
             raise PropertyNotImplementedError("stress needs a 3D cell; this structure's cell volume is 0")
+        graph = self._graphs(atoms)
+        props = {name: cache(atoms) for name, cache in self._property_graphs.items()}
+        (self.results,) = self._evaluate(graph, props, _has_3d_cell(atoms))
 
-        graph = build_graph(atoms, self.model.graph_settings, self.dtype, self.device, self.model.min_distance)
-        out = evaluate(self.model, graph, forces=True, stress=want_stress)
+    def predict(
+        self, structures: Sequence[Atoms], batch_size: int = 32, progress: bool = True
+    ) -> list[dict[str, Any]]:
+        """Evaluate many structures, ``batch_size`` at a time in one forward/backward pass each.
+
+        Returns one dict per structure with the keys and units of
+        ``calc.results`` (``stress`` only for structures with a 3D cell), equal
+        to evaluating them one by one up to float rounding. The structures are
+        not modified and the calculator's state (``calc.results``, the skin
+        graph) is left alone. ``progress`` shows a tqdm bar when there is more
+        than one batch.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+        structures = list(structures)
+        for i, atoms in enumerate(structures):
+            if not isinstance(atoms, Atoms):
+                raise InvalidArgumentError(f"structure {i} is a {type(atoms).__name__}, not an ase.Atoms")
+        results: list[dict[str, Any]] = [{} for _ in structures]
+        starts = range(0, len(structures), batch_size)
+        bar = tqdm(starts, desc="predict", unit="batch", disable=not progress or len(starts) < 2, leave=False)
+        for start in bar:
+            chunk = list(range(start, min(start + batch_size, len(structures))))
+            for want_stress in (True, False):
+                group = [i for i in chunk if _has_3d_cell(structures[i]) == want_stress]
+                if not group:
+                    continue
+                atoms = [structures[i] for i in group]
+                graph = self._build(self.model, atoms)
+                props = {name: self._build(m, atoms) for name, m in self.property_models.items()}
+                for i, res in zip(group, self._evaluate(graph, props, want_stress)):
+                    results[i] = res
+        return results
+
+    def _compile_settings(self) -> contextlib.AbstractContextManager:
+        """With ``compile``: let the compiler trace the data-dependent sizes of
+        :func:`~alignn_ase.nn.layers.edge_endpoints` instead of splitting the graph there,
+        and fall back to eager execution (with a logged warning) where compilation fails."""
+        if not self.compiled:
+            return contextlib.nullcontext()
+        return torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, suppress_errors=True)
+
+    def _build(self, model: ALIGNNModel, structures: list[Atoms]) -> AtomGraph:
+        return build_graphs(structures, model.graph_settings, self.dtype, self.device, model.min_distance)
+
+    def _evaluate(
+        self, graph: AtomGraph, property_graphs: dict[str, AtomGraph], want_stress: bool
+    ) -> list[dict[str, Any]]:
+        """Results of the structures of a (batched) graph, one evaluation per model; ``property_graphs``
+        are the same structures' graphs for each property model."""
+        with self._compile_settings():
+            out = evaluate(self.model, graph, forces=True, stress=want_stress)
         self.n_model_evaluations += 1
-        energy = float(out["energy"][0])
-        results: dict[str, Any] = {
-            "energy": energy,
-            "free_energy": energy,
-            "forces": out["forces"].cpu().numpy().astype(np.float64),
-        }
+        n_atoms = graph.n_atoms.tolist()
+        energy = out["energy"].cpu().numpy().astype(np.float64)
+        forces = np.split(out["forces"].cpu().numpy().astype(np.float64), np.cumsum(n_atoms)[:-1])
+        results: list[dict[str, Any]] = [
+            {"energy": float(e), "free_energy": float(e), "forces": f} for e, f in zip(energy, forces)
+        ]
         if want_stress:
-            results["stress"] = full_3x3_to_voigt_6_stress(out["stress"][0].cpu().numpy().astype(np.float64))
+            stress = out["stress"].cpu().numpy().astype(np.float64)
+            for res, s in zip(results, stress):
+                res["stress"] = full_3x3_to_voigt_6_stress(s)
         if "energies" in out:
-            results["energies"] = out["energies"].cpu().numpy().astype(np.float64)
+            energies = np.split(out["energies"].cpu().numpy().astype(np.float64), np.cumsum(n_atoms)[:-1])
+            for res, e in zip(results, energies):
+                res["energies"] = e
         for name, m in self.property_models.items():
-            g = build_graph(atoms, m.graph_settings, self.dtype, self.device, m.min_distance)
-            value = evaluate(m, g, forces=False, stress=False)["property"][0].cpu().numpy().astype(np.float64)
-            results[name] = float(value) if value.ndim == 0 else value
-        self.results = results
+            with self._compile_settings():
+                values = evaluate(m, property_graphs[name], forces=False, stress=False)["property"]
+            values = values.cpu().numpy().astype(np.float64)
+            for res, v in zip(results, values):
+                res[name] = float(v) if v.ndim == 0 else v
+        return results
+
+
+def _has_3d_cell(atoms: Atoms) -> bool:
+    return bool(atoms.cell.volume > 1e-8)

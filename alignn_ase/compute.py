@@ -1,11 +1,17 @@
 """Energy, forces and stress of a model on a graph, by autograd.
 
-Forces are -dE/d(positions) and stress is (1/V) dE/d(strain), the derivative
-with respect to a symmetric strain applied to positions and cell together
-(ASE sign: positive = tensile). ``create_graph=True`` keeps every output
-differentiable with respect to the model's parameters, for training; at
-inference it stays False, so no second-order graph is built and property
-models run without autograd.
+Every model sees geometry only through the bond vectors
+``r_e = x_dst - x_src + shift @ cell`` (Å), so one backward pass to
+``g_e = dE/dr_e`` gives everything:
+
+- forces ``F_i = -dE/dx_i = sum_{e: src=i} g_e - sum_{e: dst=i} g_e`` (eV/Å);
+- stress ``(1/V) dE/d(strain)``: a symmetric strain ``eps`` maps every bond
+  vector to ``r (1 + eps)``, so ``dE/d(eps) = sym(sum_e r_e (x) g_e)``, per
+  structure, divided by the cell volume (eV/Å³, ASE sign: positive = tensile).
+
+``create_graph=True`` keeps every output differentiable with respect to the
+model's parameters, for training; at inference it stays False, so no
+second-order graph is built and property models run without autograd.
 """
 
 from __future__ import annotations
@@ -39,35 +45,27 @@ def evaluate(
         with torch.set_grad_enabled(create_graph):
             return dict(model(graph, graph.bond_vectors()))
 
-    positions = graph.positions.detach().requires_grad_(forces)
-    cell = graph.cell.detach()
-    inputs = [positions] if forces else []
     if stress:
         volume = graph.volume()
         if bool((volume < 1e-8).any()):
             raise InvalidStructureError("stress needs a 3D cell, but the structure's cell volume is 0")
-        displacement = torch.zeros_like(cell).requires_grad_(True)
-        strain = 0.5 * (displacement + displacement.transpose(1, 2))
-        positions_s = positions + torch.bmm(positions.unsqueeze(1), strain[graph.atom_graph]).squeeze(1)
-        cell_s = cell + torch.bmm(cell, strain)
-        inputs.append(displacement)
-    else:
-        positions_s, cell_s = positions, cell
-
     with torch.enable_grad():
-        out = dict(model(graph, graph.bond_vectors(positions_s, cell_s)))
+        r = graph.bond_vectors().detach().requires_grad_(True)
+        out = dict(model(graph, r))
         total = out["energy"]
         if "gradient_only_energy" in out:
             total = total + out.pop("gradient_only_energy")
-        grads = torch.autograd.grad(total.sum(), inputs, create_graph=create_graph, allow_unused=True)
-
-    def grad_or_zero(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(like) if g is None else g
+        (g,) = torch.autograd.grad(total.sum(), [r], create_graph=create_graph, allow_unused=True)
+    if g is None:  # no bonds, or a model that ignores them
+        g = torch.zeros_like(r)
 
     if forces:
-        out["forces"] = -grad_or_zero(grads[0], positions)
+        out["forces"] = torch.zeros_like(graph.positions).index_add_(0, graph.src, g).index_add_(0, graph.dst, -g)
     if stress:
-        out["stress"] = grad_or_zero(grads[-1], cell) / volume.view(-1, 1, 1)
+        outer = (r.detach().unsqueeze(2) * g.unsqueeze(1)).reshape(-1, 9)
+        virial = torch.zeros(graph.num_graphs, 9, dtype=g.dtype, device=g.device).index_add_(0, graph.edge_graph, outer)
+        virial = virial.view(-1, 3, 3)
+        out["stress"] = 0.5 * (virial + virial.transpose(1, 2)) / volume.view(-1, 1, 1)
     if not create_graph:
         out = {k: v.detach() for k, v in out.items()}
     return out

@@ -8,16 +8,26 @@ bond vectors are computed in torch from positions and cell
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
-from vesin import NeighborList
+from ase.data import chemical_symbols
 
 from .errors import InvalidArgumentError, InvalidStructureError
-from .neighbors import Edges, knearest_edges, line_graph, nearest_per_source, radius_edges, upstream_radius_edges
+from .neighbors import (
+    SELF_TOLERANCE,
+    Edges,
+    all_pairs,
+    knearest_edges,
+    line_graph,
+    nearest_per_source,
+    radius_edges,
+    upstream_radius_edges,
+)
 
 Strategy = Literal["radius", "pure_torch", "radius_graph", "k-nearest"]
 STRATEGIES: tuple[str, ...] = ("radius", "pure_torch", "radius_graph", "k-nearest")
@@ -146,41 +156,132 @@ class AtomGraph:
         """(E, 3) bond vectors pos[dst] - pos[src] + shift @ cell, Å, differentiable in both."""
         pos = self.positions if positions is None else positions
         c = self.cell if cell is None else cell
-        offsets = torch.bmm(self.shift.unsqueeze(1), c[self.edge_graph]).squeeze(1)
-        return pos[self.dst] - pos[self.src] + offsets
+        offsets = torch.bmm(self.shift.unsqueeze(1), c.index_select(0, self.edge_graph)).squeeze(1)
+        return pos.index_select(0, self.dst) - pos.index_select(0, self.src) + offsets
 
 
-def _edges(atoms: Atoms, settings: GraphSettings) -> Edges:
-    pos, cell, pbc = atoms.positions, atoms.cell.array, atoms.pbc
+def _edges(atoms: Atoms, settings: GraphSettings, pairs: Edges) -> Edges:
+    pos, cell, pbc, cutoff = atoms.positions, atoms.cell.array, atoms.pbc, settings.cutoff
     if settings.strategy == "k-nearest":
-        return knearest_edges(pos, cell, pbc, settings.cutoff, settings.max_neighbors, settings.use_canonize)
+        return knearest_edges(pos, cell, pbc, cutoff, settings.max_neighbors, settings.use_canonize, pairs)
     if settings.strategy == "radius_graph":
-        return upstream_radius_edges(pos, cell, pbc, settings.cutoff, settings.cutoff_extra)
-    edges = radius_edges(pos, cell, pbc, settings.cutoff)
+        return upstream_radius_edges(pos, cell, pbc, cutoff, settings.cutoff_extra, pairs)
+    edges = radius_edges(pos, cell, pbc, cutoff, pairs)
     if settings.strategy == "pure_torch":
         edges = nearest_per_source(edges, len(atoms), settings.max_neighbors)
     return edges
 
 
-def check_min_distance(atoms: Atoms, min_distance: float) -> None:
+def check_min_distance(numbers: np.ndarray, pairs: Edges, min_distance: float) -> None:
     """Raise :class:`InvalidStructureError` naming the closest pair if two atoms
-    (or an atom and its own periodic image) are closer than ``min_distance`` (Å)."""
+    (or an atom and its own periodic image) are closer than ``min_distance`` (Å).
+
+    ``pairs`` must hold every directed pair closer than ``min_distance``
+    (e.g. :func:`~alignn_ase.neighbors.all_pairs` at a cutoff >= it).
+    """
     if min_distance <= 0:
         return
-    nl = NeighborList(cutoff=float(min_distance), full_list=False)
-    box = atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3))
-    i, j, s, d = nl.compute(atoms.positions, box, [bool(p) for p in atoms.pbc], "ijSd")
-    close = d < min_distance
-    if close.any():
-        k = int(np.argmin(np.where(close, d, np.inf)))
-        a, b = int(i[k]), int(j[k])
-        what = f"atom {a} ({atoms[a].symbol}) and its periodic image {s[k].tolist()}" if a == b else (
-            f"atoms {a} ({atoms[a].symbol}) and {b} ({atoms[b].symbol})"
-        )
-        raise InvalidStructureError(
-            f"{what} are {d[k]:.4f} Å apart, closer than this model's minimum distance {min_distance} Å "
-            f"({int(close.sum())} such pair(s))"
-        )
+    close = np.flatnonzero((pairs.distance < min_distance) & (pairs.src <= pairs.dst))
+    if len(close) == 0:
+        return
+    k = int(close[np.argmin(pairs.distance[close])])
+    a, b = int(pairs.src[k]), int(pairs.dst[k])
+    sa, sb = chemical_symbols[int(numbers[a])], chemical_symbols[int(numbers[b])]
+    what = f"atom {a} ({sa}) and its periodic image {pairs.shift[k].tolist()}" if a == b else (
+        f"atoms {a} ({sa}) and {b} ({sb})"
+    )
+    # a self-image pair appears as +S and -S, both kept by src <= dst
+    n_pairs = int(np.sum(pairs.src[close] < pairs.dst[close])) + int(np.sum(pairs.src[close] == pairs.dst[close])) // 2
+    raise InvalidStructureError(
+        f"{what} are {pairs.distance[k]:.4f} Å apart, closer than this model's minimum distance {min_distance} Å "
+        f"({n_pairs} such pair(s))"
+    )
+
+
+def check_skin(skin: float, settings: GraphSettings | None = None) -> float:
+    """``skin`` (Å) as a float; raise :class:`InvalidArgumentError` unless it is finite and >= 0,
+    and (given ``settings``) unless a non-zero skin comes with the ``"radius"`` strategy."""
+    if isinstance(skin, bool) or not isinstance(skin, (int, float)) or not np.isfinite(skin) or skin < 0:
+        raise InvalidArgumentError(f"skin must be a finite number >= 0 Å, got {skin!r}")
+    if skin > 0 and settings is not None and settings.strategy != "radius":
+        raise InvalidArgumentError(f"a skin needs the 'radius' neighbor strategy, not {settings.strategy!r}")
+    return float(skin)
+
+
+def _pairs_checked(atoms: Atoms, cutoff: float, min_distance: float) -> Edges:
+    """Validate ``atoms`` and return every pair within ``cutoff`` (Å) after the minimum-distance check."""
+    validate_atoms(atoms)
+    pairs = all_pairs(atoms.positions, atoms.cell.array, atoms.pbc, max(cutoff, min_distance))
+    check_min_distance(atoms.numbers, pairs, min_distance)
+    return pairs
+
+
+def build_graphs(
+    structures: Sequence[Atoms],
+    settings: GraphSettings,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    min_distance: float = 0.0,
+) -> AtomGraph:
+    """The bond graphs and line graphs of several structures as one disjoint graph.
+
+    The same graph as ``batch_graphs([build_graph(a, ...) for a in structures])``,
+    with the line graph and the tensors made once for all structures. Each
+    structure is validated first (:func:`validate_atoms`, and
+    :func:`check_min_distance` with ``min_distance`` in Å); one neighbour-list
+    call per structure serves both the distance check and the bonds.
+    """
+    if len(structures) == 0:
+        raise InvalidArgumentError("cannot build a graph of an empty list of structures")
+    edge_lists = [_edges(atoms, settings, _pairs_checked(atoms, settings.cutoff, min_distance)) for atoms in structures]
+    offsets = np.cumsum([len(a) for a in structures]) - [len(a) for a in structures]
+    edges = Edges(
+        np.concatenate([e.src + o for e, o in zip(edge_lists, offsets)]),
+        np.concatenate([e.dst + o for e, o in zip(edge_lists, offsets)]),
+        np.concatenate([e.shift for e in edge_lists]),
+        np.concatenate([e.distance for e in edge_lists]),
+    )
+    allowed = None
+    if settings.three_body_cutoff is not None and settings.three_body_cutoff < settings.cutoff:
+        allowed = edges.distance <= settings.three_body_cutoff
+    n_total = sum(len(a) for a in structures)
+    e1, e2 = line_graph(edges.src, edges.dst, n_total, allowed, pair_edge_with_itself=settings.strategy == "pure_torch")
+    return _as_graph(structures, edges, [len(e.src) for e in edge_lists], e1, e2, dtype, device)
+
+
+def _as_graph(
+    structures: Sequence[Atoms],
+    edges: Edges,
+    n_edges: Sequence[int],
+    e1: np.ndarray,
+    e2: np.ndarray,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> AtomGraph:
+    """Tensors of structures joined with their (already offset) bonds and line graph."""
+
+    def long(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
+
+    def real(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+    ids = np.arange(len(structures))
+    n_atoms = np.array([len(a) for a in structures])
+    return AtomGraph(
+        positions=real(np.concatenate([a.positions for a in structures])),
+        cell=real(np.stack([a.cell.array for a in structures])),
+        pbc=torch.as_tensor(np.stack([a.pbc for a in structures]), dtype=torch.bool, device=device),
+        numbers=long(np.concatenate([a.numbers for a in structures])),
+        src=long(edges.src),
+        dst=long(edges.dst),
+        shift=real(edges.shift),
+        triplet_e1=long(e1),
+        triplet_e2=long(e2),
+        atom_graph=long(np.repeat(ids, n_atoms)),
+        edge_graph=long(np.repeat(ids, n_edges)),
+        n_atoms=long(n_atoms),
+    )
 
 
 def build_graph(
@@ -193,34 +294,174 @@ def build_graph(
     """Build the bond graph and line graph of ``atoms`` as tensors.
 
     The structure is validated first (:func:`validate_atoms`, and
-    :func:`check_min_distance` with ``min_distance`` in Å).
+    :func:`check_min_distance` with ``min_distance`` in Å). One neighbour-list
+    call serves both the distance check and the bonds.
     """
-    validate_atoms(atoms)
-    check_min_distance(atoms, min_distance)
-    edges = _edges(atoms, settings)
-    n = len(atoms)
+    return build_graphs([atoms], settings, dtype, device, min_distance)
+
+
+def _line_graph_sorted(
+    src: torch.Tensor, dst: torch.Tensor, n_atoms: int, allowed: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~alignn_ase.neighbors.line_graph` (no bond paired with itself) in torch, for bonds sorted by src."""
+    ids = torch.arange(src.shape[0], device=src.device) if allowed is None else torch.nonzero(allowed).squeeze(1)
+    s, d = src.index_select(0, ids), dst.index_select(0, ids)
+    out_degree = torch.bincount(s, minlength=n_atoms)
+    first_out = torch.cumsum(out_degree, 0) - out_degree
+    partners = out_degree.index_select(0, d)  # bonds v->w continuing each u->v
+    total = int(partners.sum())
+    e1 = torch.repeat_interleave(torch.arange(ids.shape[0], device=src.device), partners, output_size=total)
+    rank = torch.arange(total, device=src.device) - torch.repeat_interleave(
+        torch.cumsum(partners, 0) - partners, partners, output_size=total
+    )
+    e2 = first_out.index_select(0, d).index_select(0, e1) + rank
+    keep = e1 != e2
+    return ids.index_select(0, e1[keep]), ids.index_select(0, e2[keep])
+
+
+def restrict_graph(graph: AtomGraph, settings: GraphSettings, min_distance: float = 0.0) -> AtomGraph:
+    """The exact ``"radius"`` graph at ``graph``'s positions and cell, from a bond list built with a skin.
+
+    ``graph`` holds bonds sorted by source atom, gathered out to a cut-off
+    beyond ``settings.cutoff`` at some earlier geometry (its line graph is
+    ignored). Keeps the bonds with ``SELF_TOLERANCE < d <= cutoff`` at the
+    current geometry and builds the line graph among those within
+    ``three_body_cutoff``: the graph :func:`build_graph` finds from scratch,
+    as long as the bond list still holds every bond within the cut-off
+    (:class:`GraphCache` ensures it). Raises :class:`InvalidStructureError` for
+    atoms closer than ``min_distance`` (Å).
+    """
+    with torch.no_grad():
+        d = graph.bond_vectors().norm(dim=1)
+    if min_distance > 0 and bool((d < min_distance).any()):
+        close = (d < min_distance).cpu().numpy()
+        pairs = Edges(
+            graph.src.cpu().numpy()[close],
+            graph.dst.cpu().numpy()[close],
+            graph.shift.cpu().numpy()[close].astype(np.int64),
+            d.cpu().numpy()[close],
+        )
+        check_min_distance(graph.numbers.cpu().numpy(), pairs, min_distance)
+    bonds = torch.nonzero((d > SELF_TOLERANCE) & (d <= settings.cutoff)).squeeze(1)
+    src, dst = graph.src.index_select(0, bonds), graph.dst.index_select(0, bonds)
     allowed = None
     if settings.three_body_cutoff is not None and settings.three_body_cutoff < settings.cutoff:
-        allowed = edges.distance <= settings.three_body_cutoff
-    e1, e2 = line_graph(edges.src, edges.dst, n, allowed, pair_edge_with_itself=settings.strategy == "pure_torch")
-
-    def long(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
-
-    return AtomGraph(
-        positions=torch.as_tensor(atoms.positions, dtype=dtype, device=device),
-        cell=torch.as_tensor(atoms.cell.array, dtype=dtype, device=device).unsqueeze(0),
-        pbc=torch.as_tensor(atoms.pbc, dtype=torch.bool, device=device).unsqueeze(0),
-        numbers=long(atoms.numbers),
-        src=long(edges.src),
-        dst=long(edges.dst),
-        shift=torch.as_tensor(edges.shift, dtype=dtype, device=device),
-        triplet_e1=long(e1),
-        triplet_e2=long(e2),
-        atom_graph=torch.zeros(n, dtype=torch.long, device=device),
-        edge_graph=torch.zeros(len(edges.src), dtype=torch.long, device=device),
-        n_atoms=torch.tensor([n], dtype=torch.long, device=device),
+        allowed = d.index_select(0, bonds) <= settings.three_body_cutoff
+    e1, e2 = _line_graph_sorted(src, dst, graph.num_atoms, allowed)
+    return dataclasses.replace(
+        graph,
+        src=src,
+        dst=dst,
+        shift=graph.shift.index_select(0, bonds),
+        edge_graph=graph.edge_graph.index_select(0, bonds),
+        triplet_e1=e1,
+        triplet_e2=e2,
     )
+
+
+@dataclass
+class _Reference:
+    """The geometry a skin bond list was built at."""
+
+    positions: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    numbers: np.ndarray
+
+
+class GraphCache:
+    """A model's graph across calls, with neighbour-list reuse (Verlet skin).
+
+    With ``skin`` = 0 every call builds the graph from scratch
+    (:func:`build_graph`). With ``skin`` > 0 (Å; ``"radius"`` strategy only,
+    i.e. models whose graph is every bond within the cut-off) the bond list is
+    gathered out to ``cutoff + skin`` and rebuilt only when a bond that was
+    outside ``cutoff + skin`` at the last build could have come within
+    ``cutoff``. Each call recomputes the bond lengths from the new positions
+    and cell with the stored cell shifts, keeps the bonds within the cut-off
+    and builds their line graph in torch (:func:`restrict_graph`): the same
+    graph a fresh build gives, so results agree to float rounding.
+
+    Rebuild test: write the new cell as ``cell_new = cell_old @ A``; with
+    ``delta`` the largest distance of an atom from its old position mapped by
+    ``A`` and ``sigma`` the smallest singular value of ``A``, no outside bond
+    can come within the cut-off ``c`` while ``sigma (c + skin) - 2 delta >= c``
+    (for a fixed cell: every atom moved less than skin / 2). A change of atom
+    count, species or periodicity, or of a cell that is not invertible,
+    always rebuilds.
+
+    Attributes:
+        n_builds: neighbour lists built from scratch so far.
+    """
+
+    def __init__(
+        self,
+        settings: GraphSettings,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+        min_distance: float,
+        skin: float = 0.0,
+    ):
+        self.skin = check_skin(skin, settings)
+        self.settings = settings
+        self.dtype = dtype
+        self.device = device
+        self.min_distance = float(min_distance)
+        self.n_builds = 0
+        self._bonds: AtomGraph | None = None
+        self._reference: _Reference | None = None
+
+    def __call__(self, atoms: Atoms) -> AtomGraph:
+        """The graph of ``atoms`` (validated; see :func:`build_graph`)."""
+        if self.skin == 0:
+            self.n_builds += 1
+            return build_graph(atoms, self.settings, self.dtype, self.device, self.min_distance)
+        validate_atoms(atoms)
+        if self._bonds is None or not self._within_skin(atoms):
+            self._bonds = self._build(atoms)
+            self._reference = _Reference(
+                atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy()
+            )
+            self.n_builds += 1
+            current = self._bonds
+        else:
+            current = dataclasses.replace(
+                self._bonds,
+                positions=torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device),
+                cell=torch.as_tensor(atoms.cell.array, dtype=self.dtype, device=self.device).unsqueeze(0),
+            )
+        return restrict_graph(current, self.settings, self.min_distance)
+
+    def _build(self, atoms: Atoms) -> AtomGraph:
+        """Bonds out to cutoff + skin, sorted by source atom; no line graph (:func:`restrict_graph` makes it)."""
+        cutoff = self.settings.cutoff + self.skin
+        pairs = _pairs_checked(atoms, cutoff, self.min_distance)
+        edges = radius_edges(atoms.positions, atoms.cell.array, atoms.pbc, cutoff, pairs)
+        edges = edges.select(np.argsort(edges.src, kind="stable"))
+        none = np.zeros(0, dtype=np.int64)
+        return _as_graph([atoms], edges, [len(edges.src)], none, none, self.dtype, self.device)
+
+    def _within_skin(self, atoms: Atoms) -> bool:
+        ref = self._reference
+        assert ref is not None
+        if (
+            len(atoms) != len(ref.numbers)
+            or not np.array_equal(atoms.numbers, ref.numbers)
+            or not np.array_equal(atoms.pbc, ref.pbc)
+        ):
+            return False
+        cell = atoms.cell.array
+        if np.array_equal(cell, ref.cell):
+            moved, sigma = atoms.positions - ref.positions, 1.0
+        elif abs(np.linalg.det(ref.cell)) > 1e-9:
+            deformation = np.linalg.solve(ref.cell, cell)
+            moved = atoms.positions - ref.positions @ deformation
+            sigma = float(np.linalg.svd(deformation, compute_uv=False).min())
+        else:
+            return False
+        delta = float(np.sqrt(np.max(np.einsum("ij,ij->i", moved, moved))))
+        c = self.settings.cutoff
+        return sigma * (c + self.skin) - 2 * delta >= c
 
 
 def batch_graphs(graphs: Sequence[AtomGraph]) -> AtomGraph:

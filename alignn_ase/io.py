@@ -67,10 +67,12 @@ def potentials_dir() -> Path:
 
 
 def available_models() -> list[str]:
-    """Names accepted by :func:`load_model` besides paths: shipped potentials and ``"default"``."""
+    """Names accepted by :func:`load_model` besides paths: ``"default"``, shipped models, property names."""
+    from .potentials import PROPERTY_MODELS
+
     root = potentials_dir()
     names = sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
-    return ["default"] + names
+    return ["default"] + names + sorted(PROPERTY_MODELS)
 
 
 def _weights_rank(name: str) -> tuple[int, int] | None:
@@ -248,11 +250,10 @@ def _resolve(path_or_name: str | Path) -> Path:
     path = Path(path_or_name).expanduser()
     if path.exists():
         return path
-    name = str(path_or_name)
-    if name == "default":
-        from .potentials import DEFAULT
+    from .potentials import DEFAULT, PROPERTY_MODELS
 
-        name = DEFAULT
+    name = str(path_or_name)
+    name = DEFAULT if name == "default" else PROPERTY_MODELS.get(name, name)
     candidate = potentials_dir() / name
     if "/" not in name and (candidate / CONFIG_FILE).is_file():
         return candidate

@@ -41,13 +41,25 @@ class Edges(NamedTuple):
         return Edges(self.src[mask], self.dst[mask], self.shift[mask], self.distance[mask])
 
 
-def radius_edges(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> Edges:
-    """All directed pairs with ``SELF_TOLERANCE < d <= cutoff`` (Å)."""
+def all_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> Edges:
+    """Every directed pair with ``d <= cutoff`` (Å), overlapping atoms included; one vesin call."""
     nl = NeighborList(cutoff=float(cutoff) * (1 + 1e-12), full_list=True)
     box = cell if np.any(pbc) else np.zeros((3, 3))
     i, j, s, d = nl.compute(np.ascontiguousarray(positions, dtype=np.float64), box, [bool(p) for p in pbc], "ijSd")
-    keep = (d > SELF_TOLERANCE) & (d <= cutoff)
-    return Edges(i.astype(np.int64), j.astype(np.int64), s.astype(np.int64), d).select(keep)
+    return Edges(i.astype(np.int64), j.astype(np.int64), s.astype(np.int64), d).select(d <= cutoff)
+
+
+def radius_edges(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float, pairs: Edges | None = None
+) -> Edges:
+    """All directed pairs with ``SELF_TOLERANCE < d <= cutoff`` (Å).
+
+    ``pairs`` (from :func:`all_pairs` at a cutoff >= ``cutoff``) are filtered
+    instead of calling the neighbour list again.
+    """
+    if pairs is None:
+        pairs = all_pairs(positions, cell, pbc, cutoff)
+    return pairs.select((pairs.distance > SELF_TOLERANCE) & (pairs.distance <= cutoff))
 
 
 def _rank_by_distance(edges: Edges, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +101,7 @@ def knearest_edges(
     cutoff: float,
     max_neighbors: int,
     use_canonize: bool,
+    pairs: Edges | None = None,
 ) -> Edges:
     """Upstream ALIGNN's ``k-nearest`` graph (``nearest_neighbor_edges`` + ``build_undirected_edgedata``).
 
@@ -98,12 +111,13 @@ def knearest_edges(
     pair is in. Each atom keeps all neighbours out to its ``max_neighbors``-th
     distance; with ``use_canonize`` pairs are deduplicated as undirected edges.
     Every kept edge is then added in both directions, as upstream does.
+    ``pairs`` (from :func:`all_pairs` at a cutoff >= ``cutoff``) serve the first radius.
     """
     n = len(positions)
     radius = float(cutoff)
     longest = float(np.max(np.linalg.norm(cell, axis=1)))
     while True:
-        edges = radius_edges(positions, cell, pbc, radius)
+        edges = radius_edges(positions, cell, pbc, radius, pairs if radius == cutoff else None)
         edges = edges._replace(distance=_jarvis_distances(positions, cell, edges))
         edges = edges.select(edges.distance > KNN_BOND_TOLERANCE)
         counts = np.bincount(edges.src, minlength=n)
@@ -141,18 +155,24 @@ def knearest_edges(
 
 
 def upstream_radius_edges(
-    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float, cutoff_extra: float
+    positions: np.ndarray,
+    cell: np.ndarray,
+    pbc: np.ndarray,
+    cutoff: float,
+    cutoff_extra: float,
+    pairs: Edges | None = None,
 ) -> Edges:
     """Upstream's DGL ``radius_graph``: pairs with ``1e-5 < d <= r``.
 
     Upstream grows ``r`` by ``cutoff_extra`` until the DGL graph has every
     node, i.e. until the highest-index atom has a neighbour. In a finite
-    system the growth stops once every pair is in.
+    system the growth stops once every pair is in. ``pairs`` (from
+    :func:`all_pairs` at a cutoff >= ``cutoff``) serve the first radius.
     """
     n = len(positions)
     radius = float(cutoff)
     while True:
-        edges = radius_edges(positions, cell, pbc, radius)
+        edges = radius_edges(positions, cell, pbc, radius, pairs if radius == cutoff else None)
         if n == 0 or np.any(edges.src == n - 1) or np.any(edges.dst == n - 1):
             return edges
         if not np.any(pbc) and radius > _max_extent(positions):

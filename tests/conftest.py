@@ -1,3 +1,10 @@
+import os
+
+# One thread per test process: on a shared 2-core machine torch/OpenBLAS thread pools fighting
+# other jobs slow small evaluations 10-100x. Set before numpy/torch are imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from pathlib import Path
 
 import pytest

@@ -14,13 +14,18 @@ from .conftest import UPSTREAM
 from .helpers import calc64, random_crystal, smooth_model
 
 
-def test_default_model_loads_offline_and_is_marked_untrained():
-    calc = ALIGNNCalculator()
-    assert "default" in available_models()
-    assert "NOT a trained potential" in calc.model.card or "not a trained potential" in calc.model.card.lower()
+def test_default_potential_and_property_model_load_offline_and_follow_geometry():
+    calc = ALIGNNCalculator(properties=["formation_energy_peratom"], device="cpu")
+    assert "default" in available_models() and "formation_energy_peratom" in available_models()
+    assert "distilled" in calc.model.card and "not DFT" in calc.model.card
     atoms = bulk("Si", "diamond", a=5.43)
     atoms.calc = calc
-    assert np.isfinite(atoms.get_potential_energy())
+    e0, p0 = atoms.get_potential_energy(), atoms.calc.get_property("formation_energy_peratom", atoms)
+    atoms.set_cell(atoms.cell * 1.03, scale_atoms=True)
+    assert atoms.get_potential_energy() != e0
+    assert atoms.calc.get_property("formation_energy_peratom", atoms) != p0
+    # trained on the teacher's total energies: Si near its -5.4 eV/atom (an untrained model gives ~0)
+    assert -6.0 < atoms.get_potential_energy() / 2 < -4.5
 
 
 def test_one_model_evaluation_per_geometry():

@@ -248,3 +248,23 @@ def test_config_errors_name_the_field(patch, message):
         cfg[key] = {**cfg.get(key, {}), **value}
     with pytest.raises(ConfigError, match=message):
         config_from_dict(cfg)
+
+
+def test_cli_train_runs_a_yaml_config_and_names_bad_fields(tmp_path, dataset):
+    import yaml
+
+    from alignn_ase.cli import main
+
+    cfg = run_config(tmp_path / "run", dataset, "forcefield", optim={"epochs": 1})
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "ok.yaml")]) == 0
+    assert (tmp_path / "run" / "best_model" / "model.safetensors").is_file()
+    cfg["optim"]["epochz"] = 2
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "alignn_ase.cli", "train", str(tmp_path / "bad.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"alignn-ase: error: {tmp_path / 'bad.yaml'}: optim: unknown field(s) ['epochz']; known fields: "
+        "['batch_size', 'ema_decay', 'epochs', 'grad_clip', 'lr', 'patience', 'scheduler', 'weight_decay']"
+    ]

@@ -6,6 +6,8 @@ state_dicts load key for key.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -13,16 +15,26 @@ from torch.nn import functional as F
 
 
 def scatter_sum(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
-    """Sum rows of ``values`` into ``size`` buckets given by ``index``."""
+    """Sum rows of ``values`` into ``size`` buckets given by ``index``.
+
+    ``scatter_add_`` with a broadcast index (the kernel ``index_add_`` runs on
+    CPU anyway): torch.compile's CPU code generation fails on ``index_add_``
+    into a single bucket when it parallelises.
+    """
     out = values.new_zeros((size,) + tuple(values.shape[1:]))
-    return out.index_add_(0, index, values)
+    return out.scatter_add_(0, index.view((-1,) + (1,) * (values.dim() - 1)).expand_as(values), values)
 
 
 def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean of the rows of ``values`` per bucket (empty buckets give 0)."""
-    total = scatter_sum(values, index, size)
-    count = torch.bincount(index, minlength=size).clamp_min(1).to(values.dtype)
-    return total / count.view(-1, *([1] * (values.dim() - 1)))
+    """Mean of the rows of ``values`` per bucket (empty buckets give 0).
+
+    The row count rides along as an extra column of one scatter (no
+    data-dependent ``bincount`` size, which ``torch.compile`` cannot trace).
+    """
+    flat = values.reshape(values.shape[0], -1)
+    total = scatter_sum(torch.cat([flat, torch.ones_like(flat[:, :1])], dim=1), index, size)
+    mean = total[:, :-1] / total[:, -1:].clamp_min(1)
+    return mean.reshape((size,) + tuple(values.shape[1:]))
 
 
 def polynomial_envelope(x: torch.Tensor, exponent: int = 5) -> torch.Tensor:
@@ -95,6 +107,22 @@ class MLPLayer(nn.Module):
         return self.layer(x)
 
 
+class Endpoints(NamedTuple):
+    """The nodes some edge touches (sorted ids) and each edge's src and dst as positions in that list."""
+
+    nodes: torch.Tensor
+    src: torch.Tensor
+    dst: torch.Tensor
+
+
+def edge_endpoints(src: torch.Tensor, dst: torch.Tensor, num_nodes: int) -> Endpoints:
+    """:class:`Endpoints` of the edges ``src -> dst`` among ``num_nodes`` nodes."""
+    used = torch.zeros(num_nodes, dtype=torch.bool, device=src.device)
+    used.index_fill_(0, src, True).index_fill_(0, dst, True)
+    position = torch.cumsum(used, 0) - 1
+    return Endpoints(torch.nonzero(used).squeeze(1), position.index_select(0, src), position.index_select(0, dst))
+
+
 class EdgeGatedGraphConv(nn.Module):
     """Edge-gated graph convolution (Dwivedi et al. 2020), as in ALIGNN.
 
@@ -129,16 +157,38 @@ class EdgeGatedGraphConv(nn.Module):
         src: torch.Tensor,
         dst: torch.Tensor,
         edge_weight: torch.Tensor | None = None,
+        endpoints: Endpoints | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n = x.shape[0]
-        m = self.src_gate(x)[src] + self.dst_gate(x)[dst] + self.edge_gate(y)
+        """Updated node and edge features.
+
+        ``endpoints`` (see :func:`edge_endpoints`) lists the nodes that some edge
+        touches; the gate and message linears then run on those nodes only
+        (in a line graph, bonds longer than the three-body cut-off touch no
+        triplet). The result is the same.
+        """
+        n, hidden = x.shape[0], self.src_gate.out_features
+        # The four linears on node features as one GEMM (src gate, message, dst gate, self update);
+        # the edge gate's bias rides on the dst gate's.
+        weight = torch.cat([self.src_gate.weight, self.dst_update.weight, self.dst_gate.weight, self.src_update.weight])
+        bias = torch.cat(
+            [self.src_gate.bias, self.dst_update.bias, self.dst_gate.bias + self.edge_gate.bias, self.src_update.bias]
+        )
+        if endpoints is None:
+            gates, update = F.linear(x, weight, bias).split([3 * hidden, hidden], dim=1)
+            at_src, at_dst = src, dst
+        else:
+            update = F.linear(x, weight[3 * hidden :], bias[3 * hidden :])
+            gates = F.linear(x.index_select(0, endpoints.nodes), weight[: 3 * hidden], bias[: 3 * hidden])
+            at_src, at_dst = endpoints.src, endpoints.dst
+        gate_src, msg, gate_dst = gates.split(hidden, dim=1)
+        m = torch.addmm(gate_src.index_select(0, at_src) + gate_dst.index_select(0, at_dst), y, self.edge_gate.weight.t())
         sigma = torch.sigmoid(m)
-        message = self.dst_update(x)[src] * sigma
+        message = msg.index_select(0, at_src) * sigma
         if edge_weight is None:
             h = scatter_sum(message, dst, n) / (scatter_sum(sigma, dst, n) + 1e-6)
         else:
             h = scatter_sum(message * edge_weight.unsqueeze(1), dst, n)
-        x_new = F.silu(self.bn_nodes(self.src_update(x) + h))
+        x_new = F.silu(self.bn_nodes(update + h))
         y_new = F.silu(self.bn_edges(m))
         if self.residual:
             return x + x_new, y + y_new
@@ -168,19 +218,21 @@ class ALIGNNConv(nn.Module):
         e2: torch.Tensor,
         edge_weight: torch.Tensor | None = None,
         triplet_weight: torch.Tensor | None = None,
+        bond_endpoints: Endpoints | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``bond_endpoints``: :func:`edge_endpoints` of the line graph (e1, e2), computed once per graph."""
         x, m = self.node_update(x, y, src, dst, edge_weight)
-        y, z = self.edge_update(m, z, e1, e2, triplet_weight)
+        y, z = self.edge_update(m, z, e1, e2, triplet_weight, bond_endpoints)
         return x, y, z
 
 
 def bond_cosines(r: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
-    """Cosine of the angle at v for each pair (u->v, v->w): (-r_uv) . r_vw / (|r_uv| |r_vw|)."""
-    r1 = r[e1]
-    r2 = r[e2]
-    num = -(r1 * r2).sum(dim=-1)
-    den = r1.norm(dim=-1).clamp_min(1e-12) * r2.norm(dim=-1).clamp_min(1e-12)
-    return (num / den).clamp(-1.0, 1.0)
+    """Cosine of the angle at v for each pair (u->v, v->w): (-r_uv) . r_vw / (|r_uv| |r_vw|).
+
+    Bond directions are normalised once per bond, then paired per triplet.
+    """
+    unit = r / r.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return -(unit.index_select(0, e1) * unit.index_select(0, e2)).sum(dim=-1).clamp(-1.0, 1.0)
 
 
 def add_trunk(
@@ -234,8 +286,9 @@ def run_layers(
     triplet_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Apply ``module``'s ALIGNN then GCN layers; return the final atom features."""
+    bond_endpoints = edge_endpoints(e1, e2, y.shape[0])
     for layer in module.alignn_layers:
-        x, y, z = layer(x, y, z, src, dst, e1, e2, edge_weight, triplet_weight)
+        x, y, z = layer(x, y, z, src, dst, e1, e2, edge_weight, triplet_weight, bond_endpoints)
     for layer in module.gcn_layers:
         x, y = layer(x, y, src, dst, edge_weight)
     return x

@@ -7,6 +7,6 @@ readers), :mod:`.splits`, :mod:`.graphs` (graph cache and batching),
 
 from .config import TrainConfig, config_from_dict, load_config
 from .data import Record, read_dataset
-from .trainer import TrainResult, train
+from .trainer import TrainResult, evaluate_dataset, train
 
-__all__ = ["Record", "TrainConfig", "TrainResult", "config_from_dict", "load_config", "read_dataset", "train"]
+__all__ = ["Record", "TrainConfig", "TrainResult", "config_from_dict", "evaluate_dataset", "load_config", "read_dataset", "train"]

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ from ..errors import ConfigError
 from ..io import FORMAT, FORMAT_VERSION, build_model, load_model, save_model
 from ..nn.base import ALIGNNModel
 from ..nn.smooth import SmoothALIGNN
-from .config import TrainConfig, config_from_dict, load_config
+from ..nn.config import parse_config
+from .config import TaskConfig, TrainConfig, config_from_dict, load_config
 from .data import read_dataset
 from .graphs import GraphDataset, Sample, collate, epoch_batches, to_device
 from .splits import load_split, make_split, save_split
@@ -94,7 +96,9 @@ class _Dist:
         return t.tolist()
 
 
-def _make_model(cfg: TrainConfig) -> ALIGNNModel:
+def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
+    """Build (or load, for fine-tuning) the model; a fresh smooth force field supports the data's elements
+    unless ``params.elements`` says otherwise, so it rejects elements it never saw."""
     m, t = cfg.model, cfg.task
     if m.init_from:
         model = load_model(m.init_from)
@@ -108,6 +112,7 @@ def _make_model(cfg: TrainConfig) -> ALIGNNModel:
     else:
         params = dict(m.params)
         if m.architecture == "alignn_ase_smooth":
+            params.setdefault("elements", data_elements)
             config: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
                                       "architecture": m.architecture, "model": params}
         else:
@@ -286,7 +291,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         save_split(split, out / "split.json")
     by_id = {r.id: r for r in records}
 
-    model = _make_model(cfg)
+    model = _make_model(cfg, sorted({s for r in records for s in r.atoms.get_chemical_symbols()}))
     sets = {
         part: GraphDataset(
             [by_id[i] for i in split[part]], model.graph_settings, cfg.cache_dir, cfg.task.kind, cfg.task.target,
@@ -398,6 +403,49 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     if d.world_size > 1:
         dist.barrier()
     return TrainResult(out, out / "best_model", test_metrics, history)
+
+
+def _test(
+    model: ALIGNNModel, task: Task, dataset: GraphDataset, batch_size: int, device: torch.device,
+    dtype: torch.dtype, out: Path,
+) -> dict[str, float]:
+    """Metrics of ``model`` on ``dataset``; writes test_metrics.json, predictions_test.csv and parity plots."""
+    rows: list[dict[str, Any]] = []
+    one = _Dist()
+    _run_eval(model, task, dataset, _eval_batches(len(dataset), batch_size, one), device, dtype, one, rows)
+    metrics = task.summary(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_predictions(out / "predictions_test.csv", rows)
+    task.plot(rows, out)
+    (out / "test_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    logger.info("test: %s", metrics)
+    return metrics
+
+
+def evaluate_dataset(
+    model: ALIGNNModel | str | Path,
+    data_path: str | Path,
+    task: TaskConfig | dict[str, Any],
+    output_dir: str | Path,
+    batch_size: int = 16,
+    device: str | None = "cpu",
+    dtype: str = "float64",
+) -> dict[str, float]:
+    """Test a trained model on every record of a dataset file (e.g. a held-out set).
+
+    Writes ``test_metrics.json``, ``predictions_test.csv`` and parity plots to
+    ``output_dir``; returns the metrics (units in their names).
+    """
+    task_cfg = task if isinstance(task, TaskConfig) else parse_config(TaskConfig, task, "task", error=ConfigError,
+                                                                        strict=True)
+    m = model if isinstance(model, ALIGNNModel) else load_model(model)
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    records = read_dataset(data_path, None if task_cfg.kind == "forcefield" else task_cfg.target)
+    out = Path(output_dir)
+    with tempfile.TemporaryDirectory() as cache:
+        dataset = GraphDataset(records, m.graph_settings, Path(cache), task_cfg.kind, task_cfg.target,
+                               task_cfg.threshold, m.min_distance)
+        return _test(m.to(device=dev, dtype=dt), make_task(task_cfg), dataset, batch_size, dev, dt, out)
 
 
 def _write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:

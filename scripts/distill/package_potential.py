@@ -3,7 +3,9 @@
 Writes ``potentials/<name>/`` (config.json, model.safetensors, MODEL_CARD.md) and
 ``scripts/distill/results/<name>_heldout/`` (metrics JSON, predictions CSV, parity plots).
 The card is the file given by ``--card`` with ``{heldout}`` replaced by the measured
-held-out metrics table, so every number in it comes from a committed command.
+held-out metrics table, ``{elements}`` by the model's element list, and ``{speed}`` /
+``{validation}`` by the markdown files given (benchmark outputs), so every number in
+it comes from a committed command.
 
     /work/venv/bin/python scripts/distill/package_potential.py --run /work/distill/run_default \
         --name alignn-ase-distill-v1 --card scripts/distill/card_default.md
@@ -15,6 +17,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from ase.io import read, write
+
 from alignn_ase import load_model, save_model
 from alignn_ase.training import evaluate_dataset
 
@@ -25,15 +29,25 @@ ROOT = HERE.parents[1]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, help="training output_dir (holds best_model/)")
+    p.add_argument("--checkpoint", default="best_model", choices=["best_model", "last_model"],
+                   help="which checkpoint of the run (choose by validation metrics, never by the test set)")
     p.add_argument("--name", required=True, help="potential name (folder under potentials/)")
     p.add_argument("--card", type=Path, required=True, help="model-card template with a {heldout} placeholder")
     p.add_argument("--test", type=Path, default=HERE / "data" / "test.extxyz", help="held-out labelled set")
+    p.add_argument("--speed", type=Path, help="markdown with the speed measurement")
+    p.add_argument("--validation", type=Path, help="markdown with the validation results")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    model = load_model(args.run / "best_model")
+    model = load_model(args.run / args.checkpoint)
     out = HERE / "results" / f"{args.name}_heldout"
-    metrics = evaluate_dataset(model, args.test, {"kind": "forcefield"}, out, dtype="float64")
+    out.mkdir(parents=True, exist_ok=True)
+    known = set(model.config.elements or [])
+    frames = read(args.test, index=":")
+    covered = [a for a in frames if not known or set(a.get_chemical_symbols()) <= known]
+    test_file = out / "test_covered.extxyz"
+    write(test_file, covered)
+    metrics = evaluate_dataset(model, test_file, {"kind": "forcefield"}, out, dtype="float64")
     table = "\n".join(
         [
             "| quantity | MAE vs teacher | target |",
@@ -41,10 +55,18 @@ def main() -> None:
             f"| energy (meV/atom) | {1000 * metrics['energy_mae_eV_per_atom']:.1f} | 10 |",
             f"| force component (eV/Å) | {metrics['force_mae_eV_per_A']:.3f} | 0.05 |",
             f"| stress component (GPa) | {metrics.get('stress_mae_GPa', float('nan')):.2f} | 0.3 |",
-            f"| structures | {metrics['n']} | |",
+            f"| structures | {metrics['n']} of {len(frames)} (the rest hold elements absent from training) | |",
         ]
     )
-    card = args.card.read_text().replace("{heldout}", table)
+    fills = {
+        "{heldout}": table,
+        "{elements}": ", ".join(model.config.elements or ["(all in the feature table)"]),
+        "{speed}": args.speed.read_text().strip() if args.speed else "Not measured yet.",
+        "{validation}": args.validation.read_text().strip() if args.validation else "Not measured yet.",
+    }
+    card = args.card.read_text()
+    for key, value in fills.items():
+        card = card.replace(key, value)
     folder = save_model(model, ROOT / "potentials" / args.name, card)
     logging.info("installed %s; held-out metrics %s", folder, metrics)
 

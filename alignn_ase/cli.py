@@ -1,0 +1,451 @@
+"""The ``alignn-ase`` command: a thin layer over the Python API.
+
+One argparse parser; each subcommand is registered by one ``add_<name>(subparsers,
+parents)`` function listed in :data:`SUBCOMMANDS`, which picks its shared options from
+``parents`` (``"global"``: --debug, -v; ``"model"``: --model; ``"compute"``: --device,
+--dtype) and sets ``func`` to the ``cmd_<name>(args)`` function that runs it and returns
+the exit status. A user error (anything alignn-ase rejects on purpose, a missing or
+unreadable file) prints one line ``alignn-ase: error: ...`` and exits with status 1;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read, write
+from ase.io.formats import UnknownFileTypeError
+
+from .calculator import ALIGNNCalculator
+from .check import run_checks
+from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
+from .io import available_models, load_model
+from .workflows import ENSEMBLES, calculate_many, eos, phonons, relax, run_md
+
+PROG = "alignn-ase"
+Parents = dict[str, argparse.ArgumentParser]
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def read_structures(path: str | Path, index: str = "-1") -> list[Atoms]:
+    """Structures in ``path`` (any format ASE reads); ``index`` as in ``ase.io.read`` (``":"`` = all)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        images = read(path, index=index)
+    except Exception as exc:  # ASE's readers raise anything from StopIteration to KeyError on bad input
+        raise InvalidStructureError(f"cannot read a structure from {path}: {type(exc).__name__}: {exc}") from exc
+    images = images if isinstance(images, list) else [images]
+    if not images:
+        raise InvalidStructureError(f"{path} holds no structure at index {index!r}")
+    return images
+
+
+def read_one(args: argparse.Namespace) -> Atoms:
+    """The structure named by ``args.structure`` and ``args.index`` (see :func:`add_structure`)."""
+    return read_structures(args.structure, args.index)[0]
+
+
+def add_structure(p: argparse.ArgumentParser, help: str = "input structure (any format ASE reads)") -> None:
+    """The positional input file and ``--index`` of commands that work on one structure."""
+    p.add_argument("structure", help=help)
+    p.add_argument("--index", default="-1", help="which frame of the file (ASE index; default -1, the last)")
+
+
+def write_structures(path: Path, images: Atoms | list[Atoms]) -> None:
+    """Write with the format of the file name's extension (``.extxyz``/``.xyz`` always extended XYZ,
+    even where ASE would guess from the name, e.g. ``POSCAR_relaxed.extxyz``)."""
+    write(path, images, format="extxyz" if path.suffix in (".extxyz", ".xyz") else None)
+
+
+def make_calculator(args: argparse.Namespace, properties: Sequence[str] | None = None) -> ALIGNNCalculator:
+    return ALIGNNCalculator(args.model, device=args.device, dtype=args.dtype, properties=properties)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def add_relax(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "relax",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="relax positions and cell",
+        description="Relax a structure.",
+    )
+    add_structure(p)
+    p.add_argument("--fmax", type=float, default=0.02, help="force criterion, eV/Å (default 0.02)")
+    p.add_argument("--optimizer", choices=["FIRE", "BFGS", "LBFGS"], default="FIRE")
+    p.add_argument("--max-steps", type=int, default=500)
+    p.add_argument("--fixed-cell", action="store_true", help="relax positions only (molecules, slabs)")
+    p.add_argument("--pressure", type=float, default=0.0, help="external pressure, GPa")
+    p.add_argument("--trajectory", help="ASE trajectory of every step")
+    p.add_argument("-o", "--output", help="relaxed structure file (default: <input stem>_relaxed.extxyz)")
+    p.set_defaults(func=cmd_relax)
+
+
+def cmd_relax(args: argparse.Namespace) -> int:
+    atoms = read_one(args)
+    result = relax(
+        atoms,
+        fmax=args.fmax,
+        relax_cell=not args.fixed_cell,
+        optimizer=args.optimizer,
+        max_steps=args.max_steps,
+        trajectory=args.trajectory,
+        calculator=make_calculator(args),
+        pressure_GPa=args.pressure,
+    )
+    output = Path(args.output or f"{Path(args.structure).stem}_relaxed.extxyz")
+    write_structures(output, result.atoms)
+    print_json({**result.summary(), "output": str(output)})
+    return 0
+
+
+def add_md(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "md",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="molecular dynamics",
+        description="Run molecular dynamics.",
+    )
+    add_structure(p)
+    p.add_argument("--ensemble", choices=list(ENSEMBLES), default="nvt_langevin")
+    p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
+    p.add_argument("--pressure", type=float, default=0.0, help="GPa, NPT ensembles")
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    p.add_argument("--tdamp", type=float, help="thermostat time constant, fs (default 100 time steps)")
+    p.add_argument("--pdamp", type=float, help="barostat time constant, fs (default 1000 time steps)")
+    p.add_argument("--repeat", type=int, nargs=3, metavar="N", help="run on this supercell of the input")
+    p.add_argument("--log-interval", type=int, default=10, help="steps between CSV rows and trajectory frames")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trajectory", default="md.traj", help="trajectory file name in the output folder")
+    p.add_argument("--output-dir", default="md_output")
+    p.set_defaults(func=cmd_md)
+
+
+def cmd_md(args: argparse.Namespace) -> int:
+    atoms = read_one(args)
+    if args.repeat:
+        atoms = atoms.repeat(args.repeat)
+    result = run_md(
+        atoms,
+        ensemble=args.ensemble,
+        temperature_K=args.temperature,
+        steps=args.steps,
+        timestep_fs=args.timestep,
+        pressure_GPa=args.pressure,
+        friction_per_fs=args.friction,
+        tdamp_fs=args.tdamp,
+        pdamp_fs=args.pdamp,
+        trajectory=args.trajectory,
+        log_interval=args.log_interval,
+        seed=args.seed,
+        output_dir=args.output_dir,
+        calculator=make_calculator(args),
+    )
+    out = Path(args.output_dir)
+    write_structures(out / "final.extxyz", result.atoms)
+    result.plot(out / "md.png")
+    print_json({**result.summary(), "final": str(out / "final.extxyz"), "plot": str(out / "md.png")})
+    return 0
+
+
+def add_phonons(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "phonons",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="phonons with phonopy",
+        description="Phonons by finite displacements.",
+    )
+    add_structure(p, "relaxed unit cell (any format ASE reads)")
+    p.add_argument(
+        "--supercell",
+        type=float,
+        nargs="+",
+        default=[10.0],
+        metavar="X",
+        help="three repeats (e.g. 3 3 3), nine matrix entries, or one minimum thickness in Å (default 10)",
+    )
+    p.add_argument("--displacement", type=float, default=0.01, help="Å (default 0.01)")
+    p.add_argument(
+        "--mesh",
+        type=float,
+        nargs="+",
+        default=[100.0],
+        metavar="X",
+        help="q-mesh: three integers, or phonopy's length density (default 100)",
+    )
+    p.add_argument("--tmin", type=float, default=0.0, help="K")
+    p.add_argument("--tmax", type=float, default=1000.0, help="K")
+    p.add_argument("--tstep", type=float, default=10.0, help="K")
+    p.add_argument("--output-dir", default="phonons_output")
+    p.set_defaults(func=cmd_phonons)
+
+
+def _integers(values: list[float], what: str) -> list[int]:
+    if not all(float(v).is_integer() and v > 0 for v in values):
+        raise InvalidArgumentError(f"{what} needs positive integers, got {values}")
+    return [int(v) for v in values]
+
+
+def cmd_phonons(args: argparse.Namespace) -> int:
+    if len(args.supercell) not in (1, 3, 9) or len(args.mesh) not in (1, 3):
+        raise InvalidArgumentError("--supercell takes 1, 3 or 9 numbers and --mesh 1 or 3")
+    supercell: Any = args.supercell[0] if len(args.supercell) == 1 else _integers(args.supercell, "--supercell")
+    if len(args.supercell) == 9:
+        supercell = np.reshape(supercell, (3, 3))
+    mesh = args.mesh[0] if len(args.mesh) == 1 else _integers(args.mesh, "--mesh")
+    result = phonons(
+        read_one(args),
+        supercell=supercell,
+        displacement=args.displacement,
+        mesh=mesh,
+        temperatures=np.arange(args.tmin, args.tmax + 0.5 * args.tstep, args.tstep),
+        calculator=make_calculator(args),
+        output_dir=args.output_dir,
+    )
+    print_json(result.summary())
+    return 0
+
+
+def add_eos(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "eos",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="equation of state",
+        description="Fit E(V) with ase.eos.",
+    )
+    add_structure(p)
+    p.add_argument("--range", type=float, default=0.06, help="volume range ± as a fraction (default 0.06)")
+    p.add_argument("--points", type=int, default=9)
+    p.add_argument("--eos", default="birchmurnaghan", help="ASE EOS form (default birchmurnaghan)")
+    p.add_argument("--output-dir", default="eos_output")
+    p.set_defaults(func=cmd_eos)
+
+
+def cmd_eos(args: argparse.Namespace) -> int:
+    result = eos(
+        read_one(args),
+        volume_range=args.range,
+        points=args.points,
+        eos_name=args.eos,
+        calculator=make_calculator(args),
+        output_dir=args.output_dir,
+    )
+    print_json(result.summary())
+    return 0
+
+
+def add_predict(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "predict",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="energy, forces, stress, properties",
+        description="Energy (eV), forces (eV/Å), stress (eV/Å³, ASE sign) and property-model outputs of "
+        "every structure in the given files, written as JSON or extended XYZ.",
+    )
+    p.add_argument("structures", nargs="+", help="structure files; every frame of each is used")
+    p.add_argument("--property", action="append", default=[], metavar="MODEL", help="property model (repeatable)")
+    p.add_argument("-o", "--output", default="predictions.json", help="*.json or *.extxyz (default predictions.json)")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if output.suffix not in (".json", ".extxyz", ".xyz"):
+        raise InvalidArgumentError(f"--output must end in .json or .extxyz, got {output}")
+    sources = [(path, i, atoms) for path in args.structures for i, atoms in enumerate(read_structures(path, ":"))]
+    results = calculate_many([a for _, _, a in sources], make_calculator(args, args.property or None))
+    if output.suffix == ".json":
+        records = [
+            {"file": str(path), "index": i, "formula": atoms.get_chemical_formula(), **_jsonable(r)}
+            for (path, i, atoms), r in zip(sources, results)
+        ]
+        units = {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (Voigt xx yy zz yz xz xy, positive = tensile)"}
+        output.write_text(json.dumps({"units": units, "structures": records}, indent=1) + "\n")
+    else:
+        write_structures(output, [_with_results(atoms, r) for (_, _, atoms), r in zip(sources, results)])
+    print(f"{len(results)} structure(s) -> {output}")
+    return 0
+
+
+def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: np.asarray(v).tolist() for k, v in result.items()}
+
+
+def _with_results(atoms: Atoms, result: dict[str, Any]) -> Atoms:
+    """A copy of ``atoms`` carrying ``result``: ASE properties on a single-point calculator, the rest in info/arrays."""
+    atoms = atoms.copy()
+    standard = {k: v for k, v in result.items() if k in ("energy", "free_energy", "forces", "stress", "energies")}
+    atoms.calc = SinglePointCalculator(atoms, **standard)
+    for key, value in result.items():
+        if key not in standard:
+            value = np.asarray(value)
+            if value.ndim and value.shape[0] == len(atoms):
+                atoms.arrays[key] = value
+            else:
+                atoms.info[key] = value.tolist()
+    return atoms
+
+
+def add_info(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "info",
+        parents=_pick(parents, "global", "model"),
+        help="a model's card",
+        description="Show a model's card and settings.",
+    )
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    s = model.graph_settings
+    print(model.card.rstrip() if model.card else "(this model has no model card)")
+    print()
+    print(f"source:        {model.source}")
+    print(f"architecture:  {type(model).__name__}")
+    print(f"kind:          {'potential' if model.is_potential else f'property model ({model.property_name})'}")
+    print(f"graph:         {s.strategy}, cutoff {s.cutoff} Å, max_neighbors {s.max_neighbors}")
+    print(f"parameters:    {sum(p.numel() for p in model.parameters()):,}")
+    print(f"shipped:       {', '.join(available_models())}")
+    return 0
+
+
+def add_check(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "check",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="self-test a model",
+        description="Check forces and stress against finite differences, stress units and sign, rotation "
+        "invariance and supercell extensivity on built-in structures. Exit status 1 if any check fails.",
+    )
+    p.set_defaults(func=cmd_check, dtype="float64")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    scale = 1.0 if args.dtype == "float64" else 30.0
+    results = run_checks(make_calculator(args), tolerance_scale=scale)
+    for r in results:
+        print(r.line())
+    counts = {
+        k: sum(r.passed is v for r in results) for k, v in (("passed", True), ("failed", False), ("skipped", None))
+    }
+    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped ({args.dtype})")
+    return 1 if counts["failed"] else 0
+
+
+def add_train(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "train",
+        parents=_pick(parents, "global"),
+        help="train a property model or force field",
+        description="Train from a YAML/JSON config (see alignn_ase.training.config). Re-running the same "
+        "command resumes an interrupted run. For several processes: "
+        "torchrun --nproc-per-node N -m alignn_ase.training CONFIG.",
+    )
+    p.add_argument("config", help="training config file (.yaml, .yml or .json)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if output_dir holds a checkpoint")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .training import load_config, train
+
+    config = load_config(args.config)
+    if args.no_resume:
+        config = replace(config, resume=False)
+    result = train(config)
+    print(f"best model: {result.best_model}")
+    for key, value in result.test_metrics.items():
+        print(f"test {key}: {value:.6g}")
+    return 0
+
+
+#: every subcommand's registration function, in ``--help`` order.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, Parents], None]] = [
+    add_relax,
+    add_md,
+    add_phonons,
+    add_eos,
+    add_predict,
+    add_info,
+    add_check,
+    add_train,
+]
+
+
+# ---------------------------------------------------------------- parser and entry point
+
+
+def _pick(parents: Parents, *names: str) -> list[argparse.ArgumentParser]:
+    return [parents[n] for n in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS: a subcommand's --debug/-v must not overwrite the top-level ones when not given.
+    general = argparse.ArgumentParser(add_help=False)
+    general.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    general.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", default="default", help="shipped model name or checkpoint path (default: default)")
+    compute = argparse.ArgumentParser(add_help=False)
+    compute.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    compute.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default float32)")
+    parents = {"global": general, "model": model, "compute": compute}
+
+    parser = argparse.ArgumentParser(prog=PROG, description="ALIGNN models as ASE calculators: workflows.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for add in SUBCOMMANDS:
+        add(sub, parents)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_, **__: print(
+            f"{PROG}: warning: {_one_line(message)}", file=sys.stderr
+        )
+        try:
+            return args.func(args)
+        except (AlignnAseError, OSError, UnknownFileTypeError) as exc:
+            if args.debug:
+                raise
+            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Workflows on any ASE calculator (default: ``ALIGNNCalculator()``), built on ASE's and
+phonopy's own machinery: relaxation, molecular dynamics, phonons, equation of state.
+
+Each takes an ``ase.Atoms`` (not modified), uses the calculator passed in, else the one
+attached to the atoms, else ``ALIGNNCalculator()``, and returns a result dataclass
+(:mod:`alignn_ase.workflows.results`) with units in its field docs.
+"""
+
+from .calc import calculate_many, get_calculator
+from .eos import eos
+from .md import ENSEMBLES, run_md
+from .phonons import phonons, supercell_matrix
+from .relax import OPTIMIZERS, relax
+from .results import EOSResult, MDResult, PhononResult, RelaxResult
+from .watchdog import Watchdog
+
+__all__ = [
+    "ENSEMBLES",
+    "EOSResult",
+    "MDResult",
+    "OPTIMIZERS",
+    "PhononResult",
+    "RelaxResult",
+    "Watchdog",
+    "calculate_many",
+    "eos",
+    "get_calculator",
+    "phonons",
+    "relax",
+    "run_md",
+    "supercell_matrix",
+]

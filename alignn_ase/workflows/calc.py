@@ -1,0 +1,56 @@
+"""Which calculator a workflow uses, and evaluating many structures with it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
+from ase.calculators.singlepoint import SinglePointCalculator
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+def get_calculator(atoms: Atoms, calculator: BaseCalculator | None = None) -> BaseCalculator:
+    """``calculator`` if given, else the one attached to ``atoms``, else ``ALIGNNCalculator()``.
+
+    Stored results (a ``SinglePointCalculator``, e.g. energies read from a file) cannot
+    evaluate new geometries and count as no calculator.
+    """
+    if calculator is not None:
+        return calculator
+    if atoms.calc is not None and not isinstance(atoms.calc, SinglePointCalculator):
+        return atoms.calc
+    from ..calculator import ALIGNNCalculator
+
+    logger.info("no calculator given or attached: using ALIGNNCalculator() (the shipped default potential)")
+    return ALIGNNCalculator()
+
+
+def calculate_many(
+    structures: Sequence[Atoms], calculator: BaseCalculator, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Energy (eV), forces (eV/Å), stress (eV/Å³, ASE Voigt order and sign; 3D cells only) and
+    every other result of ``calculator`` for each structure, as one dict per structure.
+
+    Calculators with a batched ``predict(structures, progress=...)`` method (an
+    :class:`~alignn_ase.ALIGNNCalculator`) get the whole list in one call;
+    any other ASE calculator is run structure by structure. The structures
+    are not modified. ``progress`` shows a tqdm bar.
+    """
+    predict = getattr(calculator, "predict", None)
+    if callable(predict):
+        return list(predict(list(structures), progress=progress))
+    out = []
+    for atoms in tqdm(structures, desc="structures", unit="structure", disable=not progress, leave=False):
+        atoms = atoms.copy()
+        atoms.calc = calculator
+        atoms.get_potential_energy()
+        atoms.get_forces()
+        if atoms.pbc.all() and atoms.cell.volume > 1e-8 and "stress" in calculator.implemented_properties:
+            atoms.get_stress()
+        out.append({k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in calculator.results.items()})
+    return out

@@ -1,0 +1,86 @@
+"""Equation of state with ``ase.eos``: energies of isotropically scaled cells, fitted."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import BaseCalculator
+from ase.eos import EquationOfState, eos_names
+from matplotlib.figure import Figure
+
+from ..errors import ConvergenceWarning, InvalidArgumentError
+from .calc import calculate_many, get_calculator
+from .results import EOSResult
+
+logger = logging.getLogger(__name__)
+
+
+def eos(
+    atoms: Atoms,
+    volume_range: float = 0.06,
+    points: int = 9,
+    eos_name: str = "birchmurnaghan",
+    calculator: BaseCalculator | None = None,
+    output_dir: str | Path | None = "eos_output",
+) -> EOSResult:
+    """Fit E(V) of ``atoms`` scaled isotropically (fractional positions fixed) over
+    ``V0 * (1 ± volume_range)``.
+
+    Args:
+        atoms: 3D periodic structure (not modified); relax it first for a centred curve.
+        volume_range: half-width of the volume range as a fraction (0.06 = ±6 %).
+        points: number of volumes (at least 5).
+        eos_name: an ``ase.eos.EquationOfState`` form (``"birchmurnaghan"``,
+            ``"murnaghan"``, ``"vinet"``, ``"sj"``, ...).
+        calculator: ASE calculator; default the one attached to ``atoms``, else ``ALIGNNCalculator()``.
+        output_dir: folder for ``eos.png`` and ``eos.csv`` (volume Å³, energy eV); None writes nothing.
+
+    Returns V0 (Å³), E0 (eV) and B0 (GPa). A minimum outside the sampled range is a
+    :class:`~alignn_ase.errors.ConvergenceWarning` (the fit extrapolates).
+    """
+    if not (atoms.pbc.all() and atoms.cell.volume > 1e-8):
+        raise InvalidArgumentError("eos needs a 3D periodic cell")
+    if eos_name not in eos_names:
+        raise InvalidArgumentError(f"unknown EOS {eos_name!r}; use one of {eos_names}")
+    if not 0 < volume_range < 0.5 or points < 5:
+        raise InvalidArgumentError(f"need 0 < volume_range < 0.5 and points >= 5 (got {volume_range}, {points})")
+    calc = get_calculator(atoms, calculator)
+    factors = np.linspace(1 - volume_range, 1 + volume_range, points)
+    structures = []
+    for f in factors:
+        scaled = atoms.copy()
+        scaled.set_cell(atoms.cell.array * np.cbrt(f), scale_atoms=True)
+        structures.append(scaled)
+    volumes = np.array([s.get_volume() for s in structures])
+    energies = np.array([r["energy"] for r in calculate_many(structures, calc)])
+    fit = EquationOfState(volumes, energies, eos=eos_name)
+    try:
+        v0, e0, b0 = fit.fit(warn=False)
+    except (ValueError, RuntimeError) as exc:
+        raise InvalidArgumentError(f"the {eos_name} EOS fit failed on these energies ({exc})") from None
+    if not volumes[0] <= v0 <= volumes[-1]:
+        warnings.warn(
+            f"EOS minimum V0 = {v0:.3f} Å³ lies outside the sampled volumes {volumes[0]:.3f}-{volumes[-1]:.3f} Å³ "
+            "(relax the structure first or widen volume_range)",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    result = EOSResult(float(v0), float(e0), float(b0 / units.GPa), volumes, energies, eos_name)
+    if output_dir is not None:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        result.files = {"data": out / "eos.csv", "plot": out / "eos.png"}
+        with open(result.files["data"], "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["volume_A3", "energy_eV"])
+            writer.writerows(zip(volumes, energies))
+        fig = Figure(figsize=(4.5, 3.5), layout="tight")
+        fit.plot(ax=fig.subplots())
+        fig.savefig(result.files["plot"], dpi=120)
+    logger.info("EOS (%s): V0 = %.4f Å³, E0 = %.6f eV, B0 = %.2f GPa", eos_name, result.v0, result.e0, result.b0)
+    return result

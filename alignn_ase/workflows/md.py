@@ -1,0 +1,258 @@
+"""Molecular dynamics on ASE's integrators, with a CSV log, a progress bar and a watchdog."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import BaseCalculator
+from ase.io.trajectory import Trajectory
+from ase.md.bussi import Bussi
+from ase.md.langevin import Langevin
+from ase.md.md import MolecularDynamics
+from ase.md.nose_hoover_chain import MTKNPT, IsotropicMTKNPT, NoseHooverChainNVT
+from ase.md.nptberendsen import NPTBerendsen
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+from tqdm import tqdm
+
+from ..errors import InvalidArgumentError, InvalidStructureError
+from .calc import get_calculator
+from .results import MDResult
+from .watchdog import Watchdog
+
+logger = logging.getLogger(__name__)
+
+#: ensemble name -> what it runs (ASE class).
+ENSEMBLES = {
+    "nve": "velocity Verlet (VelocityVerlet)",
+    "nvt_langevin": "Langevin thermostat (Langevin)",
+    "nvt_nose_hoover": "Nose-Hoover chain thermostat (NoseHooverChainNVT)",
+    "nvt_bussi": "Bussi stochastic velocity rescaling (Bussi)",
+    "npt_mtk": "MTK barostat, isotropic volume fluctuations + Nose-Hoover chain (IsotropicMTKNPT)",
+    "npt_mtk_full": "MTK barostat, full cell fluctuations + Nose-Hoover chain (MTKNPT)",
+    "npt_berendsen": "Berendsen thermostat and isotropic barostat (NPTBerendsen)",
+}
+
+
+class LogRow(NamedTuple):
+    """One logged MD step: a line of ``md.csv``, whose header is these field names."""
+
+    step: int
+    time_fs: float
+    potential_energy_eV: float
+    kinetic_energy_eV: float
+    total_energy_eV: float
+    temperature_K: float
+    pressure_GPa: float
+    volume_A3: float
+
+
+def run_md(
+    atoms: Atoms,
+    ensemble: str = "nvt_langevin",
+    temperature_K: float = 300.0,
+    steps: int = 1000,
+    timestep_fs: float = 1.0,
+    pressure_GPa: float = 0.0,
+    friction_per_fs: float = 0.01,
+    tdamp_fs: float | None = None,
+    pdamp_fs: float | None = None,
+    bulk_modulus_GPa: float = 100.0,
+    trajectory: str | Path | None = None,
+    log_interval: int = 10,
+    seed: int = 0,
+    init_velocities: bool = True,
+    output_dir: str | Path | None = "md_output",
+    calculator: BaseCalculator | None = None,
+    min_distance: float = 0.5,
+    max_temperature_K: float | None = None,
+    progress: bool = True,
+) -> MDResult:
+    """Run ``steps`` MD steps of ``ensemble`` (see :data:`ENSEMBLES`) on a copy of ``atoms``.
+
+    Args:
+        atoms: starting structure (not modified). Its momenta are used when
+            ``init_velocities`` is False.
+        ensemble: one of :data:`ENSEMBLES`.
+        temperature_K: target temperature (thermostats) and the Maxwell-Boltzmann
+            temperature of the initial velocities, K.
+        steps: number of MD steps.
+        timestep_fs: time step, fs.
+        pressure_GPa: target pressure of the NPT ensembles, GPa.
+        friction_per_fs: Langevin friction, 1/fs.
+        tdamp_fs: thermostat time constant (Nose-Hoover, Bussi, MTK, Berendsen), fs;
+            default 100 time steps.
+        pdamp_fs: barostat time constant (MTK, Berendsen), fs; default 1000 time steps.
+        bulk_modulus_GPa: estimate of the bulk modulus, GPa; Berendsen's barostat
+            scales its volume steps by its inverse (the compressibility).
+        trajectory: ASE trajectory file name (inside ``output_dir`` unless absolute), written
+            every ``log_interval`` steps; None for none.
+        log_interval: log (CSV row, result arrays, trajectory frame) every this many steps.
+        seed: seeds the initial velocities and the stochastic thermostats.
+        init_velocities: draw Maxwell-Boltzmann velocities at ``temperature_K`` and zero
+            the total momentum; False keeps the momenta ``atoms`` has (e.g. to continue a run).
+        output_dir: folder for ``md.csv``, the trajectory and, if the watchdog fires,
+            ``md_last_good.extxyz``; None writes no files.
+        calculator: ASE calculator; default the one attached to ``atoms``, else ``ALIGNNCalculator()``.
+        min_distance: the watchdog stops the run when two atoms come closer than this, Å.
+        max_temperature_K: the watchdog stops the run above this temperature, K;
+            default ``10 * temperature_K + 1000``.
+        progress: show a tqdm progress bar.
+
+    Raises:
+        SimulationError: the watchdog fired (NaN energies or forces, atoms too close,
+            runaway temperature, or a structure the calculator rejects); the message names
+            the file holding the last good frame.
+    """
+    if ensemble not in ENSEMBLES:
+        raise InvalidArgumentError(f"unknown ensemble {ensemble!r}; use one of {list(ENSEMBLES)}")
+    if timestep_fs <= 0 or steps < 0 or log_interval < 1 or temperature_K < 0:
+        raise InvalidArgumentError(
+            f"need timestep_fs > 0, steps >= 0, log_interval >= 1, temperature_K >= 0 (got {timestep_fs}, "
+            f"{steps}, {log_interval}, {temperature_K})"
+        )
+    calc = get_calculator(atoms, calculator)
+    atoms = atoms.copy()
+    atoms.calc = calc
+    periodic_3d = bool(atoms.pbc.all() and atoms.cell.volume > 1e-8)
+    if ensemble.startswith("npt") and not periodic_3d:
+        raise InvalidArgumentError(f"ensemble {ensemble!r} needs a 3D periodic cell")
+    rng = np.random.default_rng(seed)
+    if init_velocities:
+        thermalize_momenta(atoms, temperature_K, rng=rng)
+        Stationary(atoms)
+    dt = timestep_fs * units.fs
+    dyn = _integrator(
+        ensemble,
+        atoms,
+        dt,
+        temperature_K,
+        pressure_GPa * units.GPa,
+        friction_per_fs / units.fs,
+        (tdamp_fs if tdamp_fs is not None else 100 * timestep_fs) * units.fs,
+        (pdamp_fs if pdamp_fs is not None else 1000 * timestep_fs) * units.fs,
+        1.0 / (bulk_modulus_GPa * units.GPa),
+        rng,
+    )
+    out = Path(output_dir) if output_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    watchdog = Watchdog(
+        min_distance,
+        max_temperature_K if max_temperature_K is not None else 10 * temperature_K + 1000,
+        out / "md_last_good.extxyz" if out is not None else None,
+    )
+    with_stress = periodic_3d and "stress" in calc.implemented_properties
+    rows: list[LogRow] = []
+    csv_path = out / "md.csv" if out is not None else None
+    traj_path = None if trajectory is None else (out / trajectory if out is not None else Path(trajectory))
+    with ExitStack() as stack:
+        writer = None
+        if csv_path is not None:
+            handle = stack.enter_context(open(csv_path, "w", newline=""))
+            writer = csv.writer(handle)
+            writer.writerow(LogRow._fields)
+        bar = stack.enter_context(tqdm(total=steps, desc=f"MD {ensemble}", unit="step", disable=not progress))
+
+        def log() -> None:
+            row = _log_row(dyn, atoms, with_stress)
+            rows.append(row)
+            if writer is not None:
+                writer.writerow([f"{v:.10g}" for v in row])
+                handle.flush()
+            bar.set_postfix(T=f"{row.temperature_K:.0f} K", E_tot=f"{row.total_energy_eV:.4f} eV")
+
+        dyn.attach(lambda: watchdog.check(atoms, dyn.nsteps), interval=1)
+        dyn.attach(log, interval=log_interval)
+        if traj_path is not None:
+            dyn.attach(stack.enter_context(Trajectory(str(traj_path), "w", atoms)), interval=log_interval)
+        dyn.attach(lambda: bar.update(1) if dyn.nsteps else None, interval=1)
+        try:
+            dyn.run(steps)
+        except InvalidStructureError as exc:
+            watchdog.stop(f"the calculator rejected the structure ({exc})", dyn.nsteps)
+    log_data = LogRow(*np.array(rows, dtype=float).T)
+    result = MDResult(
+        atoms=atoms,
+        ensemble=ensemble,
+        steps=int(dyn.nsteps),
+        time_fs=log_data.time_fs,
+        potential_energy=log_data.potential_energy_eV,
+        kinetic_energy=log_data.kinetic_energy_eV,
+        total_energy=log_data.total_energy_eV,
+        temperature_K=log_data.temperature_K,
+        pressure_GPa=log_data.pressure_GPa,
+        volume_A3=log_data.volume_A3,
+        csv_path=csv_path,
+        trajectory_path=traj_path,
+    )
+    logger.info("MD %s: %d steps, %s", ensemble, result.steps, result.summary())
+    return result
+
+
+def _integrator(
+    ensemble: str,
+    atoms: Atoms,
+    dt: float,
+    temperature_K: float,
+    pressure_au: float,
+    friction: float,
+    tdamp: float,
+    pdamp: float,
+    compressibility_au: float,
+    rng: np.random.Generator,
+) -> MolecularDynamics:
+    """ASE's integrator for ``ensemble``; times and pressures in ASE units."""
+    if ensemble == "nve":
+        return VelocityVerlet(atoms, timestep=dt)
+    if ensemble == "nvt_langevin":
+        # fixcm=False: ASE's centre-of-mass fixing is deprecated (it biases the sampled distribution);
+        # the thermostat then also thermalises the centre of mass, which is correct Langevin dynamics.
+        return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction, fixcm=False, rng=rng)
+    if ensemble == "nvt_nose_hoover":
+        return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=temperature_K, tdamp=tdamp)
+    if ensemble == "nvt_bussi":
+        if atoms.get_kinetic_energy() <= 0:
+            raise InvalidArgumentError(
+                "nvt_bussi needs non-zero initial velocities (init_velocities and temperature_K > 0)"
+            )
+        return Bussi(atoms, timestep=dt, temperature_K=temperature_K, taut=tdamp, rng=rng)
+    if ensemble in ("npt_mtk", "npt_mtk_full"):
+        cls = IsotropicMTKNPT if ensemble == "npt_mtk" else MTKNPT
+        return cls(atoms, timestep=dt, temperature_K=temperature_K, pressure_au=pressure_au, tdamp=tdamp, pdamp=pdamp)
+    return NPTBerendsen(
+        atoms,
+        timestep=dt,
+        temperature_K=temperature_K,
+        pressure_au=pressure_au,
+        taut=tdamp,
+        taup=pdamp,
+        compressibility_au=compressibility_au,
+    )
+
+
+def _log_row(dyn: MolecularDynamics, atoms: Atoms, with_stress: bool) -> LogRow:
+    """The current state (eV, K, GPa, Å³, fs); pressure and volume NaN without a 3D cell."""
+    epot = float(atoms.get_potential_energy())
+    ekin = float(atoms.get_kinetic_energy())
+    pressure = volume = np.nan
+    if atoms.pbc.all() and atoms.cell.volume > 1e-8:
+        volume = float(atoms.get_volume())
+        if with_stress:
+            pressure = float(-atoms.get_stress(include_ideal_gas=True)[:3].mean() / units.GPa)
+    return LogRow(
+        step=int(dyn.nsteps),
+        time_fs=dyn.get_time() / units.fs,
+        potential_energy_eV=epot,
+        kinetic_energy_eV=ekin,
+        total_energy_eV=epot + ekin,
+        temperature_K=float(atoms.get_temperature()),
+        pressure_GPa=pressure,
+        volume_A3=volume,
+    )

@@ -1,0 +1,186 @@
+"""Harmonic phonons through phonopy's Python API: finite displacements, force constants,
+band structure, DOS, thermal properties, and checks for imaginary modes."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
+from matplotlib.figure import Figure
+from phonopy import Phonopy
+from phonopy.structure.atoms import PhonopyAtoms
+from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
+
+from ..errors import InvalidArgumentError
+from .calc import calculate_many, get_calculator
+from .results import PhononResult
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPERATURES = np.arange(0.0, 1001.0, 10.0)
+
+
+def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[Sequence[int]]) -> np.ndarray:
+    """The (3, 3) integer supercell matrix for ``supercell``.
+
+    ``supercell`` is three repeats ``(n1, n2, n3)``, a full 3x3 integer matrix, or a
+    single number: the minimum distance (Å) between opposite faces of the supercell,
+    giving the smallest diagonal supercell at least that thick in every direction.
+    """
+    if np.ndim(supercell) == 0:
+        heights = 1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1)
+        return np.diag(np.maximum(1, np.ceil(float(supercell) / heights - 1e-9)).astype(int))
+    matrix = np.asarray(supercell)
+    if matrix.shape == (3,):
+        matrix = np.diag(matrix)
+    if matrix.shape != (3, 3) or not np.all(matrix == np.round(matrix)) or round(abs(np.linalg.det(matrix))) < 1:
+        raise InvalidArgumentError(
+            f"supercell must be a length in Å, three positive integers or a 3x3 integer matrix; got {supercell!r}"
+        )
+    return matrix.astype(int)
+
+
+def phonons(
+    atoms: Atoms,
+    supercell: float | Sequence[int] | Sequence[Sequence[int]] = 10.0,
+    displacement: float = 0.01,
+    mesh: float | Sequence[int] = 100.0,
+    temperatures: Sequence[float] | np.ndarray = DEFAULT_TEMPERATURES,
+    calculator: BaseCalculator | None = None,
+    output_dir: str | Path | None = "phonons_output",
+    primitive_matrix: str | Sequence[Sequence[float]] | None = "auto",
+    symprec: float = 1e-5,
+    acoustic_tolerance: float = 0.05,
+) -> PhononResult:
+    """Phonons of ``atoms`` (taken as phonopy's unit cell; relax it first) by finite displacements.
+
+    Forces of every displaced supercell come from the calculator (minus the residual
+    forces of the undisplaced supercell); the force constants get phonopy's
+    translational (acoustic sum rule) and permutation symmetrisation.
+
+    Args:
+        atoms: the (relaxed) unit cell, 3D periodic. Its masses are used.
+        supercell: ``(n1, n2, n3)``, a 3x3 integer matrix, or a minimum thickness in Å
+            (see :func:`supercell_matrix`).
+        displacement: atomic displacement, Å.
+        mesh: q-point mesh for DOS and thermal properties: three integers, or phonopy's
+            length (a number; larger = denser).
+        temperatures: K, for the thermal properties.
+        calculator: ASE calculator; default the one attached to ``atoms``, else ``ALIGNNCalculator()``.
+        output_dir: folder for ``phonopy_params.yaml``, ``band.yaml``, ``total_dos.dat``,
+            ``thermal_properties.yaml``, ``phonons.png`` (bands beside DOS) and
+            ``thermal_properties.png``; None writes nothing.
+        primitive_matrix: phonopy's primitive matrix (``"auto"`` finds it by symmetry).
+        symprec: symmetry tolerance, Å.
+        acoustic_tolerance: THz; the acoustic frequencies at Γ must satisfy |ω| below it,
+            and modes below ``-acoustic_tolerance`` elsewhere count as imaginary.
+    """
+    if not (atoms.pbc.all() and atoms.cell.volume > 1e-8):
+        raise InvalidArgumentError("phonons need a 3D periodic cell")
+    if displacement <= 0:
+        raise InvalidArgumentError(f"displacement must be positive (Å), got {displacement}")
+    calc = get_calculator(atoms, calculator)
+    unitcell = PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=atoms.cell.array,
+        scaled_positions=atoms.get_scaled_positions(),
+        masses=atoms.get_masses(),
+    )
+    with warnings.catch_warnings():  # "auto" is our documented choice, not phonopy's v3-compatibility default
+        warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
+        ph = Phonopy(unitcell, supercell_matrix(atoms, supercell), primitive_matrix=primitive_matrix, symprec=symprec)
+    logger.info("phonopy primitive matrix %s", ph.primitive_matrix.round(5).tolist())
+    ph.generate_displacements(distance=displacement)
+    structures = [_to_ase(ph.supercell)] + [_to_ase(sc) for sc in ph.supercells_with_displacements]
+    logger.info("phonons: %d displaced supercells of %d atoms", len(structures) - 1, len(ph.supercell))
+    results = calculate_many(structures, calc)
+    ph.forces = np.array([r["forces"] for r in results[1:]]) - results[0]["forces"]
+    ph.produce_force_constants()
+    ph.symmetrize_force_constants()
+
+    ph.auto_band_structure(npoints=51)
+    ph.run_mesh(mesh, is_gamma_center=True)
+    ph.run_total_dos()
+    ph.run_thermal_properties(temperatures=temperatures, exclude_gamma_acoustic=True)
+    ph.run_qpoints([[0.0, 0.0, 0.0]])
+    gamma = np.sort(ph.qpoints.frequencies[0])
+    by_size = np.argsort(np.abs(gamma))
+    acoustic, optical = gamma[by_size[:3]], gamma[by_size[3:]]
+    imaginary = _imaginary_modes(ph, acoustic_tolerance)
+    if len(optical) and optical.min() < -acoustic_tolerance:
+        imaginary.insert(0, (float(optical.min()), (0.0, 0.0, 0.0)))
+        imaginary.sort()
+    tp = ph.thermal_properties
+    result = PhononResult(
+        phonopy=ph,
+        gamma_frequencies=gamma,
+        acoustic_ok=bool(np.all(np.abs(acoustic) < acoustic_tolerance)),
+        acoustic_tolerance=acoustic_tolerance,
+        imaginary_modes=imaginary,
+        temperatures=np.asarray(tp.temperatures),
+        free_energy=np.asarray(tp.free_energy),
+        entropy=np.asarray(tp.entropy),
+        heat_capacity=np.asarray(tp.heat_capacity),
+    )
+    if output_dir is not None:
+        result.files = _write(ph, Path(output_dir))
+    if not result.acoustic_ok:
+        logger.warning(
+            "acoustic frequencies at Γ are %s THz, not within ±%g THz", acoustic.round(4), acoustic_tolerance
+        )
+    if imaginary:
+        f, q = imaginary[0]
+        logger.warning("%d q-points with imaginary modes; lowest %.3f THz at q = %s", len(imaginary), f, np.round(q, 4))
+    return result
+
+
+def _to_ase(cell: PhonopyAtoms) -> Atoms:
+    return Atoms(
+        symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, masses=cell.masses, pbc=True
+    )
+
+
+def _imaginary_modes(ph: Phonopy, tolerance: float) -> list[tuple[float, tuple[float, float, float]]]:
+    """Lowest frequency (THz) and q-point of every band-path and mesh q-point, Γ excluded, that
+    has a mode below ``-tolerance``; most negative first."""
+    qpoints = np.concatenate([*ph.band_structure.qpoints, ph.mesh.qpoints])
+    lowest = np.concatenate([f.min(axis=1) for f in ph.band_structure.frequencies] + [ph.mesh.frequencies.min(axis=1)])
+    at_gamma = np.all(np.abs(qpoints - np.round(qpoints)) < 1e-8, axis=1)
+    found: dict[tuple[float, ...], float] = {}
+    for q, f in zip(qpoints[~at_gamma], lowest[~at_gamma]):
+        if f < -tolerance:
+            key = tuple(float(x) for x in np.round(q, 6))
+            found[key] = min(float(f), found.get(key, np.inf))
+    return sorted((f, q) for q, f in found.items())
+
+
+def _write(ph: Phonopy, out: Path) -> dict[str, Path]:
+    """Write phonopy's files and the two plots into ``out``; return name -> path."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "phonopy_params": out / "phonopy_params.yaml",
+        "band": out / "band.yaml",
+        "total_dos": out / "total_dos.dat",
+        "thermal_properties": out / "thermal_properties.yaml",
+        "band_dos_plot": out / "phonons.png",
+        "thermal_plot": out / "thermal_properties.png",
+    }
+    ph.save(files["phonopy_params"], settings={"force_constants": True})
+    ph.write_yaml_band_structure(filename=files["band"])
+    ph.write_total_dos(files["total_dos"])
+    ph.thermal_properties.write_yaml(files["thermal_properties"])
+    plt = ph.plot_band_structure_and_dos()
+    fig = plt.gcf()
+    fig.set_size_inches(9, 4.5)
+    fig.axes[0].set_ylabel("frequency (THz)")
+    fig.savefig(files["band_dos_plot"], dpi=120)
+    plt.close(fig)
+    fig = Figure(figsize=(5, 3.5), layout="tight")
+    ph.thermal_properties.plot(fig.subplots())
+    fig.savefig(files["thermal_plot"], dpi=120)
+    return files

@@ -1,0 +1,116 @@
+"""Structure relaxation with ASE's optimisers and ``FrechetCellFilter``."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import BaseCalculator
+from ase.filters import FrechetCellFilter
+from ase.io.trajectory import Trajectory
+from ase.optimize import BFGS, FIRE, LBFGS
+from tqdm import tqdm
+
+from ..errors import ConvergenceWarning, InvalidArgumentError
+from .calc import get_calculator
+from .results import RelaxResult
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
+
+
+def relax(
+    atoms: Atoms,
+    fmax: float = 0.02,
+    relax_cell: bool = True,
+    optimizer: str = "FIRE",
+    max_steps: int = 500,
+    trajectory: str | Path | None = None,
+    logfile: str | Path | IO | None = None,
+    calculator: BaseCalculator | None = None,
+    pressure_GPa: float = 0.0,
+    progress: bool = True,
+) -> RelaxResult:
+    """Relax positions (and, with ``relax_cell``, the cell) until every force is below ``fmax``.
+
+    Args:
+        atoms: the starting structure; it is not modified (the result holds a relaxed copy).
+            Constraints on it (e.g. ``FixAtoms``) are honoured.
+        fmax: force criterion in eV/Å; with ``relax_cell`` ASE's ``FrechetCellFilter``
+            applies it to the cell's generalised forces too (virial / number of atoms, eV).
+        relax_cell: relax the cell as well (needs a 3D periodic cell).
+        optimizer: ``"FIRE"``, ``"BFGS"`` or ``"LBFGS"`` (ASE's).
+        max_steps: optimiser steps at most. Stopping there is a :class:`ConvergenceWarning`
+            and ``converged=False``, not an exception.
+        trajectory: path of an ASE trajectory of every step, or None.
+        logfile: ASE optimiser log (path, open file, ``"-"`` for stdout), or None.
+        calculator: the ASE calculator; default the one attached to ``atoms``, else
+            ``ALIGNNCalculator()``.
+        pressure_GPa: external pressure for the cell relaxation, GPa.
+        progress: show a tqdm progress bar.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise InvalidArgumentError(f"unknown optimizer {optimizer!r}; use one of {list(OPTIMIZERS)}")
+    if fmax <= 0 or max_steps < 0:
+        raise InvalidArgumentError(f"need fmax > 0 and max_steps >= 0 (got fmax={fmax}, max_steps={max_steps})")
+    calc = get_calculator(atoms, calculator)
+    atoms = atoms.copy()
+    atoms.calc = calc
+    if relax_cell and not (atoms.pbc.all() and atoms.cell.volume > 1e-8):
+        raise InvalidArgumentError(
+            "relax_cell=True needs a 3D periodic cell; pass relax_cell=False for molecules and slabs"
+        )
+    target = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * units.GPa) if relax_cell else atoms
+    energies: list[float] = []
+    with ExitStack() as stack:
+        opt = stack.enter_context(OPTIMIZERS[optimizer](target, logfile=logfile))
+        if trajectory is not None:
+            opt.attach(stack.enter_context(Trajectory(str(trajectory), "w", atoms)))
+        bar = stack.enter_context(tqdm(total=max_steps, desc=f"relax ({optimizer})", disable=not progress, leave=False))
+
+        def observe() -> None:
+            energies.append(atoms.get_potential_energy())
+            if progress:
+                bar.update(1 if opt.nsteps else 0)
+                bar.set_postfix(energy=f"{energies[-1]:.4f} eV", fmax=f"{_criterion(target):.3g}")
+
+        opt.attach(observe)
+        converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    result = RelaxResult(
+        atoms=atoms,
+        energy=float(atoms.get_potential_energy()),
+        max_force=_max_force(atoms),
+        stress=atoms.get_stress() if atoms.pbc.all() and atoms.cell.volume > 1e-8 else None,
+        steps=int(opt.nsteps),
+        converged=converged,
+        energies=np.array(energies),
+    )
+    if converged:
+        logger.info(
+            "relaxed in %d steps: E = %.6f eV, max |F| = %.3g eV/Å", result.steps, result.energy, result.max_force
+        )
+    else:
+        warnings.warn(
+            f"relaxation did not converge to fmax={fmax} eV/Å within {max_steps} steps (largest force "
+            f"{_criterion(target):.3g}{', cell included' if relax_cell else ''}); returning the last structure",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return result
+
+
+def _criterion(target: Atoms | FrechetCellFilter) -> float:
+    """What the optimiser compares with ``fmax``: the largest force norm of atoms and, for a filter, cell (eV/Å, eV)."""
+    return float(np.linalg.norm(target.get_forces(), axis=1).max())
+
+
+def _max_force(atoms: Atoms) -> float:
+    """Largest atomic force norm, eV/Å (constraints applied)."""
+    forces = atoms.get_forces()
+    return float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0

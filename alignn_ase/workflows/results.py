@@ -1,0 +1,231 @@
+"""What each workflow returns: dataclasses with units in their field docs, a JSON-able
+``summary()``, and a ``plot()`` where a person would rather look than read numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from matplotlib.figure import Figure
+from phonopy import Phonopy
+
+
+def _floats(values: Any) -> Any:
+    """Numpy arrays and scalars as plain Python lists and floats (for JSON)."""
+    return np.asarray(values, dtype=float).tolist() if values is not None else None
+
+
+@dataclass
+class RelaxResult:
+    """Outcome of :func:`~alignn_ase.workflows.relax`.
+
+    Attributes:
+        atoms: the relaxed structure (a copy; the calculator stays attached).
+        energy: final potential energy, eV.
+        max_force: largest atomic force norm at the end, eV/Å.
+        stress: final stress, eV/Å³, Voigt (xx yy zz yz xz xy), ASE sign (positive =
+            tensile); None without a 3D periodic cell.
+        steps: optimiser steps taken.
+        converged: whether the force criterion was reached within ``max_steps``.
+        energies: potential energy after every step (index 0 = start), eV.
+    """
+
+    atoms: Atoms
+    energy: float
+    max_force: float
+    stress: np.ndarray | None
+    steps: int
+    converged: bool
+    energies: np.ndarray
+
+    def summary(self) -> dict[str, Any]:
+        """Scalars and small arrays, with units in the key names."""
+        cell = self.atoms.cell
+        return {
+            "formula": self.atoms.get_chemical_formula(),
+            "converged": self.converged,
+            "steps": self.steps,
+            "energy_eV": self.energy,
+            "max_force_eV_per_A": self.max_force,
+            "stress_eV_per_A3": _floats(self.stress),
+            "cell_lengths_A": _floats(cell.lengths()) if self.atoms.pbc.any() else None,
+            "cell_angles_deg": _floats(cell.angles()) if self.atoms.pbc.any() else None,
+            "volume_A3": float(self.atoms.get_volume()) if self.atoms.pbc.all() else None,
+        }
+
+    def plot(self, path: str | Path) -> Path:
+        """Energy per atom vs optimiser step, written as a PNG to ``path``."""
+        fig = Figure(figsize=(4.5, 3.2), layout="tight")
+        ax = fig.subplots()
+        ax.plot(self.energies / len(self.atoms), marker=".")
+        ax.set(
+            xlabel="optimiser step",
+            ylabel="energy (eV/atom)",
+            title=f"relaxation of {self.atoms.get_chemical_formula()}",
+        )
+        fig.savefig(path, dpi=120)
+        return Path(path)
+
+
+@dataclass
+class MDResult:
+    """Outcome of :func:`~alignn_ase.workflows.run_md`: the final frame and the logged
+    quantities, one entry per logged step.
+
+    Attributes:
+        atoms: the final frame (positions, momenta, cell; calculator attached).
+        ensemble: the ensemble name.
+        steps: MD steps taken.
+        time_fs: simulation time of each logged step, fs.
+        potential_energy: eV.
+        kinetic_energy: eV.
+        total_energy: potential + kinetic, eV.
+        temperature_K: instantaneous temperature, K.
+        pressure_GPa: instantaneous pressure including the kinetic (ideal-gas) part, GPa;
+            NaN without a 3D periodic cell or a calculator stress.
+        volume_A3: cell volume, Å³; NaN without a 3D periodic cell.
+        csv_path: the CSV log, or None when no output folder was given.
+        trajectory_path: the ASE trajectory, or None.
+    """
+
+    atoms: Atoms
+    ensemble: str
+    steps: int
+    time_fs: np.ndarray
+    potential_energy: np.ndarray
+    kinetic_energy: np.ndarray
+    total_energy: np.ndarray
+    temperature_K: np.ndarray
+    pressure_GPa: np.ndarray
+    volume_A3: np.ndarray
+    csv_path: Path | None = None
+    trajectory_path: Path | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Averages over the second half of the run and the file paths."""
+        half = slice(len(self.time_fs) // 2, None)
+        total = self.total_energy
+        return {
+            "formula": self.atoms.get_chemical_formula(),
+            "ensemble": self.ensemble,
+            "steps": self.steps,
+            "time_fs": float(self.time_fs[-1]),
+            "mean_temperature_K_second_half": float(np.mean(self.temperature_K[half])),
+            "mean_pressure_GPa_second_half": float(np.mean(self.pressure_GPa[half])),
+            "mean_volume_A3_second_half": float(np.mean(self.volume_A3[half])),
+            "total_energy_drift_eV_per_atom": float((total[-1] - total[0]) / len(self.atoms)),
+            "csv": str(self.csv_path) if self.csv_path else None,
+            "trajectory": str(self.trajectory_path) if self.trajectory_path else None,
+        }
+
+    def plot(self, path: str | Path) -> Path:
+        """Energies (per atom) and temperature vs time, written as a PNG to ``path``."""
+        n = len(self.atoms)
+        fig = Figure(figsize=(9, 3.2), layout="tight")
+        ax_e, ax_t = fig.subplots(1, 2)
+        ax_e.plot(self.time_fs, self.total_energy / n, label="total")
+        ax_e.plot(self.time_fs, self.potential_energy / n, label="potential")
+        ax_e.set(
+            xlabel="time (fs)", ylabel="energy (eV/atom)", title=f"{self.ensemble}, {self.atoms.get_chemical_formula()}"
+        )
+        ax_e.legend()
+        ax_t.plot(self.time_fs, self.temperature_K)
+        ax_t.set(xlabel="time (fs)", ylabel="temperature (K)")
+        fig.savefig(path, dpi=120)
+        return Path(path)
+
+
+@dataclass
+class PhononResult:
+    """Outcome of :func:`~alignn_ase.workflows.phonons`.
+
+    Attributes:
+        phonopy: the ``Phonopy`` object with force constants, band structure, mesh,
+            total DOS and thermal properties computed (phonopy's units: THz, kJ/mol, J/K/mol).
+        gamma_frequencies: all frequencies at Γ, ascending, THz (negative = imaginary).
+        acoustic_ok: whether the three acoustic frequencies at Γ satisfy |ω| < ``acoustic_tolerance``.
+        acoustic_tolerance: THz.
+        imaginary_modes: ``(frequency THz, q-point in reduced coordinates)`` of the lowest
+            mode at every band-path or mesh q-point (Γ excluded) whose frequency is below
+            ``-acoustic_tolerance``, most negative first.
+        temperatures: K.
+        free_energy: Helmholtz vibrational free energy, kJ/mol (per mole of primitive cells).
+        entropy: J/K/mol.
+        heat_capacity: constant-volume heat capacity, J/K/mol.
+        files: name -> path of every file written (empty without an output folder).
+    """
+
+    phonopy: Phonopy
+    gamma_frequencies: np.ndarray
+    acoustic_ok: bool
+    acoustic_tolerance: float
+    imaginary_modes: list[tuple[float, tuple[float, float, float]]]
+    temperatures: np.ndarray
+    free_energy: np.ndarray
+    entropy: np.ndarray
+    heat_capacity: np.ndarray
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def stable(self) -> bool:
+        """No imaginary modes away from Γ and acoustic frequencies at Γ within tolerance."""
+        return self.acoustic_ok and not self.imaginary_modes
+
+    def summary(self) -> dict[str, Any]:
+        """Γ frequencies, the worst imaginary modes, thermal properties at the lowest, ~300 K and the
+        highest temperature, files."""
+        t = self.temperatures
+        picks = sorted({int(np.argmin(np.abs(t - x))) for x in (t.min(), 300.0, t.max())}) if len(t) else []
+        return {
+            "supercell_matrix": self.phonopy.supercell_matrix.tolist(),
+            "gamma_frequencies_THz": _floats(self.gamma_frequencies),
+            "acoustic_ok": self.acoustic_ok,
+            "imaginary_modes": [{"frequency_THz": f, "q": list(q)} for f, q in self.imaginary_modes[:10]],
+            "n_imaginary_qpoints": len(self.imaginary_modes),
+            "thermal": {
+                f"{t[i]:g} K": {
+                    "free_energy_kJ_per_mol": float(self.free_energy[i]),
+                    "entropy_J_per_K_mol": float(self.entropy[i]),
+                    "heat_capacity_J_per_K_mol": float(self.heat_capacity[i]),
+                }
+                for i in picks
+            },
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+
+
+@dataclass
+class EOSResult:
+    """Outcome of :func:`~alignn_ase.workflows.eos` (ASE's ``EquationOfState`` fit).
+
+    Attributes:
+        v0: equilibrium volume, Å³ (of the cell passed in).
+        e0: energy at ``v0``, eV.
+        b0: bulk modulus at ``v0``, GPa.
+        volumes: sampled volumes, Å³.
+        energies: energies at ``volumes``, eV.
+        eos_name: the ASE EOS form fitted (e.g. ``"birchmurnaghan"``).
+        files: name -> path of every file written (empty without an output folder).
+    """
+
+    v0: float
+    e0: float
+    b0: float
+    volumes: np.ndarray
+    energies: np.ndarray
+    eos_name: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "eos": self.eos_name,
+            "v0_A3": self.v0,
+            "e0_eV": self.e0,
+            "b0_GPa": self.b0,
+            "volumes_A3": _floats(self.volumes),
+            "energies_eV": _floats(self.energies),
+            "files": {k: str(v) for k, v in self.files.items()},
+        }

@@ -1,0 +1,540 @@
+"""Benchmark alignn-ase against upstream ALIGNN (same weights), CHGNet and SevenNet in one run.
+
+Usage (from the repository root)::
+
+    /work/venv/bin/python benchmarks/run_benchmark.py --side-python /work/upvenv/bin/python
+
+``--side-python`` is a virtualenv with ``torch``, upstream ``alignn``, ``chgnet``
+and ``sevenn``; alignn-ase runs from the interpreter running this script.
+Every program runs in its own process (``worker.py``), all kept alive and
+driven in turn, so the numbers are measured side by side in one run; the
+order of the programs rotates every round. Each process uses ``--threads``
+threads (default 2) and the same allocator settings (``--allocator``).
+
+Measured:
+
+- E+F+S: one ``calculate(atoms, ["energy", "forces", "stress"])`` per call, at
+  the structure's positions plus fresh 0.01 Å noise each call, after warm-up;
+  the median over ``--rounds`` rounds of a few calls. alignn-ase and upstream
+  ALIGNN use the same weights: upstream's seeded random initialisation of the
+  ALIGNN-FF 2/2/64 configuration, written by upstream's own code
+  (``make_upstream_checkpoint.py``) and loaded into alignn-ase with
+  ``load_model``; the energies of both are compared as a check.
+- peak resident memory of one E+F+S evaluation (VmHWM, whole process);
+- the share of graph building in alignn-ase's and upstream's evaluation;
+- µs per atom-step against N for Si supercells up to 10,648 atoms;
+- 64 structures of 8 atoms: alignn-ase ``predict`` (one batch) against
+  one-by-one loops;
+- velocity-Verlet MD with alignn-ase's default (smooth) potential, with and
+  without the Verlet skin: step time and the share spent building graphs;
+- the ASE getter path (``get_potential_energy``, ``get_forces``,
+  ``get_stress``), where upstream's calculator, which bypasses ASE's cache,
+  evaluates its model three times.
+
+Writes ``results/benchmark.json`` (every sample) and ``results/benchmark.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.io import write
+
+HERE = Path(__file__).resolve().parent
+SLOW_CALL_S, SLOW_SAMPLES = 3.0, 3
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+
+
+# ---------------------------------------------------------------------------
+# structures
+
+
+@dataclass
+class Structure:
+    label: str
+    atoms: Atoms
+    main: bool  # in the main E+F+S table
+    peers: bool  # CHGNet / SevenNet / fp64 run it
+
+
+def _si(n: int) -> Atoms:
+    return bulk("Si", "diamond", a=5.43, cubic=True).repeat(n)
+
+
+def structures(quick: bool) -> list[Structure]:
+    out: list[Structure] = []
+    si_main = (1, 2) if quick else (1, 2, 3, 4, 5)
+    for n in si_main:
+        out.append(Structure(f"Si diamond {8 * n**3}", _si(n), True, True))
+    if not quick:
+        out.append(Structure("Cu fcc 108", bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3), True, True))
+        out.append(Structure("Cu fcc 500", bulk("Cu", "fcc", a=3.61, cubic=True).repeat(5), True, True))
+    benzene = molecule("C6H6")
+    benzene.center(vacuum=8.0)
+    benzene.pbc = True  # a box wider than 2 cut-offs: no image within reach; both programs take the same input
+    out.append(Structure("C6H6 molecule (in a 16 Å-vacuum box)", benzene, True, True))
+    sto = Atoms(
+        "SrTiO3",
+        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        cell=np.eye(3) * 3.905,
+        pbc=True,
+    ).repeat(2 if quick else 3)
+    out.append(Structure(f"SrTiO3 perovskite {len(sto)}", sto, True, True))
+    if not quick:
+        for n in (7, 8, 10, 11):
+            out.append(Structure(f"Si diamond {8 * n**3}", _si(n), False, False))
+    for i, s in enumerate(out):
+        s.atoms.rattle(0.03, seed=100 + i)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# worker processes
+
+
+@dataclass
+class Worker:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    log: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env
+        )
+        ready = self._read()
+        assert ready.get("ready"), ready
+
+    def _read(self) -> dict:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.name} died (exit code {self.proc.poll()})")
+        return json.loads(line)
+
+    def ask(self, **msg) -> dict:
+        if self.proc is None:
+            self.start()
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+
+
+def med(xs) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------
+# measurements
+
+
+def time_structures(workers: dict[str, Worker], items, rounds: int, budget: float, data: dict) -> None:
+    """Interleaved E+F+S timing: for each structure, rounds x programs (order rotating)."""
+    for idx, s, names in items:
+        log(f"E+F+S  {s.label}: {', '.join(names)}")
+        rec = data.setdefault(s.label, {"n_atoms": len(s.atoms), "index": idx})
+        est = {}
+        for name in names:
+            t0 = time.perf_counter()
+            w = workers[name].ask(cmd="time", index=idx, calls=2, seed=999)
+            rec.setdefault(name, {})["warmup_s"] = w["wall"]
+            est[name] = w["wall"][-1]
+            log(f"   warm-up {name}: {w['wall'][0]:.3f} s, {w['wall'][1]:.4f} s ({time.perf_counter() - t0:.1f} s)")
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                if est[name] > SLOW_CALL_S and len(rec[name].get("wall", [])) >= SLOW_SAMPLES:
+                    continue  # slow programs: a few samples are enough
+                calls = int(max(1, min(3, budget // max(est[name], 1e-6))))
+                out = workers[name].ask(cmd="time", index=idx, calls=calls, seed=r)
+                entry = rec[name]
+                entry.setdefault("wall", []).extend(out["wall"])
+                entry.setdefault("cpu", []).extend(out["cpu"])
+                entry.setdefault("energy_by_round", []).append(out["energy"][0])
+                est[name] = med(entry["wall"])
+        for name in names:
+            rec[name]["median_ms"] = 1e3 * med(rec[name]["wall"])
+            rec[name]["median_cpu_ms"] = 1e3 * med(rec[name]["cpu"])
+            workers[name].ask(cmd="trim")
+        log("   " + "  ".join(f"{n}={rec[n]['median_ms']:.1f} ms" for n in names))
+
+
+def measure_memory(workers, items, data) -> None:
+    for idx, s, names in items:
+        for name in names:
+            out = workers[name].ask(cmd="memory", index=idx)
+            data[s.label][name]["peak_mb"] = out["peak_mb"]
+            workers[name].ask(cmd="trim")
+        log(f"memory {s.label}: " + "  ".join(f"{n}={data[s.label][n]['peak_mb']:.0f} MB" for n in names))
+
+
+def measure_breakdown(workers, items, data, calls: int) -> None:
+    for idx, s, names in items:
+        for name in names:
+            out = workers[name].ask(cmd="breakdown", index=idx, calls=calls)
+            g, m = med(out["graph"]), med(out["model"])
+            data[s.label][name]["graph_ms"] = 1e3 * g
+            data[s.label][name]["model_ms"] = 1e3 * m
+        log(f"breakdown {s.label}: " + "  ".join(
+            f"{n} graph {data[s.label][n]['graph_ms']:.1f} / model {data[s.label][n]['model_ms']:.1f} ms" for n in names
+        ))
+
+
+def measure_getters(workers, items, data, rounds: int) -> None:
+    for idx, s, names in items:
+        for r in range(rounds):
+            for name in names:
+                out = workers[name].ask(cmd="getters", index=idx, calls=2, seed=50 + r)
+                data[s.label][name].setdefault("getters_wall", []).extend(out["wall"])
+        for name in names:
+            data[s.label][name]["getters_ms"] = 1e3 * med(data[s.label][name]["getters_wall"])
+
+
+def measure_batch(workers, specs, rounds: int, n: int) -> dict:
+    """specs: list of (label, worker name, command)."""
+    res = {label: [] for label, _, _ in specs}
+    for label, name, cmd in specs:  # warm-up
+        workers[name].ask(cmd=cmd, n=n)
+    for r in range(rounds):
+        for label, name, cmd in specs:
+            res[label].append(workers[name].ask(cmd=cmd, n=n)["wall"])
+    out = {label: {"wall": v, "median_ms": 1e3 * med(v)} for label, v in res.items()}
+    log("batch: " + "  ".join(f"{k}={v['median_ms']:.1f} ms" for k, v in out.items()))
+    return out
+
+
+def measure_md(workers, specs, idx: int, steps: int) -> dict:
+    out = {}
+    for label, name in specs:
+        r = workers[name].ask(cmd="md", index=idx, steps=steps)
+        step = med(r["step"])
+        out[label] = {
+            "step_ms": 1e3 * step,
+            "graph_share": r["graph_total"] / sum(r["step"]),
+            "graph_ms_per_step": 1e3 * r["graph_total"] / r["steps"],
+            "builds": r["builds"],
+            "steps": r["steps"],
+            "steps_wall": r["step"],
+        }
+        workers[name].ask(cmd="trim")
+        log(f"md {label}: {out[label]['step_ms']:.1f} ms/step, graph {100 * out[label]['graph_share']:.1f} %, "
+            f"{r['builds']} builds in {r['steps']} steps")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# report
+
+
+def fmt_ms(v: float | None) -> str:
+    if v is None or not np.isfinite(v):
+        return "–"
+    if v >= 1000:
+        return f"{v / 1000:.2f} s"
+    return f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
+
+
+def ratio(a, b) -> str:
+    if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
+        return "–"
+    return f"{a / b:.2f}"
+
+
+def get(rec: dict, name: str, key: str):
+    return rec.get(name, {}).get(key)
+
+
+def report(results: dict) -> str:
+    meta, data = results["meta"], results["ehs"]
+    lines = [
+        "# alignn-ase benchmark",
+        "",
+        f"Run {meta['date']} on {meta['machine']}; {meta['threads']} threads per process, "
+        f"OMP_WAIT_POLICY {meta['omp_wait_policy']}; allocator: {meta['allocator']}. Load average (1, 5, 15 min) "
+        f"at start {', '.join(f'{x:.1f}' for x in meta['load_average_start'])}, at end "
+        f"{', '.join(f'{x:.1f}' for x in meta.get('load_average_end', (float('nan'),) * 3))}. "
+        f"Total {meta.get('total_s', float('nan')) / 60:.0f} min. Command: `{meta['command']}`. "
+        f"Versions: {meta['versions']}.",
+        "",
+        "Medians of one `calculate(atoms, [\"energy\", \"forces\", \"stress\"])` each, after warm-up, positions "
+        "jittered (0.01 Å) every call, programs interleaved round by round. alignn-ase and upstream ALIGNN share "
+        "weights (upstream's random initialisation of ALIGNN-FF 2/2/64, pure_torch graph: cutoff 5 Å, 12 neighbours, "
+        "three-body cutoff 3.5 Å, CGCNN features); ratio = alignn-ase time / upstream time (target ≤ 0.20). "
+        "CHGNet (its default 0.3.0 weights) and SevenNet-0 run their shipped weights in float32.",
+        "",
+        "## E+F+S per call",
+        "",
+        "| structure | N | alignn-ase fp32 | alignn-ase fp32 compiled | upstream fp32 | ratio | ratio compiled "
+        "| alignn-ase fp64 | upstream fp64 | ratio fp64 | CHGNet | SevenNet |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, rec in data.items():
+        if not rec.get("main"):
+            continue
+        a, c, u = get(rec, "ours", "median_ms"), get(rec, "ours_compiled", "median_ms"), get(rec, "upstream", "median_ms")
+        a64, u64 = get(rec, "ours64", "median_ms"), get(rec, "upstream64", "median_ms")
+        lines.append(
+            f"| {label} | {rec['n_atoms']} | {fmt_ms(a)} | {fmt_ms(c)} | {fmt_ms(u)} | {ratio(a, u)} | {ratio(c, u)} "
+            f"| {fmt_ms(a64)} | {fmt_ms(u64)} | {ratio(a64, u64)} | {fmt_ms(get(rec, 'chgnet', 'median_ms'))} "
+            f"| {fmt_ms(get(rec, 'sevenn', 'median_ms'))} |"
+        )
+    lines += [
+        "",
+        "CPU time per call (process CPU seconds, all threads; less sensitive than wall time to other jobs on a "
+        "shared machine):",
+        "",
+        "| structure | N | alignn-ase fp32 | alignn-ase fp32 compiled | upstream fp32 | ratio | ratio compiled "
+        "| alignn-ase fp64 | upstream fp64 | ratio fp64 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, rec in data.items():
+        if not rec.get("main"):
+            continue
+        a, c = get(rec, "ours", "median_cpu_ms"), get(rec, "ours_compiled", "median_cpu_ms")
+        u, a64, u64 = (get(rec, k, "median_cpu_ms") for k in ("upstream", "ours64", "upstream64"))
+        lines.append(
+            f"| {label} | {rec['n_atoms']} | {fmt_ms(a)} | {fmt_ms(c)} | {fmt_ms(u)} | {ratio(a, u)} | {ratio(c, u)} "
+            f"| {fmt_ms(a64)} | {fmt_ms(u64)} | {ratio(a64, u64)} |"
+        )
+    diffs = results.get("energy_check", {})
+    if diffs:
+        lines += ["", f"Same-weights check: largest |E_alignn-ase − E_upstream| / |E| over all structures and rounds: "
+                      f"fp32 {diffs.get('fp32', float('nan')):.1e}, fp64 {diffs.get('fp64', float('nan')):.1e}."]
+    if "compile_s" in meta:
+        lines += ["", f"Compiled variant: the first call (compilation) took {meta['compile_s']:.0f} s."]
+
+    lines += ["", "## Peak memory of one E+F+S evaluation (resident set of the whole process, MB)", "",
+              "| structure | N | alignn-ase fp32 | alignn-ase compiled | upstream fp32 | CHGNet | SevenNet |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, rec in data.items():
+        cells = [get(rec, n, "peak_mb") for n in ("ours", "ours_compiled", "upstream", "chgnet", "sevenn")]
+        lines.append(f"| {label} | {rec['n_atoms']} | " + " | ".join("–" if v is None else f"{v:.0f}" for v in cells) + " |")
+
+    lines += ["", "## Graph building vs model (one E+F+S evaluation, medians)", "",
+              "| structure | N | alignn-ase graph | alignn-ase model | graph share | upstream graph | upstream model | graph share |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, rec in data.items():
+        g, m = get(rec, "ours", "graph_ms"), get(rec, "ours", "model_ms")
+        ug, um = get(rec, "upstream", "graph_ms"), get(rec, "upstream", "model_ms")
+        if g is None:
+            continue
+        lines.append(
+            f"| {label} | {rec['n_atoms']} | {fmt_ms(g)} | {fmt_ms(m)} | {100 * g / (g + m):.0f} % | {fmt_ms(ug)} "
+            f"| {fmt_ms(um)} | {'–' if ug is None else f'{100 * ug / (ug + um):.0f} %'} |"
+        )
+
+    lines += ["", "## Scaling: µs per atom-step (E+F+S), Si diamond supercells", "",
+              "| N | alignn-ase fp32 | alignn-ase compiled | upstream fp32 | ratio | ratio compiled | ratio (CPU time) "
+              "| CHGNet | SevenNet |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    si = sorted((rec for label, rec in data.items() if label.startswith("Si diamond")), key=lambda r: r["n_atoms"])
+    for rec in si:
+        n = rec["n_atoms"]
+        us = {k: (None if get(rec, k, "median_ms") is None else 1e3 * get(rec, k, "median_ms") / n)
+              for k in ("ours", "ours_compiled", "upstream", "chgnet", "sevenn")}
+        lines.append(
+            f"| {n} | " + " | ".join(
+                "–" if us[k] is None else f"{us[k]:.0f}" for k in ("ours", "ours_compiled", "upstream")
+            ) + f" | {ratio(us['ours'], us['upstream'])} | {ratio(us['ours_compiled'], us['upstream'])} "
+            f"| {ratio(get(rec, 'ours', 'median_cpu_ms'), get(rec, 'upstream', 'median_cpu_ms'))} | "
+            + " | ".join("–" if us[k] is None else f"{us[k]:.0f}" for k in ("chgnet", "sevenn")) + " |"
+        )
+
+    if results.get("batch"):
+        b = results["batch"]
+        up = b.get("upstream one by one", {}).get("median_ms")
+        lines += ["", f"## {results['meta']['batch_n']} structures of 8 atoms (E+F+S each)", "",
+                  "| how | time | upstream loop / this |", "|---|---:|---:|"]
+        for label, v in b.items():
+            lines.append(f"| {label} | {fmt_ms(v['median_ms'])} | {ratio(up, v['median_ms'])} |")
+
+    if results.get("md"):
+        lines += ["", f"## MD: velocity Verlet, {results['meta']['md_label']}, "
+                      f"{results['meta']['md_steps']} steps (forces only, as ASE's MD asks)", "",
+                  "| potential | skin | ms / step | graph building per step | share of the step | graph builds |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for label, v in results["md"].items():
+            lines.append(
+                f"| {label} | {v['skin']} Å | {v['step_ms']:.1f} ms | {v['graph_ms_per_step']:.2f} ms | "
+                f"{100 * v['graph_share']:.1f} % | {v['builds']} / {v['steps']} |"
+            )
+
+    getter_rows = [(label, rec) for label, rec in data.items() if get(rec, "ours", "getters_ms") is not None]
+    if getter_rows:
+        lines += ["", "## Through ASE's getters (energy, then forces, then stress)", "",
+                  "| structure | N | alignn-ase fp32 | upstream fp32 | ratio |", "|---|---:|---:|---:|---:|"]
+        for label, rec in getter_rows:
+            a, u = get(rec, "ours", "getters_ms"), get(rec, "upstream", "getters_ms")
+            lines.append(f"| {label} | {rec['n_atoms']} | {fmt_ms(a)} | {fmt_ms(u)} | {ratio(a, u)} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--side-python", default="/work/upvenv/bin/python",
+                   help="interpreter of the virtualenv with upstream alignn, chgnet and sevenn")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--budget", type=float, default=1.0, help="seconds of calls per program per round (1-3 calls)")
+    p.add_argument("--allocator", choices=["tuned", "stock"], default="tuned",
+                   help="tuned: MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised for every program (see NOTES.md)")
+    p.add_argument("--omp-wait-policy", choices=["passive", "default"], default="passive",
+                   help="passive: OMP_WAIT_POLICY=PASSIVE for every program (on a shared machine a busy-waiting "
+                        "OpenMP thread that loses its core stalls every parallel region; see NOTES.md)")
+    p.add_argument("--no-peers", action="store_true", help="skip CHGNet and SevenNet")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--quick", action="store_true", help="small structures, one round: a smoke test of the script")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    args = p.parse_args()
+    if args.quick:
+        args.rounds = 1
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    if args.omp_wait_policy == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    if args.allocator == "tuned":
+        env.update(TUNED_MALLOC)
+    else:
+        for k in TUNED_MALLOC:
+            env.pop(k, None)
+
+    tmp = Path(tempfile.mkdtemp(prefix="alignn_ase_bench_"))
+    ckpt = tmp / "upstream_alignn_ff_2_2_64"
+    subprocess.run([args.side_python, str(HERE / "make_upstream_checkpoint.py"), str(ckpt)], check=True, env=env)
+    structs = structures(args.quick)
+    xyz = tmp / "structures.extxyz"
+    write(xyz, [s.atoms for s in structs])
+    batch_n = 64
+
+    def worker(name: str, python: str, *extra: str) -> Worker:
+        cmd = [python, str(HERE / "worker.py"), "--structures", str(xyz), "--threads", str(args.threads), *extra]
+        return Worker(name, cmd, env)
+
+    ours, side = sys.executable, args.side_python
+    workers = {
+        "ours": worker("ours", ours, "--program", "alignn_ase", "--model", str(ckpt)),
+        "ours64": worker("ours64", ours, "--program", "alignn_ase", "--model", str(ckpt), "--dtype", "float64"),
+        "upstream": worker("upstream", side, "--program", "upstream", "--model", str(ckpt)),
+        "upstream64": worker("upstream64", side, "--program", "upstream", "--model", str(ckpt), "--dtype", "float64"),
+        "smooth": worker("smooth", ours, "--program", "alignn_ase", "--model", "default", "--skin", "1.0"),
+        "smooth_noskin": worker("smooth_noskin", ours, "--program", "alignn_ase", "--model", "default", "--skin", "0"),
+    }
+    if not args.no_compile:
+        workers["ours_compiled"] = worker("ours_compiled", ours, "--program", "alignn_ase", "--model", str(ckpt),
+                                          "--compile")
+    if not args.no_peers:
+        workers["chgnet"] = worker("chgnet", side, "--program", "chgnet")
+        workers["sevenn"] = worker("sevenn", side, "--program", "sevenn")
+
+    versions = subprocess.run(
+        [side, "-c", "import importlib.metadata as m;"
+         "print(', '.join(f'{p} {m.version(p)}' for p in ('alignn', 'chgnet', 'sevenn', 'torch')))"],
+        capture_output=True, text=True, env=env,
+    ).stdout.strip()
+    import torch
+
+    results: dict = {
+        "meta": {
+            "date": datetime.datetime.now().isoformat(timespec="minutes"),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
+                       "(shared with other jobs while measured)",
+            "threads": args.threads,
+            "omp_wait_policy": env.get("OMP_WAIT_POLICY", "default"),
+            "load_average_start": os.getloadavg(),
+            "allocator": "tuned (" + ", ".join(f"{k}={v}" for k, v in TUNED_MALLOC.items()) + ")"
+            if args.allocator == "tuned" else "stock glibc malloc",
+            "command": " ".join([Path(sys.executable).as_posix(), "benchmarks/run_benchmark.py", *sys.argv[1:]]),
+            "versions": f"alignn-ase venv torch {torch.__version__}; side venv: {versions}",
+            "batch_n": batch_n,
+        },
+        "ehs": {},
+    }
+    data = results["ehs"]
+    same = ["ours", "ours_compiled", "upstream"] if not args.no_compile else ["ours", "upstream"]
+    peers = [n for n in ("ours64", "upstream64", "chgnet", "sevenn") if n in workers]
+    items = [(i, s, same + (peers if s.peers else [])) for i, s in enumerate(structs)]
+    try:
+        t_start = time.perf_counter()
+        if "ours_compiled" in workers:
+            t0 = time.perf_counter()
+            workers["ours_compiled"].ask(cmd="time", index=0, calls=1, seed=998)
+            results["meta"]["compile_s"] = time.perf_counter() - t0
+            log(f"compiled variant ready after {results['meta']['compile_s']:.0f} s")
+        time_structures(workers, items, args.rounds, args.budget, data)
+        for i, s in enumerate(structs):
+            data[s.label]["main"] = s.main
+        checks = {}
+        for tag, a, b in (("fp32", "ours", "upstream"), ("fp64", "ours64", "upstream64")):
+            rel = [abs(x - y) / abs(y) for rec in data.values() if a in rec and b in rec
+                   for x, y in zip(rec[a]["energy_by_round"], rec[b]["energy_by_round"])]
+            if rel:
+                checks[tag] = max(rel)
+        results["energy_check"] = checks
+        measure_memory(workers, items, data)
+        measure_breakdown(workers, [(i, s, ["ours", "upstream"]) for i, s in enumerate(structs) if s.main], data, 3)
+        measure_getters(workers, [(i, s, ["ours", "upstream"]) for i, s in enumerate(structs) if s.main and
+                                  len(s.atoms) <= 1000], data, 2)
+        batch_specs = [("alignn-ase predict (one batch)", "ours", "predict"),
+                       ("alignn-ase one by one", "ours", "loop"),
+                       ("upstream one by one", "upstream", "loop")]
+        if "ours_compiled" in workers:
+            batch_specs.insert(1, ("alignn-ase compiled predict (one batch)", "ours_compiled", "predict"))
+        results["batch"] = measure_batch(workers, batch_specs, max(3, args.rounds), batch_n)
+        md_index = max((i for i, s in enumerate(structs) if s.main and s.label.startswith("Si")),
+                       key=lambda i: len(structs[i].atoms))
+        results["meta"]["md_label"] = structs[md_index].label
+        results["meta"]["md_steps"] = steps = 5 if args.quick else 20
+        md_specs = [("alignn-ase default (smooth-untrained-v0)", "smooth", 1.0),
+                    ("alignn-ase default (smooth-untrained-v0), no skin", "smooth_noskin", 0.0),
+                    ("upstream weights in alignn-ase (pure_torch graph)", "ours", 0.0)]
+        results["md"] = measure_md(workers, [(label, name) for label, name, _ in md_specs], md_index, steps)
+        for label, _, skin in md_specs:
+            results["md"][label]["skin"] = skin
+        results["meta"]["total_s"] = time.perf_counter() - t_start
+        results["meta"]["load_average_end"] = os.getloadavg()
+    finally:
+        for w in workers.values():
+            try:
+                w.stop()
+            except Exception:  # a dead worker must not hide the results
+                pass
+    args.out.mkdir(parents=True, exist_ok=True)
+    tag = "quick" if args.quick else "benchmark" if args.threads == 2 else f"benchmark_{args.threads}thread"
+    (args.out / f"{tag}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / f"{tag}.md").write_text(report(results))
+    log(f"wrote {args.out / (tag + '.json')} and {args.out / (tag + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

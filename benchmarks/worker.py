@@ -1,0 +1,275 @@
+"""One timing process of the benchmark: holds one calculator and answers commands.
+
+Started by ``run_benchmark.py`` with the interpreter of the program's virtualenv
+(alignn-ase: the project venv; upstream ALIGNN, CHGNet, SevenNet: the side venv)
+and driven through JSON lines on stdin/stdout, so that every program stays
+loaded while the driver interleaves them. Imports only what its program needs.
+
+Commands (one JSON object per line; the answer is one JSON line):
+
+- ``time``: ``calls`` E+F+S evaluations of structure ``index``, each at the stored
+  positions plus fresh N(0, 0.01 Å) noise, one ``calc.calculate(atoms,
+  ["energy", "forces", "stress"])`` per call; wall and CPU seconds per call.
+- ``getters``: the same through ``get_potential_energy``, ``get_forces`` and
+  ``get_stress`` (what ASE's optimisers and MD pay).
+- ``memory``: peak resident memory (MB) of one evaluation (VmHWM reset first).
+- ``breakdown``: seconds in graph building and in the model, separately.
+- ``loop`` / ``predict``: the 64 small structures one by one / batched.
+- ``md``: velocity-Verlet steps; step time and time spent building graphs.
+- ``trim``: return freed memory to the OS (so idle workers hold little).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+from ase.calculators.calculator import all_changes
+from ase.io import read
+
+JITTER = 0.01  # Å
+PROPS = ["energy", "forces", "stress"]
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def trim() -> None:
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def small_structures(n: int = 64):
+    """``n`` rattled 8-atom Si cells (the batched-evaluation case), identical in every venv."""
+    from ase.build import bulk
+
+    out = []
+    for k in range(n):
+        a = bulk("Si", "diamond", a=5.43, cubic=True)
+        a.rattle(0.05, seed=k)
+        out.append(a)
+    return out
+
+
+class Program:
+    """A calculator plus how to time its graph building and its model separately."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.calc = self._make()
+
+    def _make(self):
+        a = self.args
+        if a.program == "alignn_ase":
+            from alignn_ase import ALIGNNCalculator
+
+            return ALIGNNCalculator(a.model, device="cpu", dtype=a.dtype, compile=a.compile, skin=a.skin)
+        if a.program == "upstream":
+            torch.set_default_dtype(torch.float64 if a.dtype == "float64" else torch.float32)
+            from alignn.ff.calculators import AlignnAtomwiseCalculator
+
+            return AlignnAtomwiseCalculator(path=a.model, device="cpu")
+        if a.program == "chgnet":
+            from chgnet.model.dynamics import CHGNetCalculator
+
+            return CHGNetCalculator(use_device="cpu")
+        if a.program == "sevenn":
+            from sevenn.calculator import SevenNetCalculator
+
+            return SevenNetCalculator("7net-0", device="cpu")
+        raise SystemExit(f"unknown program {a.program}")
+
+    def breakdown(self, atoms) -> tuple[float, float]:
+        """(graph seconds, model seconds) of one E+F+S evaluation."""
+        a = self.args
+        if a.program == "alignn_ase":
+            from alignn_ase.compute import evaluate
+
+            calc = self.calc
+            t0 = time.perf_counter()
+            graph = calc._graphs(atoms)
+            t1 = time.perf_counter()
+            with calc._compile_settings():
+                out = evaluate(calc.model, graph, forces=True, stress=True)
+            float(out["energy"][0])
+            return t1 - t0, time.perf_counter() - t1
+        if a.program == "upstream":
+            from alignn.ff.calculators import ase_to_atoms
+            from alignn.graphs import Graph
+
+            calc = self.calc
+            cfg = calc.config
+            t0 = time.perf_counter()
+            g, lg = Graph.atom_dgl_multigraph(
+                ase_to_atoms(atoms),
+                neighbor_strategy=cfg["neighbor_strategy"],
+                cutoff=cfg["cutoff"],
+                max_neighbors=cfg["max_neighbors"],
+                atom_features=cfg["atom_features"],
+                use_canonize=cfg["use_canonize"],
+                three_body_cutoff=cfg.get("three_body_cutoff", None),
+            )
+            t1 = time.perf_counter()
+            lattice = torch.tensor(np.array(atoms.cell)).type(torch.get_default_dtype())
+            result = calc.model((g, lg, lattice))
+            float(result["out"].sum())
+            return t1 - t0, time.perf_counter() - t1
+        raise SystemExit(f"no breakdown for {a.program}")
+
+
+def jittered(base, rng):
+    atoms = base.copy()
+    atoms.positions = base.positions + rng.normal(0.0, JITTER, base.positions.shape)
+    return atoms
+
+
+def cmd_time(prog, structures, msg, getters=False):
+    base = structures[msg["index"]]
+    rng = np.random.default_rng(msg.get("seed", 0))
+    wall, cpu, energy = [], [], []
+    for _ in range(msg["calls"]):
+        atoms = jittered(base, rng)
+        w0, c0 = time.perf_counter(), time.process_time()
+        if getters:
+            atoms.calc = prog.calc
+            atoms.get_potential_energy()
+            atoms.get_forces()
+            atoms.get_stress()
+        else:
+            prog.calc.calculate(atoms, PROPS, all_changes)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+        energy.append(float(prog.calc.results["energy"]))
+    return {"wall": wall, "cpu": cpu, "energy": energy}
+
+
+def cmd_memory(prog, structures, msg):
+    atoms = jittered(structures[msg["index"]], np.random.default_rng(1))
+    trim()
+    reset_peak_rss()
+    before = peak_rss_mb()
+    prog.calc.calculate(atoms, PROPS, all_changes)
+    return {"peak_mb": peak_rss_mb(), "before_mb": before}
+
+
+def cmd_breakdown(prog, structures, msg):
+    rng = np.random.default_rng(2)
+    graph, model = [], []
+    for _ in range(msg["calls"]):
+        g, m = prog.breakdown(jittered(structures[msg["index"]], rng))
+        graph.append(g)
+        model.append(m)
+    return {"graph": graph, "model": model}
+
+
+def cmd_loop(prog, msg):
+    structs = small_structures(msg["n"])
+    t0 = time.perf_counter()
+    for atoms in structs:
+        prog.calc.calculate(atoms, PROPS, all_changes)
+    return {"wall": time.perf_counter() - t0}
+
+
+def cmd_predict(prog, msg):
+    structs = small_structures(msg["n"])
+    t0 = time.perf_counter()
+    prog.calc.predict(structs, batch_size=msg["n"], progress=False)
+    return {"wall": time.perf_counter() - t0}
+
+
+def cmd_md(prog, structures, msg):
+    """Velocity-Verlet MD (1 fs, 300 K start); graph time from the calculator's graph cache."""
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = structures[msg["index"]].copy()
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(3))
+    calc = prog.calc
+    cache = calc._graphs
+    spent = [0.0]
+
+    class Timed:
+        def __call__(self, a):
+            t = time.perf_counter()
+            try:
+                return cache(a)
+            finally:
+                spent[0] += time.perf_counter() - t
+
+    atoms.calc = calc
+    dyn = VelocityVerlet(atoms, 1.0 * units.fs)
+    dyn.run(2)  # warm-up
+    calc._graphs = Timed()
+    try:
+        builds0 = cache.n_builds
+        steps, times = msg["steps"], []
+        for _ in range(steps):
+            t = time.perf_counter()
+            dyn.run(1)
+            times.append(time.perf_counter() - t)
+    finally:
+        calc._graphs = cache
+    return {"step": times, "graph_total": spent[0], "builds": cache.n_builds - builds0, "steps": steps}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--program", required=True, choices=["alignn_ase", "upstream", "chgnet", "sevenn"])
+    p.add_argument("--model", default=None)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--skin", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--structures", required=True)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    proto, sys.stdout = sys.stdout, sys.stderr  # programs that print must not corrupt the protocol
+    structures = read(args.structures, ":")
+    prog = Program(args)
+    print(json.dumps({"ready": True}), file=proto, flush=True)
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg["cmd"]
+        if cmd == "quit":
+            break
+        if cmd == "time":
+            out = cmd_time(prog, structures, msg)
+        elif cmd == "getters":
+            out = cmd_time(prog, structures, msg, getters=True)
+        elif cmd == "memory":
+            out = cmd_memory(prog, structures, msg)
+        elif cmd == "breakdown":
+            out = cmd_breakdown(prog, structures, msg)
+        elif cmd == "loop":
+            out = cmd_loop(prog, msg)
+        elif cmd == "predict":
+            out = cmd_predict(prog, msg)
+        elif cmd == "md":
+            out = cmd_md(prog, structures, msg)
+        elif cmd == "trim":
+            trim()
+            out = {}
+        else:
+            out = {"error": f"unknown command {cmd}"}
+        print(json.dumps(out), file=proto, flush=True)
+
+
+if __name__ == "__main__":
+    main()

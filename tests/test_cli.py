@@ -1,0 +1,222 @@
+"""The ``alignn-ase`` command line (tiny sizes, shipped default potential) and the self-test
+behind ``alignn-ase check``."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+from ase.calculators.emt import EMT
+from ase.io import read, write
+
+from alignn_ase.check import builtin_structures, run_checks
+from alignn_ase.cli import build_parser, main
+
+from .conftest import FIXTURES
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    """Input structures in three formats, with the working directory in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    write("Si.cif", bulk("Si", "diamond", a=5.43))
+    write("POSCAR", bulk("Si", "diamond", a=5.5, cubic=True), format="vasp")
+    write("two.extxyz", [bulk("Si", "diamond", a=5.43), bulk("Cu", "fcc", a=3.6)])
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_relax(files, capsys):
+    code, out, err = run(capsys, "relax", "POSCAR", "--max-steps", "3", "--fmax", "1e-6", "--trajectory", "r.traj")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["steps"] == 3 and summary["converged"] is False
+    assert "alignn-ase: warning: relaxation did not converge" in err
+    relaxed = read(files / "POSCAR_relaxed.extxyz", format="extxyz")  # (ASE would guess VASP from the name)
+    assert len(relaxed) == 8 and relaxed.get_potential_energy() == pytest.approx(summary["energy_eV"])
+    assert len(read(files / "r.traj", ":")) == 4
+
+
+def test_md(files, capsys):
+    code, out, _ = run(capsys, "md", "Si.cif", "--steps", "6", "--log-interval", "2", "--repeat", "2", "1", "1")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["steps"] == 6
+    assert len((files / "md_output" / "md.csv").read_text().splitlines()) == 1 + 4
+    assert len(read(files / "md_output" / "md.traj", ":")) == 4
+    assert len(read(files / "md_output" / "final.extxyz")) == 4
+    assert (files / "md_output" / "md.png").stat().st_size > 1000
+
+
+def test_phonons(files, capsys):
+    argv = [
+        "phonons",
+        "Si.cif",
+        "--supercell",
+        "2",
+        "2",
+        "2",
+        "--mesh",
+        "4",
+        "4",
+        "4",
+        "--tmax",
+        "300",
+        "--tstep",
+        "100",
+    ]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["supercell_matrix"] == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+    assert set(summary["thermal"]) == {"0 K", "300 K"}
+    for name in ("phonopy_params.yaml", "band.yaml", "total_dos.dat", "thermal_properties.yaml", "phonons.png"):
+        assert (files / "phonons_output" / name).is_file()
+
+
+def test_relax_then_eos(files, capsys):
+    code, out, _ = run(capsys, "relax", "Si.cif", "-o", "relaxed.cif")
+    assert code == 0 and json.loads(out)["converged"]
+    code, out, _ = run(capsys, "eos", "relaxed.cif", "--points", "5", "--range", "0.04", "--output-dir", "e")
+    assert code == 0
+    summary = json.loads(out)
+    assert len(summary["volumes_A3"]) == 5 and np.isfinite(summary["b0_GPa"])
+    assert summary["volumes_A3"][0] < summary["v0_A3"] < summary["volumes_A3"][-1]
+    assert (files / "e" / "eos.png").is_file() and (files / "e" / "eos.csv").is_file()
+
+
+def test_predict_json_and_extxyz(files, capsys):
+    code, out, _ = run(capsys, "predict", "two.extxyz", "Si.cif", "-o", "p.json")
+    assert code == 0 and "3 structure(s)" in out
+    data = json.loads((files / "p.json").read_text())
+    assert [r["formula"] for r in data["structures"]] == ["Si2", "Cu", "Si2"]
+    assert [r["index"] for r in data["structures"]] == [0, 1, 0]
+    first = data["structures"][0]
+    assert np.shape(first["forces"]) == (2, 3) and np.shape(first["stress"]) == (6,)
+    assert data["structures"][2]["energy"] == pytest.approx(first["energy"], rel=1e-5)
+
+    write("h2o.xyz", molecule("H2O"))
+    code, _, _ = run(capsys, "predict", "h2o.xyz", "-o", "molecule.json")
+    assert code == 0
+    (water,) = json.loads((files / "molecule.json").read_text())["structures"]
+    assert "stress" not in water and np.shape(water["forces"]) == (3, 3)
+
+    code, _, _ = run(capsys, "predict", "two.extxyz", "-o", "p.extxyz")
+    assert code == 0
+    frames = read(files / "p.extxyz", ":")
+    assert len(frames) == 2
+    assert frames[0].get_potential_energy() == pytest.approx(first["energy"], rel=1e-5)
+    np.testing.assert_allclose(frames[0].get_forces(), first["forces"], atol=1e-5)
+
+
+def test_predict_with_a_property_model(files, capsys):
+    model = FIXTURES / "upstream" / "classic_link_log"  # a small upstream band-gap model
+    code, _, _ = run(capsys, "predict", "two.extxyz", "--property", str(model), "-o", "p.extxyz")
+    assert code == 0
+    frames = read(files / "p.extxyz", ":")
+    assert all(np.isfinite(f.info["optb88vdw_bandgap"]) for f in frames)
+    assert frames[0].info["optb88vdw_bandgap"] != frames[1].info["optb88vdw_bandgap"]
+
+
+def test_info(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert "UNTRAINED" in out or "MODEL" in out.upper()
+    assert "architecture:" in out and "parameters:" in out
+
+
+def test_check_command(capsys):
+    code, out, _ = run(capsys, "check")
+    lines = out.strip().splitlines()
+    assert code == 0, out
+    passed = sum(line.startswith("PASS") for line in lines)
+    skipped = [line for line in lines if line.startswith("SKIP")]  # structures with elements the model lacks
+    assert passed >= 10 and passed + 5 * len(skipped) == 15
+    assert lines[-1].startswith(f"{passed} passed, 0 failed, {len(skipped)} skipped (float64)")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["relax", "missing.cif"], "no such file: missing.cif"),
+        (["md", "Si.cif", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["md", "Si.cif", "--ensemble", "nvt_langevin", "--timestep", "0"], "timestep_fs > 0"),
+        (["phonons", "Si.cif", "--supercell", "2", "2"], "--supercell takes 1, 3 or 9 numbers"),
+        (["predict", "Si.cif", "-o", "p.txt"], "--output must end in .json or .extxyz"),
+        (["eos", "garbage.cif"], "cannot read a structure from garbage.cif"),
+    ],
+)
+def test_user_errors_are_one_line(files, capsys, argv, message):
+    (files / "garbage.cif").write_text("this is not a CIF file\n")
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("alignn-ase: error: ") and message in err
+
+
+def test_debug_shows_the_traceback(files):
+    with pytest.raises(FileNotFoundError):
+        main(["relax", "missing.cif", "--debug"])
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "relax", "missing.cif"])
+
+
+def test_console_script_missing_file(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "alignn_ase.cli", "relax", "nope.cif"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == "alignn-ase: error: no such file: nope.cif\n"
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "check", "train"}
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert f"usage: alignn-ase {name}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ the self-test itself
+
+
+class FlippedStress(EMT):
+    """EMT with the stress sign flipped: what the self-test is there to catch."""
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        if "stress" in self.results:
+            self.results["stress"] = -self.results["stress"]
+
+
+def test_self_test_passes_a_correct_calculator_and_fails_a_flipped_stress():
+    cu3au = {"Cu3Au": builtin_structures()["Cu3Au"]}
+    good = run_checks(EMT(), cu3au)
+    assert [r.passed for r in good] == [True] * 5
+    bad = {r.check: r.passed for r in run_checks(FlippedStress(), cu3au)}
+    assert bad["forces = -dE/dx"] and bad["rotation invariance"] and bad["2x2x2 supercell extensivity"]
+    assert not bad["stress = (1/V) dE/dε"] and not bad["stress units and sign (pressure)"]
+
+
+def test_self_test_skips_unsupported_elements():
+    from alignn_ase.errors import UnsupportedElementError
+
+    class OnlyCopper(EMT):
+        def calculate(self, atoms=None, *args, **kwargs):
+            if set(atoms.get_chemical_symbols()) - {"Cu", "Au"}:
+                raise UnsupportedElementError("this model knows Cu and Au only")
+            super().calculate(atoms, *args, **kwargs)
+
+    results = run_checks(OnlyCopper())
+    skipped = [r for r in results if r.passed is None]
+    assert {r.structure for r in skipped} == {"Si2", "NaCl"} and "Cu and Au only" in skipped[0].line()
+    assert all(r.passed for r in results if r.structure == "Cu3Au")

@@ -1,0 +1,223 @@
+"""Speed features: neighbour-list/line-graph reuse (skin), batched prediction, subset line-graph gates.
+
+Every reuse or batching result is compared with the plain one-structure,
+fresh-graph path in float64.
+"""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, fcc111, molecule
+
+import alignn_ase
+from alignn_ase import ALIGNNCalculator, GraphCache, InvalidArgumentError, InvalidStructureError, build_graph, load_model
+from alignn_ase.nn.layers import EdgeGatedGraphConv, edge_endpoints
+
+from .conftest import UPSTREAM
+from .helpers import random_crystal, smooth_model
+
+KEYS = ("energy", "free_energy", "forces", "stress", "energies")
+
+
+def _results(calc, atoms):
+    calc.calculate(atoms, ["energy", "forces"] + (["stress"] if atoms.cell.volume > 1e-8 else []))
+    return {k: np.copy(v) for k, v in calc.results.items()}
+
+
+def _assert_same(a, b, tol=1e-10):
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=tol, err_msg=k)
+
+
+def _pair(model, skin):
+    return (
+        ALIGNNCalculator(model, dtype="float64", device="cpu", skin=skin),
+        ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0),
+    )
+
+
+def _topology(graph):
+    src, dst, shift = graph.src.numpy(), graph.dst.numpy(), graph.shift.long().numpy()
+    e1, e2 = graph.triplet_e1.numpy(), graph.triplet_e2.numpy()
+    bonds = sorted(zip(src.tolist(), dst.tolist(), map(tuple, shift.tolist())))
+    triplets = np.concatenate([src[e1, None], dst[e1, None], dst[e2, None], shift[e1], shift[e2]], axis=1)
+    return bonds, sorted(map(tuple, triplets.tolist()))
+
+
+def test_reused_neighbour_list_gives_the_fresh_graph():
+    settings = smooth_model().graph_settings
+    cache = GraphCache(settings, torch.float64, "cpu", min_distance=0.3, skin=1.0)
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.05, seed=0)
+    cache(atoms)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
+        reused = _topology(cache(atoms))
+        fresh = _topology(build_graph(atoms, settings))
+        assert reused[0] == fresh[0] and reused[1] == fresh[1]
+        assert len(fresh[1]) > 0
+    assert cache.n_builds == 1
+
+
+def test_skin_reuse_equals_fresh_build_along_md_like_path():
+    model = smooth_model()
+    reuse, fresh = _pair(model, skin=0.4)
+    atoms = random_crystal("Si4O6Na2", seed=3, a=6.0)
+    rng = np.random.default_rng(0)
+    steps = 25
+    for _ in range(steps):
+        atoms.positions += rng.normal(0.0, 0.02, atoms.positions.shape)
+        _assert_same(_results(reuse, atoms), _results(fresh, atoms))
+    assert fresh.n_graph_builds == steps
+    assert 1 < reuse.n_graph_builds < steps  # reused, and rebuilt once atoms moved beyond skin / 2
+
+
+def test_skin_keeps_a_bond_that_comes_within_the_cutoff():
+    model = smooth_model(seed=1)
+    cutoff = model.graph_settings.cutoff
+    reuse, fresh = _pair(model, skin=1.0)
+    dimer = Atoms("SiO", positions=[[0, 0, 0], [cutoff + 0.3, 0, 0]])
+    far = _results(reuse, dimer)["energy"]
+    dimer.positions[:, 0] += [0.2, -0.2]  # each atom moves 0.2 Å < skin / 2: reused
+    near = _results(reuse, dimer)
+    assert reuse.n_graph_builds == 1
+    assert near["energy"] != far  # the bond now inside the cutoff counts
+    _assert_same(near, _results(fresh, dimer))
+    dimer.positions[:, 0] += [0.35, -0.35]  # 0.55 Å from the build geometry > skin / 2: rebuilt
+    _assert_same(_results(reuse, dimer), _results(fresh, dimer))
+    assert reuse.n_graph_builds == 2
+    # Displacements add up from the last build, not from the last call.
+    dimer.positions = [[0, 0, 0], [cutoff + 1.5, 0, 0]]  # beyond cutoff + skin: no bond stored
+    far = _results(reuse, dimer)["energy"]
+    for _ in range(2):
+        dimer.positions[:, 0] += [0.4, -0.4]
+        _assert_same(_results(reuse, dimer), _results(fresh, dimer))
+    assert reuse.n_graph_builds == 4 and reuse.results["energy"] != far
+
+
+def test_skin_rebuilds_on_cell_species_and_pbc_changes():
+    model = smooth_model(seed=2)
+    reuse, fresh = _pair(model, skin=1.0)
+    atoms = random_crystal("Si2O3Na", seed=5)
+    _results(reuse, atoms)
+    builds = reuse.n_graph_builds
+    changes = [
+        (lambda a: a.set_cell(a.cell * 1.004, scale_atoms=True), False),  # small homogeneous strain: reused
+        (lambda a: a.set_cell(a.cell * 0.8, scale_atoms=True), True),  # bonds shrink by 20%: rebuilt
+        (lambda a: a.set_cell(a.cell.array + 0.4 * np.eye(3)[::-1], scale_atoms=False), True),  # shear
+        (lambda a: a.numbers.__setitem__(0, 13), True),
+        (lambda a: a.set_pbc((True, True, False)), True),
+    ]
+    for change, rebuilds in changes:
+        change(atoms)
+        _assert_same(_results(reuse, atoms), _results(fresh, atoms))
+        assert reuse.n_graph_builds == builds + rebuilds
+        builds = reuse.n_graph_builds
+
+
+def test_skin_still_rejects_atoms_that_come_too_close():
+    model = smooth_model()
+    calc = ALIGNNCalculator(model, dtype="float64", skin=1.0)
+    dimer = Atoms("SiO", positions=[[0, 0, 0], [0.8, 0, 0]])
+    _results(calc, dimer)
+    dimer.positions[1, 0] = 0.2  # moved 0.6 Å: rebuilt, and refused
+    with pytest.raises(InvalidStructureError, match="0.2000 Å apart"):
+        _results(calc, dimer)
+    dimer.positions[1, 0] = 0.8
+    _results(calc, dimer)
+    builds = calc.n_graph_builds
+    dimer.positions[:, 0] += [0.3, -0.3]  # 0.2 Å apart, each moved < skin / 2: reused, still refused
+    with pytest.raises(InvalidStructureError, match="0.2000 Å apart, closer than this model's minimum distance"):
+        _results(calc, dimer)
+    assert calc.n_graph_builds == builds
+
+
+@pytest.mark.parametrize("name", ["pure_2_2_64_cgcnn", "atomwise_knn"])
+def test_upstream_graphs_rebuild_every_call(name):
+    calc = ALIGNNCalculator(load_model(UPSTREAM / name), dtype="float64", skin=1.0)
+    assert calc.skin == 0.0
+    atoms = bulk("Si", "diamond", a=5.43)
+    for k in range(3):
+        atoms.positions[0, 0] += 0.01
+        _results(calc, atoms)
+    assert calc.n_graph_builds == 3
+
+
+def test_skin_argument_is_checked():
+    for bad in (-0.5, float("nan"), "1"):
+        with pytest.raises(InvalidArgumentError, match="skin"):
+            ALIGNNCalculator(smooth_model(), skin=bad)
+
+
+def _mixed_structures():
+    water = molecule("H2O")
+    slab = fcc111("Cu", size=(2, 2, 2), vacuum=5.0)
+    big = bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 1, 1))
+    big.rattle(0.05, seed=1)
+    return [random_crystal("Si2O3Na", seed=s) for s in range(3)] + [water, slab, big, bulk("Cu", "fcc", a=3.6)]
+
+
+def test_predict_equals_one_by_one():
+    model = smooth_model(seed=4)
+    calc = ALIGNNCalculator(model, dtype="float64", properties=[UPSTREAM / "classic_link_log"])
+    structures = _mixed_structures()
+    snapshot = [a.copy() for a in structures]
+    batched = calc.predict(structures, batch_size=3, progress=False)
+    assert len(batched) == len(structures)
+    single = ALIGNNCalculator(model, dtype="float64", properties=[UPSTREAM / "classic_link_log"])
+    for atoms, res, before in zip(structures, batched, snapshot):
+        assert atoms == before and atoms.calc is None
+        ref = _results(single, atoms)
+        assert ("stress" in res) == (atoms.cell.volume > 1e-8)
+        assert "optb88vdw_bandgap" in res
+        _assert_same(res, ref)
+    # the module-level function: one batch with everything in it
+    again = alignn_ase.predict(structures, model=model, batch_size=64, dtype="float64", progress=False)
+    for a, b in zip(again, batched):
+        _assert_same({k: v for k, v in a.items() if k in KEYS}, {k: v for k, v in b.items() if k in KEYS})
+
+
+def test_predict_with_an_upstream_potential():
+    calc = ALIGNNCalculator(load_model(UPSTREAM / "pure_2_2_64_cgcnn"), dtype="float64")
+    structures = [random_crystal("Si2O3Na", seed=s) for s in range(4)]
+    for atoms, res in zip(structures, calc.predict(structures, batch_size=4)):
+        _assert_same(res, _results(calc, atoms))
+
+
+def test_predict_bad_input():
+    calc = ALIGNNCalculator(smooth_model())
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        calc.predict([bulk("Si")], batch_size=0)
+    with pytest.raises(InvalidArgumentError, match="structure 1"):
+        calc.predict([bulk("Si"), "Si"])
+    with pytest.raises(InvalidStructureError, match="apart"):
+        calc.predict([bulk("Si"), Atoms("Si2", positions=[[0, 0, 0], [0.1, 0, 0]])])
+    assert calc.predict([]) == []
+
+
+def test_calculator_works_on_its_own_copy_of_the_model():
+    model = smooth_model()
+    ALIGNNCalculator(model, dtype="float64")
+    p = next(model.parameters())
+    assert p.dtype == torch.float32 and p.requires_grad
+
+
+def test_line_graph_gates_on_touched_bonds_only():
+    torch.manual_seed(0)
+    conv = EdgeGatedGraphConv(16, 16).double()
+    n_bonds, n_triplets = 40, 60
+    bonds = torch.randn(n_bonds, 16, dtype=torch.float64)
+    angles = torch.randn(n_triplets, 16, dtype=torch.float64)
+    e1 = torch.randint(0, 25, (n_triplets,))  # bonds 25.. touch no triplet
+    e2 = torch.randint(5, 25, (n_triplets,))
+    weight = torch.rand(n_triplets, dtype=torch.float64)
+    endpoints = edge_endpoints(e1, e2, n_bonds)
+    assert endpoints.nodes.tolist() == sorted(set(e1.tolist()) | set(e2.tolist()))
+    for w in (None, weight):
+        full = conv(bonds, angles, e1, e2, w)
+        subset = conv(bonds, angles, e1, e2, w, endpoints)
+        for a, b in zip(full, subset):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

@@ -1,0 +1,403 @@
+"""Workflows (relax, MD, watchdog, phonons, EOS) on physical calculators: ASE's EMT where the
+physics must be right (the shipped default potential is a small, rough distillation), the small
+smooth model in float64 for energy conservation, and the default potential where only the
+machinery is tested."""
+
+import csv
+
+import numpy as np
+import pytest
+from ase import Atoms, units
+from ase.build import bulk, fcc111
+from ase.calculators.emt import EMT
+from ase.constraints import FixAtoms
+from ase.io import read
+
+from alignn_ase import (
+    ALIGNNCalculator,
+    ConvergenceWarning,
+    InvalidArgumentError,
+    InvalidStructureError,
+    SimulationError,
+)
+from alignn_ase.workflows import (
+    Watchdog,
+    calculate_many,
+    eos,
+    get_calculator,
+    phonons,
+    relax,
+    run_md,
+    supercell_matrix,
+)
+
+from .helpers import calc64
+
+QUIET = {"progress": False}
+
+
+@pytest.fixture(scope="module")
+def emt_cu_a0():
+    """EMT copper's lattice constant (Å), from the EOS workflow itself."""
+    return float(np.cbrt(eos(bulk("Cu", cubic=True), calculator=EMT(), output_dir=None).v0))
+
+
+def strained_rattled_cu(a: float = 3.7) -> Atoms:
+    atoms = bulk("Cu", cubic=True, a=a)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.03, 0.01, 0.0], [0.0, 0.98, 0.0], [0.0, 0.0, 1.0]]), scale_atoms=True
+    )
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+# ------------------------------------------------------------------ relaxation
+
+
+def test_relax_recovers_lattice_constant(emt_cu_a0):
+    start = strained_rattled_cu()
+    start.calc = EMT()
+    before = start.copy()
+    result = relax(start, fmax=0.005, optimizer="LBFGS", **QUIET)
+    assert result.converged and result.max_force < 0.005
+    assert result.steps > 5 and len(result.energies) == result.steps + 1
+    assert result.energy == pytest.approx(result.atoms.get_potential_energy())
+    assert abs(3.7 - emt_cu_a0) > 0.1  # the start is far from the answer
+    np.testing.assert_allclose(result.atoms.cell.lengths(), emt_cu_a0, atol=0.01)
+    assert abs(np.cbrt(result.atoms.get_volume()) - emt_cu_a0) < 0.003
+    np.testing.assert_allclose(result.atoms.cell.angles(), 90.0, atol=0.5)
+    assert np.abs(result.stress).max() < 2e-3  # eV/Å³
+    np.testing.assert_array_equal(start.positions, before.positions)  # the input is untouched
+    np.testing.assert_array_equal(start.cell, before.cell)
+
+
+def test_relax_not_converging_warns_and_reports():
+    start = strained_rattled_cu()
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        result = relax(start, fmax=0.001, max_steps=2, calculator=EMT(), **QUIET)
+    assert not result.converged and result.steps == 2
+    assert result.max_force > 0.001
+
+
+@pytest.mark.parametrize("optimizer", ["FIRE", "BFGS", "LBFGS"])
+def test_relax_slab_positions_only_with_fixed_layers(optimizer):
+    slab = fcc111("Pt", size=(2, 2, 3), vacuum=6.0)
+    slab.set_constraint(FixAtoms(mask=slab.positions[:, 2] < slab.positions[:, 2].min() + 0.5))
+    slab.calc = EMT()
+    result = relax(slab, relax_cell=False, fmax=0.01, optimizer=optimizer, **QUIET)
+    assert result.converged and result.max_force < 0.01 and result.stress is None
+    fixed = slab.constraints[0].index
+    np.testing.assert_allclose(result.atoms.positions[fixed], slab.positions[fixed])
+    np.testing.assert_allclose(result.atoms.cell, slab.cell)
+    top = np.argmax(slab.positions[:, 2])
+    assert abs(result.atoms.positions[top, 2] - slab.positions[top, 2]) > 1e-3  # the surface moved
+    assert result.energy < slab.get_potential_energy() - 1e-3
+
+
+def test_relax_cell_needs_a_3d_cell():
+    with pytest.raises(InvalidArgumentError, match="3D periodic"):
+        relax(fcc111("Pt", size=(1, 1, 3), vacuum=6.0), calculator=EMT(), **QUIET)
+
+
+def test_relax_with_default_potential_runs_and_reports(tmp_path):
+    atoms = bulk("Si", "diamond", a=5.5)
+    atoms.rattle(0.05, seed=0)
+    with pytest.warns(ConvergenceWarning):
+        result = relax(atoms, fmax=1e-6, max_steps=3, trajectory=tmp_path / "relax.traj", **QUIET)
+    assert isinstance(result.atoms.calc, ALIGNNCalculator)
+    assert np.isfinite(result.energy) and result.stress.shape == (6,) and result.steps == 3
+    assert len(read(tmp_path / "relax.traj", ":")) == 4
+    summary = result.summary()
+    assert summary["converged"] is False and len(summary["cell_lengths_A"]) == 3
+    assert result.plot(tmp_path / "relax.png").stat().st_size > 1000
+
+
+def test_relax_rejects_unknown_optimizer():
+    with pytest.raises(InvalidArgumentError, match="optimizer"):
+        relax(bulk("Cu"), optimizer="SD", calculator=EMT())
+
+
+# ------------------------------------------------------------------ molecular dynamics
+
+
+def test_nve_conserves_energy_float64_smooth_model():
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    result = run_md(
+        atoms,
+        "nve",
+        temperature_K=300,
+        steps=100,
+        timestep_fs=1.0,
+        log_interval=1,
+        output_dir=None,
+        calculator=calc64(),
+        **QUIET,
+    )
+    n = len(atoms)
+    drift = np.ptp(result.total_energy) / n
+    swing = np.ptp(result.potential_energy) / n
+    assert swing > 5e-3  # energy does flow between potential and kinetic
+    assert drift < 1e-4 and drift < 0.01 * swing  # eV/atom
+    assert result.steps == 100 and result.time_fs[-1] == pytest.approx(100.0)
+    np.testing.assert_allclose(result.kinetic_energy, result.temperature_K * 1.5 * units.kB * n, rtol=1e-10)
+
+
+@pytest.mark.parametrize("ensemble", ["nvt_langevin", "nvt_bussi", "nvt_nose_hoover"])
+def test_nvt_reaches_target_temperature(ensemble):
+    # Maxwell-Boltzmann velocities at 300 K on a perfect crystal equipartition to ~150 K;
+    # only a working thermostat brings the average back to 300 K.
+    atoms = bulk("Cu", cubic=True, a=3.59).repeat(3)
+    result = run_md(
+        atoms,
+        ensemble,
+        temperature_K=300,
+        steps=300,
+        timestep_fs=2.0,
+        friction_per_fs=0.02,
+        tdamp_fs=40,
+        log_interval=5,
+        seed=1,
+        output_dir=None,
+        calculator=EMT(),
+        **QUIET,
+    )
+    mean_t = result.temperature_K[len(result.temperature_K) // 2 :].mean()
+    assert mean_t == pytest.approx(300, rel=0.15)
+
+
+def test_nve_without_thermostat_stays_cold():
+    """The counterpart of the NVT test: without a thermostat the crystal stays near T/2."""
+    atoms = bulk("Cu", cubic=True, a=3.59).repeat(3)
+    result = run_md(
+        atoms, "nve", temperature_K=300, steps=150, timestep_fs=2.0, output_dir=None, calculator=EMT(), **QUIET
+    )
+    assert result.temperature_K[len(result.temperature_K) // 2 :].mean() < 220
+
+
+@pytest.mark.parametrize("ensemble", ["npt_berendsen", "npt_mtk", "npt_mtk_full"])
+def test_npt_expands_a_compressed_crystal(ensemble):
+    atoms = bulk("Cu", cubic=True, a=3.50).repeat(2)
+    result = run_md(
+        atoms,
+        ensemble,
+        temperature_K=300,
+        pressure_GPa=0.0,
+        steps=60,
+        timestep_fs=2.0,
+        pdamp_fs=100,
+        log_interval=5,
+        output_dir=None,
+        calculator=EMT(),
+        **QUIET,
+    )
+    assert result.pressure_GPa[0] > 5  # compressed: positive pressure (GPa)
+    assert result.volume_A3[-1] > result.volume_A3[0] * 1.01
+
+
+def test_md_writes_csv_and_trajectory(tmp_path):
+    atoms = bulk("Cu", cubic=True, a=3.59)
+    result = run_md(
+        atoms,
+        "nvt_langevin",
+        steps=20,
+        log_interval=5,
+        trajectory="md.traj",
+        output_dir=tmp_path,
+        calculator=EMT(),
+        **QUIET,
+    )
+    with open(tmp_path / "md.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 and float(rows[-1]["time_fs"]) == pytest.approx(20.0)
+    assert [float(r["step"]) for r in rows] == [0, 5, 10, 15, 20]
+    assert float(rows[-1]["total_energy_eV"]) == pytest.approx(result.total_energy[-1])
+    assert float(rows[-1]["volume_A3"]) == pytest.approx(atoms.get_volume())
+    assert np.isfinite(float(rows[-1]["pressure_GPa"]))
+    assert len(read(tmp_path / "md.traj", ":")) == 5
+    assert result.plot(tmp_path / "md.png").stat().st_size > 1000
+    assert result.summary()["csv"] == str(tmp_path / "md.csv")
+
+
+def test_md_velocities_are_seeded_and_momentum_free():
+    atoms = bulk("Cu", cubic=True, a=3.59).repeat(2)
+    runs = [run_md(atoms, "nve", steps=0, seed=5, output_dir=None, calculator=EMT(), **QUIET) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].atoms.get_momenta(), runs[1].atoms.get_momenta())
+    np.testing.assert_allclose(runs[0].atoms.get_momenta().sum(axis=0), 0.0, atol=1e-10)
+    assert runs[0].temperature_K[0] > 100
+
+
+def test_md_rejects_bad_options():
+    with pytest.raises(InvalidArgumentError, match="ensemble"):
+        run_md(bulk("Cu"), "nvt_magic", calculator=EMT())
+    with pytest.raises(InvalidArgumentError, match="timestep"):
+        run_md(bulk("Cu"), "nve", timestep_fs=0, calculator=EMT())
+    with pytest.raises(InvalidArgumentError, match="3D periodic"):
+        run_md(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]]), "npt_mtk", calculator=EMT(), output_dir=None)
+
+
+# ------------------------------------------------------------------ watchdog
+
+
+class Exploding(EMT):
+    """EMT until ``after`` evaluations, then ``mode``: NaN forces, forces scaled up 1e4, or a
+    rejected structure (as ALIGNNCalculator rejects overlapping atoms)."""
+
+    def __init__(self, after: int, mode: str):
+        super().__init__()
+        self.after, self.mode, self.calls = after, mode, 0
+
+    def calculate(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls > self.after and self.mode == "reject":
+            raise InvalidStructureError("atoms 3 and 7 are 0.1 Å apart")
+        super().calculate(*args, **kwargs)
+        if self.calls > self.after:
+            if self.mode == "nan":
+                self.results["forces"] = np.full_like(self.results["forces"], np.nan)
+            else:
+                self.results["forces"] = self.results["forces"] * 1e4
+
+
+@pytest.mark.parametrize(
+    "mode, reason", [("nan", "non-finite"), ("kick", "temperature|apart"), ("reject", "rejected the structure")]
+)
+def test_watchdog_fires_on_planted_explosion(tmp_path, mode, reason):
+    atoms = bulk("Cu", cubic=True, a=3.59).repeat(2)
+    atoms.rattle(0.05, seed=0)
+    with pytest.raises(SimulationError, match=reason) as info:
+        run_md(atoms, "nve", steps=50, output_dir=tmp_path, calculator=Exploding(10, mode), **QUIET)
+    frame_file = tmp_path / "md_last_good.extxyz"
+    assert str(frame_file) in str(info.value) and info.value.path == frame_file
+    frame = read(frame_file)
+    assert len(frame) == len(atoms) and np.isfinite(frame.positions).all()
+    assert np.isfinite(frame.get_forces()).all() and np.abs(frame.get_forces()).max() < 5
+    assert "step" in str(info.value)
+
+
+def test_watchdog_names_the_close_pair():
+    atoms = Atoms("Cu3", positions=[[0, 0, 0], [0, 0, 0.4], [3, 0, 0]])
+    atoms.calc = EMT()
+    problem = Watchdog(min_distance=0.5).problem(atoms)
+    assert "atoms 0 and 1" in problem and "0.400 Å" in problem
+    atoms.positions[1, 2] = 2.6
+    assert Watchdog(min_distance=0.5).problem(atoms) is None
+
+
+# ------------------------------------------------------------------ phonons
+
+
+def test_phonons_of_a_stable_crystal(tmp_path, emt_cu_a0):
+    result = phonons(
+        bulk("Cu", "fcc", a=emt_cu_a0), supercell=(4, 4, 4), mesh=(8, 8, 8), calculator=EMT(), output_dir=tmp_path
+    )
+    assert result.acoustic_ok and np.abs(result.gamma_frequencies).max() < 0.05
+    assert result.imaginary_modes == [] and result.stable
+    bands = np.concatenate(result.phonopy.band_structure.frequencies)
+    assert 5 < bands.max() < 12  # THz: a real, stiff spectrum (EMT Cu's maximum is ~7-8 THz)
+    i = int(np.argmin(np.abs(result.temperatures - 1000)))
+    assert result.heat_capacity[i] == pytest.approx(3 * units.kB * units.mol / units.J, rel=0.02)  # Dulong-Petit
+    assert result.heat_capacity[0] == pytest.approx(0, abs=1e-6)
+    for name in ("phonopy_params.yaml", "band.yaml", "total_dos.dat", "thermal_properties.yaml"):
+        assert (tmp_path / name).stat().st_size > 100
+    for name in ("phonons.png", "thermal_properties.png"):
+        assert (tmp_path / name).stat().st_size > 5000
+    assert "force_constants" in (tmp_path / "phonopy_params.yaml").read_text()
+
+
+def test_phonons_report_imaginary_modes_of_an_unstable_crystal():
+    # bcc copper is dynamically unstable (Bain path); EMT agrees
+    result = phonons(bulk("Cu", "bcc", a=2.87), supercell=(4, 4, 4), mesh=(6, 6, 6), calculator=EMT(), output_dir=None)
+    assert result.acoustic_ok and not result.stable
+    worst, q = result.imaginary_modes[0]
+    assert worst < -0.5 and worst == min(f for f, _ in result.imaginary_modes)
+    assert np.abs(q).max() > 0  # away from Γ
+    assert result.summary()["n_imaginary_qpoints"] == len(result.imaginary_modes)
+
+
+def test_supercell_from_minimum_length():
+    cubic = bulk("Cu", cubic=True, a=3.6)
+    np.testing.assert_array_equal(supercell_matrix(cubic, 10.0), np.diag([3, 3, 3]))
+    prim = bulk("Cu", a=3.6)  # perpendicular heights a/sqrt(3) = 2.08 Å
+    np.testing.assert_array_equal(supercell_matrix(prim, 10.0), np.diag([5, 5, 5]))
+    np.testing.assert_array_equal(supercell_matrix(prim, (2, 3, 4)), np.diag([2, 3, 4]))
+    with pytest.raises(InvalidArgumentError):
+        supercell_matrix(prim, (2, 2))
+
+
+# ------------------------------------------------------------------ equation of state
+
+
+def test_eos_minimum_has_zero_pressure_and_the_fitted_curvature(tmp_path):
+    atoms = bulk("Cu", cubic=True, a=3.6)
+    result = eos(atoms, calculator=EMT(), output_dir=tmp_path)
+    assert result.volumes[0] == pytest.approx(atoms.get_volume() * 0.94)
+    assert result.volumes[-1] == pytest.approx(atoms.get_volume() * 1.06)
+    at_v0 = scaled_to_volume(atoms, result.v0)
+    assert abs(at_v0.get_stress()[:3].mean() / units.GPa) < 0.05  # the calculator's own pressure vanishes at V0
+    assert result.e0 == pytest.approx(at_v0.get_potential_energy(), abs=1e-4)
+    # B = V d2E/dV2 at V0 by central differences, independent of the fit
+    h = 0.01 * result.v0
+    e = [scaled_to_volume(atoms, result.v0 + d).get_potential_energy() for d in (-h, 0.0, h)]
+    assert result.b0 == pytest.approx(result.v0 * (e[0] - 2 * e[1] + e[2]) / h**2 / units.GPa, rel=0.03)
+    assert (tmp_path / "eos.png").stat().st_size > 5000
+    assert len((tmp_path / "eos.csv").read_text().splitlines()) == 10
+
+
+def scaled_to_volume(atoms: Atoms, volume: float) -> Atoms:
+    scaled = atoms.copy()
+    scaled.set_cell(atoms.cell * np.cbrt(volume / atoms.get_volume()), scale_atoms=True)
+    scaled.calc = EMT()
+    return scaled
+
+
+def test_eos_warns_when_the_minimum_is_outside_the_range():
+    with pytest.warns(ConvergenceWarning, match="outside"):
+        eos(bulk("Cu", cubic=True, a=3.3), calculator=EMT(), output_dir=None)
+
+
+# ------------------------------------------------------------------ calculators
+
+
+class BatchedEMT(EMT):
+    """EMT with a ``predict`` method, counting how it is called."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def predict(self, structures, progress=True):
+        self.batches.append(len(structures))
+        out = []
+        for atoms in structures:
+            atoms = atoms.copy()
+            atoms.calc = EMT()
+            out.append({"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()})
+        return out
+
+
+def test_phonons_and_eos_use_batched_predict_when_available():
+    calc = BatchedEMT()
+    eos(bulk("Cu", cubic=True), points=7, calculator=calc, output_dir=None)
+    result = phonons(bulk("Cu", a=3.59), supercell=(3, 3, 3), mesh=(4, 4, 4), calculator=calc, output_dir=None)
+    assert calc.batches == [7, 2]  # one call each: 7 volumes; perfect + 1 displaced supercell
+    assert result.acoustic_ok
+
+
+def test_calculate_many_matches_the_calculator_one_by_one():
+    structures = [bulk("Cu", a=a) for a in (3.5, 3.6)] + [bulk("Cu", cubic=True).repeat((1, 1, 2))]
+    results = calculate_many(structures, EMT(), progress=False)
+    for atoms, r in zip(structures, results):
+        atoms = atoms.copy()
+        atoms.calc = EMT()
+        assert r["energy"] == pytest.approx(atoms.get_potential_energy())
+        np.testing.assert_allclose(r["forces"], atoms.get_forces())
+        np.testing.assert_allclose(r["stress"], atoms.get_stress())
+
+
+def test_default_calculator():
+    atoms = bulk("Si")
+    assert isinstance(get_calculator(atoms), ALIGNNCalculator)
+    atoms.calc = EMT()
+    assert isinstance(get_calculator(atoms), EMT)
+    given = EMT()
+    assert get_calculator(atoms, given) is given
