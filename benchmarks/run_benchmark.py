@@ -298,7 +298,7 @@ def report(results: dict) -> str:
     for label, rec in data.items():
         if not rec.get("main"):
             continue
-        a, c, u = get(rec, "ours", "median_ms"), get(rec, "ours_compiled", "median_ms"), get(rec, "upstream", "median_ms")
+        a, c, u = (get(rec, k, "median_ms") for k in ("ours", "ours_compiled", "upstream"))
         a64, u64 = get(rec, "ours64", "median_ms"), get(rec, "upstream64", "median_ms")
         lines.append(
             f"| {label} | {rec['n_atoms']} | {fmt_ms(a)} | {fmt_ms(c)} | {fmt_ms(u)} | {ratio(a, u)} | {ratio(c, u)} "
@@ -325,7 +325,7 @@ def report(results: dict) -> str:
         )
     diffs = results.get("energy_check", {})
     if diffs:
-        lines += ["", f"Same-weights check: largest |E_alignn-ase − E_upstream| / |E| over all structures and rounds: "
+        lines += ["", "Same-weights check: largest |E_alignn-ase − E_upstream| / |E| over all structures and rounds: "
                       f"fp32 {diffs.get('fp32', float('nan')):.1e}, fp64 {diffs.get('fp64', float('nan')):.1e}."]
     if "compile_s" in meta:
         lines += ["", f"Compiled variant: the first call (compilation) took {meta['compile_s']:.0f} s."]
@@ -335,10 +335,12 @@ def report(results: dict) -> str:
               "|---|---:|---:|---:|---:|---:|---:|"]
     for label, rec in data.items():
         cells = [get(rec, n, "peak_mb") for n in ("ours", "ours_compiled", "upstream", "chgnet", "sevenn")]
-        lines.append(f"| {label} | {rec['n_atoms']} | " + " | ".join("–" if v is None else f"{v:.0f}" for v in cells) + " |")
+        shown = " | ".join("–" if v is None else f"{v:.0f}" for v in cells)
+        lines.append(f"| {label} | {rec['n_atoms']} | {shown} |")
 
     lines += ["", "## Graph building vs model (one E+F+S evaluation, medians)", "",
-              "| structure | N | alignn-ase graph | alignn-ase model | graph share | upstream graph | upstream model | graph share |",
+              "| structure | N | alignn-ase graph | alignn-ase model | graph share | upstream graph | upstream model "
+              "| graph share |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, rec in data.items():
         g, m = get(rec, "ours", "graph_ms"), get(rec, "ours", "model_ms")

@@ -11,7 +11,14 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 
 import alignn_ase
-from alignn_ase import ALIGNNCalculator, GraphCache, InvalidArgumentError, InvalidStructureError, build_graph, load_model
+from alignn_ase import (
+    ALIGNNCalculator,
+    GraphCache,
+    InvalidArgumentError,
+    InvalidStructureError,
+    build_graph,
+    load_model,
+)
 from alignn_ase.nn.layers import EdgeGatedGraphConv, edge_endpoints
 
 from .conftest import UPSTREAM

@@ -181,7 +181,8 @@ class EdgeGatedGraphConv(nn.Module):
             gates = F.linear(x.index_select(0, endpoints.nodes), weight[: 3 * hidden], bias[: 3 * hidden])
             at_src, at_dst = endpoints.src, endpoints.dst
         gate_src, msg, gate_dst = gates.split(hidden, dim=1)
-        m = torch.addmm(gate_src.index_select(0, at_src) + gate_dst.index_select(0, at_dst), y, self.edge_gate.weight.t())
+        gate_sum = gate_src.index_select(0, at_src) + gate_dst.index_select(0, at_dst)
+        m = torch.addmm(gate_sum, y, self.edge_gate.weight.t())
         sigma = torch.sigmoid(m)
         message = msg.index_select(0, at_src) * sigma
         if edge_weight is None:
