@@ -17,8 +17,8 @@ from tqdm import tqdm
 from .compute import evaluate
 from .errors import CheckpointError, InvalidArgumentError
 from .graph import AtomGraph, GraphCache, build_graphs, check_skin
-from .neighbors import SELF_TOLERANCE
 from .io import load_model
+from .neighbors import SELF_TOLERANCE
 from .nn.base import ALIGNNModel
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -71,17 +71,20 @@ class ALIGNNCalculator(Calculator):
         properties: property models to evaluate at every geometry, as a list
             of names/paths/models (result key: the model's target name) or a
             mapping ``{result_key: name/path/model}``.
-        skin: Verlet skin (Å) for neighbour-list and line-graph reuse between
-            calls (0 disables). It applies to potentials whose graph is every
-            bond within a cut-off (alignn-ase's smooth models): the graph is
-            built with cut-offs widened by ``skin`` and rebuilt only when atoms
-            (or the cell) have moved enough that a bond from outside could have
-            come within a cut-off; results equal a full rebuild to float
-            rounding. Upstream checkpoints (``k-nearest`` or neighbour-capped
-            graphs, discontinuous in the positions) rebuild at every call.
-        compile: run the models through ``torch.compile`` (dynamic shapes).
-            The first call of each new kind of input pays the compilation
-            (tens of seconds on a CPU); later calls are faster.
+        skin: Verlet skin (Å) for neighbour-list reuse between calls (0
+            disables). It applies to potentials whose graph is every bond
+            within a cut-off (alignn-ase's smooth models): the bond list is
+            gathered out to cutoff + ``skin`` and rebuilt only when atoms (or
+            the cell) have moved enough that a bond from outside could have come
+            within the cut-off; each call keeps the bonds within the cut-off and
+            builds their line graph, so results equal a full rebuild to float
+            rounding (:class:`~alignn_ase.graph.GraphCache`). Upstream
+            checkpoints (``k-nearest`` or neighbour-capped graphs, discontinuous
+            in the positions) rebuild at every call.
+        compile: run the models through ``torch.compile`` (dynamic shapes;
+            where compilation fails, eager). The first call pays the
+            compilation (10-80 s on a CPU). Measured gain on one CPU thread
+            1.3-1.5x; with several threads often none (benchmarks/NOTES.md).
 
     Results (``calc.results``): ``energy`` and ``free_energy`` (eV), ``forces``
     (eV/Å), ``stress`` (eV/Å³, Voigt order xx yy zz yz xz xy, ASE sign:
@@ -134,14 +137,15 @@ class ALIGNNCalculator(Calculator):
         if self.model.has_site_energies:
             self.implemented_properties.append("energies")
         self.implemented_properties += list(self.property_models)
-        self.skin = skin if self.model.graph_settings.strategy == "radius" else 0.0
+        # Reuse needs a radius graph, and a minimum distance that rejects atoms closer than the
+        # bond list's self tolerance (such a pair is left out of a build but would be a bond later).
+        reusable = self.model.graph_settings.strategy == "radius" and self.model.min_distance > SELF_TOLERANCE
+        self.skin = skin if reusable else 0.0
         self._graphs = self._cache(self.model, self.skin)
         self._property_graphs = {name: self._cache(m, 0.0) for name, m in self.property_models.items()}
         self.n_model_evaluations = 0
 
     def _cache(self, model: ALIGNNModel, skin: float) -> GraphCache:
-        if model.min_distance <= SELF_TOLERANCE:
-            skin = 0.0  # reuse needs overlapping atoms to be rejected (see GraphCache)
         return GraphCache(model.graph_settings, self.dtype, self.device, model.min_distance, skin)
 
     @property

@@ -190,8 +190,8 @@ def check_min_distance(numbers: np.ndarray, pairs: Edges, min_distance: float) -
     what = f"atom {a} ({sa}) and its periodic image {pairs.shift[k].tolist()}" if a == b else (
         f"atoms {a} ({sa}) and {b} ({sb})"
     )
-    # a self-image pair appears as +S and -S, both kept by src <= dst
-    n_pairs = int(np.sum(pairs.src[close] < pairs.dst[close])) + int(np.sum(pairs.src[close] == pairs.dst[close])) // 2
+    src, dst = pairs.src[close], pairs.dst[close]
+    n_pairs = int(np.sum(src < dst)) + int(np.sum(src == dst)) // 2  # a self-image pair comes as +S and -S
     raise InvalidStructureError(
         f"{what} are {pairs.distance[k]:.4f} Å apart, closer than this model's minimum distance {min_distance} Å "
         f"({n_pairs} such pair(s))"

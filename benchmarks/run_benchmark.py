@@ -276,7 +276,7 @@ def report(results: dict) -> str:
     lines = [
         "# alignn-ase benchmark",
         "",
-        f"Run {meta['date']} on {meta['machine']}; {meta['threads']} threads per process, "
+        f"Run {meta['date']} on {meta['machine']}; {meta['threads']} thread(s) per process, "
         f"OMP_WAIT_POLICY {meta['omp_wait_policy']}; allocator: {meta['allocator']}. Load average (1, 5, 15 min) "
         f"at start {', '.join(f'{x:.1f}' for x in meta['load_average_start'])}, at end "
         f"{', '.join(f'{x:.1f}' for x in meta.get('load_average_end', (float('nan'),) * 3))}. "
@@ -410,9 +410,10 @@ def main() -> int:
     p.add_argument("--budget", type=float, default=1.0, help="seconds of calls per program per round (1-3 calls)")
     p.add_argument("--allocator", choices=["tuned", "stock"], default="tuned",
                    help="tuned: MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised for every program (see NOTES.md)")
-    p.add_argument("--omp-wait-policy", choices=["passive", "default"], default="passive",
-                   help="passive: OMP_WAIT_POLICY=PASSIVE for every program (on a shared machine a busy-waiting "
-                        "OpenMP thread that loses its core stalls every parallel region; see NOTES.md)")
+    p.add_argument("--omp-wait-policy", choices=["passive", "default"], default="default",
+                   help="passive: OMP_WAIT_POLICY=PASSIVE for every program; on a busy shared machine a spinning "
+                        "OpenMP thread that loses its core stalls every parallel region, on a quiet one passive "
+                        "waiting slows small calls instead (see NOTES.md)")
     p.add_argument("--no-peers", action="store_true", help="skip CHGNet and SevenNet")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     p.add_argument("--quick", action="store_true", help="small structures, one round: a smoke test of the script")
@@ -516,8 +517,8 @@ def main() -> int:
                        key=lambda i: len(structs[i].atoms))
         results["meta"]["md_label"] = structs[md_index].label
         results["meta"]["md_steps"] = steps = 5 if args.quick else 20
-        md_specs = [("alignn-ase default (smooth-untrained-v0)", "smooth", 1.0),
-                    ("alignn-ase default (smooth-untrained-v0), no skin", "smooth_noskin", 0.0),
+        md_specs = [("alignn-ase default potential (smooth 2/2/64)", "smooth", 1.0),
+                    ("alignn-ase default potential (smooth 2/2/64), no skin", "smooth_noskin", 0.0),
                     ("upstream weights in alignn-ase (pure_torch graph)", "ours", 0.0)]
         results["md"] = measure_md(workers, [(label, name) for label, name, _ in md_specs], md_index, steps)
         for label, _, skin in md_specs:

@@ -16,7 +16,9 @@ from alignn_ase import (
     GraphCache,
     InvalidArgumentError,
     InvalidStructureError,
+    batch_graphs,
     build_graph,
+    build_graphs,
     load_model,
 )
 from alignn_ase.nn.layers import EdgeGatedGraphConv, edge_endpoints
@@ -185,6 +187,16 @@ def test_predict_equals_one_by_one():
     again = alignn_ase.predict(structures, model=model, batch_size=64, dtype="float64", progress=False)
     for a, b in zip(again, batched):
         _assert_same({k: v for k, v in a.items() if k in KEYS}, {k: v for k, v in b.items() if k in KEYS})
+
+
+@pytest.mark.parametrize("name", ["pure_2_2_64_cgcnn", "atomwise_knn"])
+def test_graphs_built_together_equal_graphs_built_one_by_one(name):
+    settings = load_model(UPSTREAM / name).graph_settings
+    structures = _mixed_structures()
+    together = build_graphs(structures, settings, torch.float64)
+    apart = batch_graphs([build_graph(a, settings, torch.float64) for a in structures])
+    for field in together.__dataclass_fields__:
+        assert torch.equal(getattr(together, field), getattr(apart, field)), field
 
 
 def test_predict_with_an_upstream_potential():
