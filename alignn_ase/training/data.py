@@ -24,6 +24,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.io import read as ase_read
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..errors import DatasetError
 
@@ -143,7 +144,7 @@ def _forcefield_labels(atoms: Atoms, rid: str) -> dict[str, Any]:
     if "stress" in labels:
         s = np.asarray(labels["stress"], dtype=float)
         if s.shape == (3, 3):
-            s = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            s = full_3x3_to_voigt_6_stress(s)
         if s.shape != (6,) or not np.isfinite(s).all():
             raise DatasetError(f"record {rid}: stress must be a finite Voigt 6-vector or 3x3, got shape {s.shape}")
         labels["stress"] = s

@@ -29,6 +29,11 @@ Batch = tuple[AtomGraph, dict[str, torch.Tensor]]
 EV_A3_TO_GPA = 1.0 / GPa
 
 
+def _voigt(stress: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) -> (..., 6) in ASE's Voigt order xx yy zz yz xz xy (torch twin of ``full_3x3_to_voigt_6_stress``)."""
+    return stress[..., [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
 def _pointwise(kind: str, delta: float, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if pred.numel() == 0:
         return pred.sum()
@@ -181,7 +186,7 @@ class ForceFieldTask(Task):
         atom_mask = lab["has_forces"][graph.atom_graph]
         parts["forces"] = (pred["forces"][atom_mask], lab["forces"][atom_mask])
         if "stress" in pred:
-            voigt = pred["stress"][:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            voigt = _voigt(pred["stress"])
             mask = lab["has_stress"]
             parts["stress"] = (voigt[mask] * EV_A3_TO_GPA, lab["stress"][mask] * EV_A3_TO_GPA)
         return parts
@@ -220,9 +225,8 @@ class ForceFieldTask(Task):
                 row["forces"] = lab["forces"][sl].tolist()
                 row["forces_pred"] = pred["forces"][sl].tolist()
             if "stress" in pred and bool(lab["has_stress"][b]):
-                s = pred["stress"][b]
                 row["stress_GPa"] = (lab["stress"][b] * EV_A3_TO_GPA).tolist()
-                row["stress_GPa_pred"] = (s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] * EV_A3_TO_GPA).tolist()
+                row["stress_GPa_pred"] = (_voigt(pred["stress"][b]) * EV_A3_TO_GPA).tolist()
             rows.append(row)
         return rows
 
