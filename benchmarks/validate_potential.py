@@ -41,12 +41,22 @@ element and system, and each MD run streams its md.csv into ``--workdir``, so a 
 inspected while it goes. The teacher's numbers come from
 benchmarks/results/validation_teacher_<teacher>.json (default teacher: the one chosen in
 scripts/distill/results/teacher_choice.json).
+
+Parallel runs: ``--parts`` (dcdft, lattice, si_phonons, stability) and ``--systems`` pick what one
+process measures; each process merges its results into the same JSON/markdown under a file lock,
+keeping what other runs measured with the same weights (SHA-256 of the state dict) and MD length.
+For example, on two cores:
+
+    ... validate_potential.py --model potentials/<name> --parts dcdft lattice si_phonons stability --systems Si Cu &
+    ... validate_potential.py --model potentials/<name> --parts stability --systems NaCl SrTiO3 Al2O3 &
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -411,6 +421,43 @@ def _stability_table(ours: dict, md_ps: float) -> list[str]:
     return lines + _errors("stability", ours)
 
 
+def _digest(model: ALIGNNModel) -> str:
+    """SHA-256 of the model's parameters and buffers (identifies the weights, whatever the path)."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+PARTS = ("dcdft", "lattice", "si_phonons", "stability")
+
+
+def _merge_earlier(path: Path, payload: dict[str, Any], parts: list[str], mine: dict[str, set[str]]) -> dict[str, Any]:
+    """``payload`` on top of the results an earlier or concurrent run left in ``path``.
+
+    Parts not in ``parts`` (and stability systems not in ``mine``) come from the file, when it
+    was written for the same weights (``model_digest``) and MD length; everything else is this run's.
+    """
+    if not path.is_file():
+        return payload
+    earlier = json.loads(path.read_text())
+    if earlier.get("model_digest") != payload["model_digest"] or earlier.get("md_ps") != payload["md_ps"]:
+        return payload
+    merged = {**payload, "results": dict(payload["results"]), "wall_s": dict(earlier.get("wall_s", {})),
+              "cpu_s": dict(earlier.get("cpu_s", {}))}
+    merged["wall_s"].update(payload["wall_s"])
+    merged["cpu_s"].update(payload["cpu_s"])
+    merged["command"] = "; ".join(dict.fromkeys([*earlier.get("command", "").split("; "), payload["command"]]))
+    for key in PARTS:
+        if key not in parts:
+            merged["results"][key] = earlier["results"].get(key, merged["results"][key])
+    if "stability" in parts:
+        kept = {k: v for k, v in (earlier["results"].get("stability") or {}).items() if k not in mine["stability"]}
+        merged["results"]["stability"] = {**kept, **payload["results"]["stability"]}
+    return merged
+
+
 def main() -> None:
     """Run every part for one model, merge the teacher's results, write JSON + markdown."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -425,6 +472,11 @@ def main() -> None:
     parser.add_argument("--md-ps", type=float, default=10.0, help="ps of MD per stability system (default 10)")
     parser.add_argument("--workdir", type=Path, help="MD logs, trajectories and phonon files "
                         "(default <tmp>/alignn_ase_validation/<name>)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="run only these parts; the others are kept from an earlier run's JSON, so several "
+                        "processes with different --parts/--systems fill one result file (default: all)")
+    parser.add_argument("--systems", nargs="+", choices=list(STABILITY_SYSTEMS), default=list(STABILITY_SYSTEMS),
+                        help="stability systems to run (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
@@ -446,6 +498,7 @@ def main() -> None:
     payload: dict[str, Any] = {
         "model": name,
         "model_source": model.source,
+        "model_digest": _digest(model),
         "command": f"nice -n 10 {sys.executable} " + " ".join(sys.argv),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
@@ -463,11 +516,16 @@ def main() -> None:
     log.info("validating %s (%d elements) against references and teacher %s; files in %s", name, len(elements), tname,
              workdir)
 
+    mine = {"stability": set(args.systems)}
+
     def save() -> None:
         # the teacher file is re-read at every save: a teacher run still going shows up as it progresses
         payload["teacher"] = json.loads(teacher_file.read_text()) if teacher_file.is_file() else None
-        vp.write_json(out_json, payload)
-        out_md.write_text(markdown(payload))
+        with open(Path(tempfile.gettempdir()) / f"{out_json.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # other processes may be filling other parts of the same file
+            merged = _merge_earlier(out_json, payload, args.parts, mine)
+            vp.write_json(out_json, merged)
+            out_md.write_text(markdown(merged))
 
     def part(key: str, run: Callable[[], None]) -> None:
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -479,10 +537,12 @@ def main() -> None:
     def statics() -> ALIGNNCalculator:
         return ALIGNNCalculator(model, dtype="float64")
 
-    part("dcdft", lambda: vp.survey(vp.dcdft_elements(elements), lambda s: vp.dcdft_eos(s, statics()),
-                                    "dcdft EOS", results["dcdft"], save))
-    part("lattice", lambda: vp.survey(vp.lattice_elements(elements), lambda s: vp.lattice_constant(s, statics()),
-                                      "lattice", results["lattice"], save))
+    runners: dict[str, Callable[[], None]] = {
+        "dcdft": lambda: vp.survey(vp.dcdft_elements(elements), lambda s: vp.dcdft_eos(s, statics()),
+                                   "dcdft EOS", results["dcdft"], save),
+        "lattice": lambda: vp.survey(vp.lattice_elements(elements), lambda s: vp.lattice_constant(s, statics()),
+                                     "lattice", results["lattice"], save),
+    }
     phonon_store: dict[str, Any] = {}
 
     def run_phonons() -> None:
@@ -492,9 +552,11 @@ def main() -> None:
         if plot and Path(plot).is_file():
             shutil.copy(plot, vp.RESULTS / f"validation_{name}{suffix}_si_phonons.png")
 
-    part("si_phonons", run_phonons)
-    part("stability", lambda: vp.survey(STABILITY_SYSTEMS, lambda s: stability(s, model, md_ps, workdir),
-                                        "stability MD", results["stability"], save))
+    runners["si_phonons"] = run_phonons
+    runners["stability"] = lambda: vp.survey(args.systems, lambda s: stability(s, model, md_ps, workdir),
+                                             "stability MD", results["stability"], save)
+    for key in args.parts:
+        part(key, runners[key])
     payload["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save()
     log.info("wrote %s and %s", out_json, out_md)
