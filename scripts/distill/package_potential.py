@@ -3,9 +3,9 @@
 Writes ``potentials/<name>/`` (config.json, model.safetensors, MODEL_CARD.md) and
 ``scripts/distill/results/<name>_heldout/`` (metrics JSON, predictions CSV, parity plots).
 The card is the file given by ``--card`` with ``{heldout}`` replaced by the measured
-held-out metrics table, ``{elements}`` by the model's element list, and ``{speed}`` /
-``{validation}`` by the markdown files given (benchmark outputs), so every number in
-it comes from a committed command.
+held-out metrics table (overall and per structure group), ``{elements}`` by the model's
+element list, and ``{status}`` / ``{speed}`` / ``{validation}`` by the markdown files given
+(a summary, benchmark outputs), so every number in it comes from a committed command.
 
     /work/venv/bin/python scripts/distill/package_potential.py --run /work/distill/run_default \
         --name alignn-ase-distill-v1 --card scripts/distill/card_default.md
@@ -14,9 +14,13 @@ it comes from a committed command.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import logging
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from ase.io import read, write
 
 from alignn_ase import load_model, save_model
@@ -24,6 +28,21 @@ from alignn_ase.training import evaluate_dataset
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+
+
+def group_table(frames: list, predictions: Path) -> str:
+    """Markdown table of energy (meV/atom) and force (eV/Å) MAE per structure group (``info['group']``)."""
+    rows = list(csv.DictReader(predictions.open()))
+    per_group: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for atoms, row in zip(frames, rows, strict=True):
+        e_err = abs(float(row["energy_per_atom_pred"]) - float(row["energy_per_atom"]))
+        f_err = np.abs(np.array(json.loads(row["forces_pred"])) - np.array(json.loads(row["forces"]))).mean()
+        per_group[atoms.info.get("group", "?")].append((e_err, f_err))
+    lines = ["| group | frames | energy MAE (meV/atom) | force MAE (eV/Å) |", "|---|---:|---:|---:|"]
+    for group, errs in sorted(per_group.items(), key=lambda kv: -len(kv[1])):
+        e, f = np.mean(errs, axis=0)
+        lines.append(f"| {group} | {len(errs)} | {1000 * e:.1f} | {f:.3f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -34,6 +53,7 @@ def main() -> None:
     p.add_argument("--name", required=True, help="potential name (folder under potentials/)")
     p.add_argument("--card", type=Path, required=True, help="model-card template with a {heldout} placeholder")
     p.add_argument("--test", type=Path, default=HERE / "data" / "test.extxyz", help="held-out labelled set")
+    p.add_argument("--status", type=Path, help="markdown with the one-paragraph status summary")
     p.add_argument("--speed", type=Path, help="markdown with the speed measurement")
     p.add_argument("--validation", type=Path, help="markdown with the validation results")
     args = p.parse_args()
@@ -58,9 +78,11 @@ def main() -> None:
             f"| structures | {metrics['n']} of {len(frames)} (the rest hold elements absent from training) | |",
         ]
     )
+    table += "\n\n" + group_table(covered, out / "predictions_test.csv")
     fills = {
         "{heldout}": table,
         "{elements}": ", ".join(model.config.elements or ["(all in the feature table)"]),
+        "{status}": args.status.read_text().strip() if args.status else "not summarised.",
         "{speed}": args.speed.read_text().strip() if args.speed else "Not measured yet.",
         "{validation}": args.validation.read_text().strip() if args.validation else "Not measured yet.",
     }
