@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ase.io import read
 
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 UPSTREAM = FIXTURES / "upstream"
 

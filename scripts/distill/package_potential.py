@@ -4,7 +4,7 @@ Writes ``potentials/<name>/`` (config.json, model.safetensors, MODEL_CARD.md) an
 ``scripts/distill/results/<name>_heldout/`` (metrics JSON, predictions CSV, parity plots).
 The card is the file given by ``--card`` with ``{heldout}`` replaced by the measured
 held-out metrics table (overall and per structure group), ``{elements}`` by the model's
-element list, and ``{status}`` / ``{speed}`` / ``{validation}`` by the markdown files given
+element list, and ``{speed}`` / ``{validation}`` by the markdown files given
 (a summary, benchmark outputs), so every number in it comes from a committed command.
 
     /work/venv/bin/python scripts/distill/package_potential.py --run /work/distill/run_default \
@@ -53,7 +53,6 @@ def main() -> None:
     p.add_argument("--name", required=True, help="potential name (folder under potentials/)")
     p.add_argument("--card", type=Path, required=True, help="model-card template with a {heldout} placeholder")
     p.add_argument("--test", type=Path, default=HERE / "data" / "test.extxyz", help="held-out labelled set")
-    p.add_argument("--status", type=Path, help="markdown with the one-paragraph status summary")
     p.add_argument("--speed", type=Path, help="markdown with the speed measurement")
     p.add_argument("--validation", type=Path, help="markdown with the validation results")
     args = p.parse_args()
@@ -82,7 +81,6 @@ def main() -> None:
     fills = {
         "{heldout}": table,
         "{elements}": ", ".join(model.config.elements or ["(all in the feature table)"]),
-        "{status}": args.status.read_text().strip() if args.status else "not summarised.",
         "{speed}": args.speed.read_text().strip() if args.speed else "Not measured yet.",
         "{validation}": args.validation.read_text().strip() if args.validation else "Not measured yet.",
     }

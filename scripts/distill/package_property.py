@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, default=Path("/work/distill/run_formation_energy"))
-    p.add_argument("--name", default="formation-energy-distill-v0")
+    p.add_argument("--name", default="formation-energy-distill-v1")
     p.add_argument("--card", type=Path, default=HERE / "card_formation_energy.md")
     args = p.parse_args()
     metrics = json.loads((args.run / "test_metrics.json").read_text())
