@@ -433,10 +433,10 @@ def _digest(model: ALIGNNModel) -> str:
 PARTS = ("dcdft", "lattice", "si_phonons", "stability")
 
 
-def _merge_earlier(path: Path, payload: dict[str, Any], parts: list[str], mine: dict[str, set[str]]) -> dict[str, Any]:
+def _merge_earlier(path: Path, payload: dict[str, Any], parts: list[str], systems: list[str]) -> dict[str, Any]:
     """``payload`` on top of the results an earlier or concurrent run left in ``path``.
 
-    Parts not in ``parts`` (and stability systems not in ``mine``) come from the file, when it
+    Parts not in ``parts`` (and stability systems not in ``systems``) come from the file, when it
     was written for the same weights (``model_digest``) and MD length; everything else is this run's.
     """
     if not path.is_file():
@@ -453,7 +453,7 @@ def _merge_earlier(path: Path, payload: dict[str, Any], parts: list[str], mine: 
         if key not in parts:
             merged["results"][key] = earlier["results"].get(key, merged["results"][key])
     if "stability" in parts:
-        kept = {k: v for k, v in (earlier["results"].get("stability") or {}).items() if k not in mine["stability"]}
+        kept = {k: v for k, v in (earlier["results"].get("stability") or {}).items() if k not in systems}
         merged["results"]["stability"] = {**kept, **payload["results"]["stability"]}
     return merged
 
@@ -516,14 +516,12 @@ def main() -> None:
     log.info("validating %s (%d elements) against references and teacher %s; files in %s", name, len(elements), tname,
              workdir)
 
-    mine = {"stability": set(args.systems)}
-
     def save() -> None:
         # the teacher file is re-read at every save: a teacher run still going shows up as it progresses
         payload["teacher"] = json.loads(teacher_file.read_text()) if teacher_file.is_file() else None
         with open(Path(tempfile.gettempdir()) / f"{out_json.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # other processes may be filling other parts of the same file
-            merged = _merge_earlier(out_json, payload, args.parts, mine)
+            merged = _merge_earlier(out_json, payload, args.parts, args.systems)
             vp.write_json(out_json, merged)
             out_md.write_text(markdown(merged))
 
