@@ -230,22 +230,34 @@ def measure_batch(workers, specs, rounds: int, n: int) -> dict:
     return out
 
 
+def describe_default() -> str:
+    """Name and shape of the shipped default potential, e.g. ``alignn-ase-distill-v1: smooth ALIGNN 2/2/64, ...``."""
+    from alignn_ase import load_model
+    from alignn_ase.potentials import DEFAULT
+
+    c = load_model("default").config
+    return (f"{DEFAULT}: smooth ALIGNN {c.alignn_layers}/{c.gcn_layers}/{c.hidden_features}, radius {c.cutoff:g} Å, "
+            f"three-body {c.three_body_cutoff:g} Å")
+
+
 def measure_md(workers, specs, idx: int, steps: int) -> dict:
+    """MD steps of ``idx`` with each (label, worker, skin) of ``specs``; graph time where the worker has it."""
     out = {}
-    for label, name in specs:
+    for label, name, skin in specs:
         r = workers[name].ask(cmd="md", index=idx, steps=steps)
         step = med(r["step"])
+        g = r["graph_total"]
         out[label] = {
             "step_ms": 1e3 * step,
-            "graph_share": r["graph_total"] / sum(r["step"]),
-            "graph_ms_per_step": 1e3 * r["graph_total"] / r["steps"],
+            "graph_share": None if g is None else g / sum(r["step"]),
+            "graph_ms_per_step": None if g is None else 1e3 * g / r["steps"],
             "builds": r["builds"],
             "steps": r["steps"],
+            "skin": skin,
             "steps_wall": r["step"],
         }
         workers[name].ask(cmd="trim")
-        log(f"md {label}: {out[label]['step_ms']:.1f} ms/step, graph {100 * out[label]['graph_share']:.1f} %, "
-            f"{r['builds']} builds in {r['steps']} steps")
+        log(f"md {label}: {out[label]['step_ms']:.1f} ms/step, {r['builds']} builds in {r['steps']} steps")
     return out
 
 
@@ -331,7 +343,7 @@ def report(results: dict) -> str:
         lines += ["", f"Compiled variant: the first call (compilation) took {meta['compile_s']:.0f} s."]
 
     lines += ["", "## The shipped default potential vs CHGNet and SevenNet (E+F+S per call, fp32, no skin)", "",
-              "Default potential: smooth ALIGNN 2/2/64, radius 5 Å, three-body 3.5 Å, its own trained weights "
+              f"Default potential: {meta['default_potential']}, its own trained weights "
               "(issue target: ≥ 10× faster per atom-step than CHGNet).", "",
               "| structure | N | default potential | µs / atom | CHGNet | SevenNet | CHGNet / default | SevenNet / default |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -391,15 +403,26 @@ def report(results: dict) -> str:
             lines.append(f"| {label} | {fmt_ms(v['median_ms'])} | {ratio(up, v['median_ms'])} |")
 
     if results.get("md"):
-        lines += ["", f"## MD: velocity Verlet, {results['meta']['md_label']}, "
-                      f"{results['meta']['md_steps']} steps (forces only, as ASE's MD asks)", "",
-                  "| potential | skin | ms / step | graph building per step | share of the step | graph builds |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        for label, v in results["md"].items():
-            lines.append(
-                f"| {label} | {v['skin']} Å | {v['step_ms']:.1f} ms | {v['graph_ms_per_step']:.2f} ms | "
-                f"{100 * v['graph_share']:.1f} % | {v['builds']} / {v['steps']} |"
-            )
+        lines += ["", f"## MD: velocity Verlet, {results['meta']['md_steps']} steps of 1 fs from 300 K "
+                      "(forces only, as ASE's MD asks; CHGNet's calculator computes stress too); "
+                      f"default potential: {meta['default_potential']}", "",
+                  "| structure | N | potential | skin | ms / step | µs / atom-step | graph building per step "
+                  "| share of the step | graph builds | CHGNet / this |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for structure, runs in results["md"].items():
+            n = runs["n_atoms"]
+            ch = runs.get("CHGNet", {}).get("step_ms")
+            for label, v in runs.items():
+                if label == "n_atoms":
+                    continue
+                graph = "–" if v["graph_ms_per_step"] is None else f"{v['graph_ms_per_step']:.2f} ms"
+                share = "–" if v["graph_share"] is None else f"{100 * v['graph_share']:.1f} %"
+                builds = "–" if v["builds"] is None else f"{v['builds']} / {v['steps']}"
+                skin = "–" if v["skin"] is None else f"{v['skin']} Å"
+                lines.append(
+                    f"| {structure} | {n} | {label} | {skin} | {v['step_ms']:.1f} ms | {1e3 * v['step_ms'] / n:.0f} "
+                    f"| {graph} | {share} | {builds} | {ratio(ch, v['step_ms'])} |"
+                )
 
     getter_rows = [(label, rec) for label, rec in data.items() if get(rec, "ours", "getters_ms") is not None]
     if getter_rows:
@@ -479,6 +502,7 @@ def main() -> int:
     ).stdout.strip()
     import torch
 
+    default = describe_default()
     results: dict = {
         "meta": {
             "date": datetime.datetime.now().isoformat(timespec="minutes"),
@@ -492,6 +516,7 @@ def main() -> int:
             "command": " ".join([Path(sys.executable).as_posix(), "benchmarks/run_benchmark.py", *sys.argv[1:]]),
             "versions": f"alignn-ase venv torch {torch.__version__}; side venv: {versions}",
             "batch_n": batch_n,
+            "default_potential": default,
         },
         "ehs": {},
     }
@@ -526,16 +551,18 @@ def main() -> int:
         if "ours_compiled" in workers:
             batch_specs.insert(1, ("alignn-ase compiled predict (one batch)", "ours_compiled", "predict"))
         results["batch"] = measure_batch(workers, batch_specs, max(3, args.rounds), batch_n)
-        md_index = max((i for i, s in enumerate(structs) if s.main and s.label.startswith("Si")),
-                       key=lambda i: len(structs[i].atoms))
-        results["meta"]["md_label"] = structs[md_index].label
+        si = sorted((i for i, s in enumerate(structs) if s.main and s.label.startswith("Si")),
+                    key=lambda i: len(structs[i].atoms))
         results["meta"]["md_steps"] = steps = 5 if args.quick else 20
-        md_specs = [("alignn-ase default potential (smooth 2/2/64)", "smooth", 1.0),
-                    ("alignn-ase default potential (smooth 2/2/64), no skin", "smooth_noskin", 0.0),
-                    ("upstream weights in alignn-ase (pure_torch graph)", "ours", 0.0)]
-        results["md"] = measure_md(workers, [(label, name) for label, name, _ in md_specs], md_index, steps)
-        for label, _, skin in md_specs:
-            results["md"][label]["skin"] = skin
+        results["md"] = {}
+        for idx in dict.fromkeys([si[min(1, len(si) - 1)], si[-1]]):  # Si 64 and the largest
+            md_specs = [("default potential", "smooth", 1.0), ("default potential, no skin", "smooth_noskin", 0.0)]
+            if "chgnet" in workers:
+                md_specs.append(("CHGNet", "chgnet", None))
+            if idx == si[-1]:
+                md_specs.append(("upstream weights in alignn-ase (pure_torch graph)", "ours", 0.0))
+            results["md"][structs[idx].label] = {"n_atoms": len(structs[idx].atoms),
+                                                 **measure_md(workers, md_specs, idx, steps)}
         results["meta"]["total_s"] = time.perf_counter() - t_start
         results["meta"]["load_average_end"] = os.getloadavg()
     finally:

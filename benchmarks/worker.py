@@ -194,7 +194,7 @@ def cmd_predict(prog, msg):
 
 
 def cmd_md(prog, structures, msg):
-    """Velocity-Verlet MD (1 fs, 300 K start); graph time from the calculator's graph cache."""
+    """Velocity-Verlet MD (1 fs, 300 K start); for alignn-ase, graph time from the calculator's graph cache."""
     from ase import units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
@@ -202,7 +202,7 @@ def cmd_md(prog, structures, msg):
     atoms = structures[msg["index"]].copy()
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(3))
     calc = prog.calc
-    cache = calc._graphs
+    cache = getattr(calc, "_graphs", None)  # alignn-ase only
     spent = [0.0]
 
     class Timed:
@@ -216,16 +216,20 @@ def cmd_md(prog, structures, msg):
     atoms.calc = calc
     dyn = VelocityVerlet(atoms, 1.0 * units.fs)
     dyn.run(2)  # warm-up
-    calc._graphs = Timed()
+    if cache is not None:
+        calc._graphs = Timed()
     try:
-        builds0 = cache.n_builds
+        builds0 = cache.n_builds if cache is not None else 0
         steps, times = msg["steps"], []
         for _ in range(steps):
             t = time.perf_counter()
             dyn.run(1)
             times.append(time.perf_counter() - t)
     finally:
-        calc._graphs = cache
+        if cache is not None:
+            calc._graphs = cache
+    if cache is None:
+        return {"step": times, "graph_total": None, "builds": None, "steps": steps}
     return {"step": times, "graph_total": spent[0], "builds": cache.n_builds - builds0, "steps": steps}
 
 

@@ -123,6 +123,27 @@ MOLECULES = (
 
 TEST_FRACTION = 0.08
 
+# --- the "extra" part: more parents per chemistry, all for training ----------------------
+# Every AB formula of the rock-salt/CsCl/zinc-blende/wurtzite lists in the other three of
+# those prototypes, every AB2 formula of the fluorite/rutile lists in the other one, the
+# elemental solids in the simple lattices they lack, more surfaces and more pyxtal draws
+# (including charge-balanced ternary ionic cells). Parents whose id is in the base plan
+# (trained on or held out) are dropped, so the base held-out set stays unseen.
+AB_PROTOTYPES = ("rocksalt", "cesiumchloride", "zincblende", "wurtzite")
+AB2_PROTOTYPES = ("fluorite", "rutile")
+ELEMENTAL_LATTICES = ("fcc", "bcc", "hcp", "sc", "diamond")
+EXTRA_SURFACES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fcc111": ("fcc", tuple(_FCC)),
+    "fcc100": ("fcc", tuple(_FCC)),
+    "bcc110": ("bcc", tuple(_BCC)),
+    "bcc100": ("bcc", tuple(_BCC)),
+    "hcp0001": ("hcp", tuple(_HCP)),
+    "diamond100": ("diamond", ("C", "Si", "Ge", "Sn")),
+    "diamond111": ("diamond", ("Si", "Ge", "Sn")),
+}
+N_PYXTAL_EXTRA = {"elemental": 60, "ionic": 100, "intermetallic": 80, "ternary_ionic": 60}
+PYXTAL_EXTRA_OFFSET = 1000  # pyxtal draw numbers of the extra part start here (ids stay unique)
+
 
 def _specs(rng: np.random.Generator) -> list[dict]:
     """All parent specs in catalogue order (before shuffling)."""
@@ -139,22 +160,22 @@ def _specs(rng: np.random.Generator) -> list[dict]:
         specs.append({"group": "vacancy", "prototype": f"{bulk_proto}-vac-{species[remove]}", "bulk": bulk_proto,
                       "species": list(species), "remove": remove})
     specs += [{"group": "molecule", "prototype": m, "species": [m]} for m in MOLECULES]
-    for s in specs:
-        s["id"] = f"{s['group']}:{s['prototype']}:{'-'.join(s['species'])}" + (
-            f":{s['n']}" if "n" in s else ""
-        )
     return specs
 
 
-def _pyxtal_specs(rng: np.random.Generator) -> list[dict]:
-    """Random compositions for pyxtal: elemental, charge-balanced ionic, intermetallic."""
+def _pyxtal_specs(rng: np.random.Generator, counts: dict[str, int] = N_PYXTAL, offset: int = 0) -> list[dict]:
+    """Random compositions for pyxtal: elemental, charge-balanced ionic, intermetallic.
+
+    ``counts`` gives the number of draws per kind; draw numbers (``n``, part of the id)
+    start at ``offset``.
+    """
     specs: list[dict] = []
-    for n in range(N_PYXTAL["elemental"]):
+    for n in range(offset, offset + counts["elemental"]):
         el = str(rng.choice(PYXTAL_ELEMENTS))
         specs.append({"group": "pyxtal", "prototype": "random", "species": [el],
                       "counts": [int(rng.choice([2, 3, 4, 6, 8]))], "n": n})
     cations, anions = list(PYXTAL_CATIONS), list(PYXTAL_ANIONS)
-    for n in range(N_PYXTAL["ionic"]):
+    for n in range(offset, offset + counts["ionic"]):
         c, a = str(rng.choice(cations)), str(rng.choice(anions))
         qc, qa = PYXTAL_CATIONS[c], PYXTAL_ANIONS[a]
         g = int(np.gcd(qc, qa))
@@ -162,26 +183,71 @@ def _pyxtal_specs(rng: np.random.Generator) -> list[dict]:
         z = max(1, int(rng.integers(1, 4)) if nc + na <= 4 else 1)
         specs.append({"group": "pyxtal", "prototype": "random", "species": [c, a],
                       "counts": [nc * z, na * z], "n": n})
-    for n in range(N_PYXTAL["intermetallic"]):
+    for n in range(offset, offset + counts["intermetallic"]):
         a, b = (str(x) for x in rng.choice(PYXTAL_METALS, size=2, replace=False))
         ratio = [[1, 1], [2, 2], [1, 2], [1, 3], [2, 4], [3, 3]][int(rng.integers(0, 6))]
         specs.append({"group": "pyxtal", "prototype": "random", "species": [a, b], "counts": ratio, "n": n})
     return specs
 
 
-def plan(seed: int) -> list[dict]:
-    """Seeded parent list: shuffled, each spec with ``index``, ``seed`` and ``test`` (held out)."""
-    rng = np.random.default_rng(seed)
-    specs = _specs(rng)
+def _extra_specs(rng: np.random.Generator) -> list[dict]:
+    """Parent specs of the extra part (before dropping those already in the base plan)."""
+    specs: list[dict] = []
+    for el, have in ELEMENTAL.items():
+        specs += [{"group": "elemental", "prototype": p, "species": [el]} for p in ELEMENTAL_LATTICES if p not in have]
+    ab = dict.fromkeys(f for proto in AB_PROTOTYPES for f in BINARY[proto])
+    ab2 = dict.fromkeys(f for proto in AB2_PROTOTYPES for f in BINARY[proto])
+    for formulas, protos in ((ab, AB_PROTOTYPES), (ab2, AB2_PROTOTYPES)):
+        specs += [{"group": "binary", "prototype": p, "species": list(f)} for f in formulas for p in protos]
+    for facet, (bulk_proto, elements) in EXTRA_SURFACES.items():
+        specs += [{"group": "surface", "prototype": facet, "bulk": bulk_proto, "species": [e]} for e in elements]
+    specs += _pyxtal_specs(rng, N_PYXTAL_EXTRA, PYXTAL_EXTRA_OFFSET)
+    cations, anions = list(PYXTAL_CATIONS), list(PYXTAL_ANIONS)
+    for n in range(N_PYXTAL_EXTRA["ternary_ionic"]):
+        c1, c2 = (str(x) for x in rng.choice(cations, size=2, replace=False))
+        a = str(rng.choice(anions))
+        charge = PYXTAL_CATIONS[c1] + PYXTAL_CATIONS[c2]
+        qa = PYXTAL_ANIONS[a]
+        na = charge // int(np.gcd(charge, qa))
+        m = na * qa // charge  # cation pairs per formula unit
+        specs.append({"group": "pyxtal", "prototype": "random", "species": [c1, c2, a],
+                      "counts": [m, m, na], "n": PYXTAL_EXTRA_OFFSET + 500 + n})
+    return specs
+
+
+def _with_ids(specs: list[dict]) -> list[dict]:
+    for s in specs:
+        s["id"] = f"{s['group']}:{s['prototype']}:{'-'.join(s['species'])}" + (
+            f":{s['n']}" if "n" in s else ""
+        )
     ids = [s["id"] for s in specs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"duplicate parent ids in the catalogue: {dup}")
+    return specs
+
+
+def plan(seed: int, part: str = "base") -> list[dict]:
+    """Seeded parent list: shuffled, each spec with ``index``, ``seed`` and ``test`` (held out).
+
+    ``part="base"`` is the original catalogue with ~8 % of each group held out;
+    ``part="extra"`` adds more parents per chemistry, all for training, none sharing an id
+    with the base plan (so no held-out parent is ever labelled for training).
+    """
+    rng = np.random.default_rng(seed)
+    specs = _with_ids(_specs(rng))
     test_ids: set[str] = set()
     for group in sorted({s["group"] for s in specs}):
         members = [s["id"] for s in specs if s["group"] == group]
         k = max(1, round(TEST_FRACTION * len(members)))
         test_ids.update(str(x) for x in rng.choice(members, size=k, replace=False))
+    if part == "extra":
+        base_ids = {s["id"] for s in specs}
+        rng = np.random.default_rng([seed, 1])
+        specs = [s for s in _with_ids(_extra_specs(rng)) if s["id"] not in base_ids]
+        test_ids = set()
+    elif part != "base":
+        raise ValueError(f"unknown catalogue part {part!r} (base or extra)")
     order = rng.permutation(len(specs))
     out = []
     for index, k in enumerate(order):

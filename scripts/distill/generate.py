@@ -176,6 +176,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("/work/distill"), help="output folder (large data)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--part", choices=("base", "extra"), default="base",
+                   help="catalogue part: base (with the held-out parents) or extra (training only; own --out)")
     p.add_argument("--chunk-size", type=int, default=8, help="parents per chunk file")
     p.add_argument("--teacher", default=None,
                    help="chgnet or sevenn; default: 'chosen' in results/teacher_choice.json")
@@ -190,10 +192,10 @@ def main() -> None:
 
     teacher_name = args.teacher or json.loads((HERE / "results" / "teacher_choice.json").read_text())["chosen"]
     s = Settings()
-    specs = plan(args.seed)
+    specs = plan(args.seed, args.part)
     chunk_dir = args.out / "chunks"
     chunk_dir.mkdir(parents=True, exist_ok=True)
-    header = {"digest": plan_digest(specs), "seed": args.seed, "chunk_size": args.chunk_size,
+    header = {"digest": plan_digest(specs), "seed": args.seed, "part": args.part, "chunk_size": args.chunk_size,
               "teacher": teacher_name, "settings": dataclasses.asdict(s), "parents": specs}
     plan_file = args.out / "plan.json"
     if plan_file.exists():

@@ -1,9 +1,11 @@
 """Merge the finished chunks into train / test / relaxed files (runnable at any time).
 
 Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
-``NNNN.extxyz``) and writes, each atomically:
+``NNNN.extxyz``), and those of each ``--extra-out`` folder (a ``--part extra`` labelling
+run, training parents only), and writes, each atomically:
 
-- ``<out>/train.extxyz``: all frames of parents not held out;
+- ``--train-file`` (default ``<out>/train.extxyz``): all frames of parents not held out
+  (base and extra);
 - ``scripts/distill/data/test.extxyz`` (committed): frames of held-out parents (the
   plan holds out ~8 % of parents per group), capped at ``--max-test-frames`` by a
   seeded draw; the rest of the held-out frames are dropped, never trained on;
@@ -13,7 +15,8 @@ Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
 - ``<out>/summary.json``: counts per group and kind, rejected frames, failed parents,
   labelling time.
 
-    /work/upvenv/bin/python scripts/distill/merge.py
+    /work/upvenv/bin/python scripts/distill/merge.py --extra-out /work/distill_extra \
+        --train-file /work/distill/train_all.extxyz
 """
 
 from __future__ import annotations
@@ -55,9 +58,12 @@ def main() -> None:
     """Merge and report."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("/work/distill"))
+    p.add_argument("--train-file", type=Path, default=None, help="default: <out>/train.extxyz")
     p.add_argument("--test-file", type=Path, default=HERE / "data" / "test.extxyz")
     p.add_argument("--elements-file", type=Path, default=HERE / "data" / "elements.json")
     p.add_argument("--max-test-frames", type=int, default=300)
+    p.add_argument("--extra-out", type=Path, action="append", default=[],
+                   help="folder of a '--part extra' labelling run; its frames are all for training")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -67,8 +73,20 @@ def main() -> None:
     if not frames:
         raise SystemExit(f"no finished chunks under {args.out / 'chunks'} yet")
 
-    train = [f for f in frames if f.info["parent_id"] not in test_ids]
     test_all = [f for f in frames if f.info["parent_id"] in test_ids]
+    extra_headers: list[dict] = []
+    for extra in args.extra_out:
+        extra_headers.append(json.loads((extra / "plan.json").read_text()))
+        part = extra_headers[-1].get("part")
+        if part != "extra":
+            raise SystemExit(f"{extra} holds a {part or 'base'!r} plan; --extra-out takes '--part extra' runs")
+        more, more_summaries = load_chunks(extra)
+        if leaked := {f.info["parent_id"] for f in more} & test_ids:
+            raise SystemExit(f"{extra} labels held-out parents: {sorted(leaked)}")
+        log.info("%s: %d chunks, %d frames (training only)", extra, len(more_summaries), len(more))
+        frames += more
+        summaries += more_summaries
+    train = [f for f in frames if f.info["parent_id"] not in test_ids]
     rng = np.random.default_rng(header["seed"])
     keep = np.arange(len(test_all))
     if len(test_all) > args.max_test_frames:
@@ -78,7 +96,7 @@ def main() -> None:
     for f in relaxed:
         f.info["split"] = "test" if f.info["parent_id"] in test_ids else "train"
 
-    write_atomic(args.out / "train.extxyz", train)
+    write_atomic(args.train_file or args.out / "train.extxyz", train)
     write_atomic(args.test_file, test)
     write_atomic(args.out / "relaxed.extxyz", relaxed)
 
@@ -104,8 +122,10 @@ def main() -> None:
     summary = {
         "teacher": header["teacher"],
         "chunks_done": len(summaries),
-        "chunks_total": -(-len(header["parents"]) // header["chunk_size"]),
-        "parents_planned": len(header["parents"]),
+        "chunks_total": -(-len(header["parents"]) // header["chunk_size"]) + sum(
+            -(-len(h["parents"]) // h["chunk_size"]) for h in extra_headers),
+        "parents_planned": len(header["parents"]) + sum(len(h["parents"]) for h in extra_headers),
+        "extra_parts": [str(e) for e in args.extra_out],
         "parents_done": len(parents),
         "parents_failed": [f for s in summaries for f in s["failed"]],
         "parents_unconverged": sum(not p_["converged"] for p_ in parents),
