@@ -8,7 +8,7 @@ NVE from the final NVT state (velocities kept). Writes each phase's
 CSV log and trajectory, and ``md_cu.png``: total and potential energy per atom,
 and temperature, vs time, with the NVT/NVE switch marked. In NVE the total energy
 should stay flat. The shipped default potential is a small distillation of
-SevenNet-0 (Cu lattice constant within 0.1 % of the teacher's; see its model card).
+SevenNet-0 (Cu lattice constant within 0.2 % of the teacher's; see its model card).
 """
 
 from __future__ import annotations

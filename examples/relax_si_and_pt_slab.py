@@ -4,7 +4,7 @@
 
 Writes ``relax_si.png`` and ``relax_pt111.png`` (energy per atom vs step) and the
 relaxed structures as extended XYZ. The shipped default potential is a small
-distillation of SevenNet-0 (Pt a within 0.1 % of the teacher, Si 0.8 % smaller; see its card).
+distillation of SevenNet-0 (Pt and Si lattice constants within 0.1 % of the teacher's; see its card).
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 Writes ``potentials/<name>/`` (config.json, model.safetensors, MODEL_CARD.md) and
 ``scripts/distill/results/<name>_heldout/`` (metrics JSON, predictions CSV, parity plots).
-The card is the file given by ``--card`` with ``{heldout}`` replaced by the measured
-held-out metrics table (overall and per structure group), ``{elements}`` by the model's
-element list, and ``{speed}`` / ``{validation}`` by the markdown files given
+The card is the file given by ``--card`` with ``{name}`` replaced by ``--name``,
+``{heldout}`` by the measured held-out metrics table (overall and per structure group),
+``{elements}`` by the model's element list, and ``{speed}`` / ``{validation}`` by the markdown files given
 (a summary, benchmark outputs), so every number in it comes from a committed command.
 
-    /work/venv/bin/python scripts/distill/package_potential.py --run /work/distill/run_default \
-        --name alignn-ase-distill-v1 --card scripts/distill/card_default.md
+    /work/venv/bin/python scripts/distill/package_potential.py --run /work/distill/run_default_v2 \
+        --name alignn-ase-distill-v2 --card scripts/distill/card_default.md
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main() -> None:
     )
     table += "\n\n" + group_table(covered, out / "predictions_test.csv")
     fills = {
+        "{name}": args.name,
         "{heldout}": table,
         "{elements}": ", ".join(model.config.elements or ["(all in the feature table)"]),
         "{speed}": args.speed.read_text().strip() if args.speed else "Not measured yet.",
