@@ -499,7 +499,7 @@ def main() -> None:
         "model": name,
         "model_source": model.source,
         "model_digest": _digest(model),
-        "command": (f"nice -n {os.nice(0)} " if os.nice(0) else "") + f"{sys.executable} " + " ".join(sys.argv),
+        "command": vp.command_line(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
         "torch_threads": torch.get_num_threads(),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -94,7 +93,7 @@ def main() -> None:
     payload: dict = {
         "teacher": args.teacher,
         "label": teacher.label,
-        "command": (f"nice -n {os.nice(0)} " if os.nice(0) else "") + f"{sys.executable} " + " ".join(sys.argv),
+        "command": vp.command_line(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocol": {"fmax_eV_per_A": vp.FMAX, "cell_steps": vp.CELL_STEPS, "position_steps": vp.POSITION_STEPS,
                      "volume_range": vp.VOLUME_RANGE, "points": vp.POINTS, "eos": "birchmurnaghan"},

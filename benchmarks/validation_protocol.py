@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
 import traceback
 import warnings
@@ -249,6 +251,12 @@ def mae(values: Iterable[dict[str, Any]], key: str) -> float | None:
     """Mean |value[key]| over the entries that have it (None if none do)."""
     errors = [abs(v[key]) for v in values if key in v and v[key] is not None and np.isfinite(v[key])]
     return float(np.mean(errors)) if errors else None
+
+
+def command_line() -> str:
+    """How this process was started: interpreter, arguments, and ``nice -n N`` when it runs niced."""
+    niceness = os.nice(0)
+    return (f"nice -n {niceness} " if niceness else "") + f"{sys.executable} " + " ".join(sys.argv)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

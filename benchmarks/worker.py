@@ -228,9 +228,9 @@ def cmd_md(prog, structures, msg):
     finally:
         if cache is not None:
             calc._graphs = cache
-    if cache is None:
-        return {"step": times, "graph_total": None, "builds": None, "steps": steps}
-    return {"step": times, "graph_total": spent[0], "builds": cache.n_builds - builds0, "steps": steps}
+    timed = cache is not None
+    return {"step": times, "graph_total": spent[0] if timed else None,
+            "builds": cache.n_builds - builds0 if timed else None, "steps": steps}
 
 
 def main() -> None:

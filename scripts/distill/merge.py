@@ -122,9 +122,8 @@ def main() -> None:
     summary = {
         "teacher": header["teacher"],
         "chunks_done": len(summaries),
-        "chunks_total": -(-len(header["parents"]) // header["chunk_size"]) + sum(
-            -(-len(h["parents"]) // h["chunk_size"]) for h in extra_headers),
-        "parents_planned": len(header["parents"]) + sum(len(h["parents"]) for h in extra_headers),
+        "chunks_total": sum(-(-len(h["parents"]) // h["chunk_size"]) for h in (header, *extra_headers)),
+        "parents_planned": sum(len(h["parents"]) for h in (header, *extra_headers)),
         "extra_parts": [str(e) for e in args.extra_out],
         "parents_done": len(parents),
         "parents_failed": [f for s in summaries for f in s["failed"]],
