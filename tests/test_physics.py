@@ -58,6 +58,35 @@ def test_stress_matches_finite_strain(seed):
     assert np.abs(fd - stress).max() <= 1e-6 * np.abs(stress).max()
 
 
+def test_zbl_on_short_bonds_only_equals_zbl_on_every_bond():
+    """ZBL is evaluated on the bonds shorter than its cut-off only; with bonds on both sides of a
+    2.3 Å cut-off the energy equals the sum over every bond and forces match finite differences."""
+    from alignn_ase.nn.layers import zbl_pair_energy
+
+    atoms = random_crystal("Si2O3Na", seed=2, a=4.0)
+    model = smooth_model(zbl_cutoff=2.3).double()
+    graph = build_graph(atoms, model.graph_settings, torch.float64)
+    d = graph.bond_vectors().norm(dim=1)
+    assert (d < 2.3).any() and (d >= 2.3).any()
+    z = graph.numbers.double()
+    every_bond = 0.5 * zbl_pair_energy(z[graph.src], z[graph.dst], d, 2.3).sum()
+    no_zbl = smooth_model(zbl_cutoff=2.3, use_zbl=False).double()
+    e_zbl = evaluate(model, graph, forces=False, stress=False)["energy"]
+    e_plain = evaluate(no_zbl, graph, forces=False, stress=False)["energy"]
+    assert float(every_bond) > 1.0
+    assert torch.allclose(e_zbl - e_plain, every_bond, rtol=1e-12, atol=1e-10)
+
+    atoms.calc = calc64(model)
+    forces = atoms.get_forces()
+    h = 1e-5
+    for i, k in [(0, 0), (2, 1), (4, 2)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[i, k] += h
+        minus.positions[i, k] -= h
+        fd = -(energy(plus, atoms.calc) - energy(minus, atoms.calc)) / (2 * h)
+        assert abs(fd - forces[i, k]) <= 1e-6 * np.abs(forces).max()
+
+
 def test_stress_sign_is_ase_convention():
     """Positive stress = tensile: a crystal squeezed into the ZBL wall pushes outwards (negative stress)."""
     atoms = bulk("Cu", "fcc", a=3.0)

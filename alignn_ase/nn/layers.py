@@ -71,6 +71,28 @@ def zbl_pair_energy(z_i: torch.Tensor, z_j: torch.Tensor, r: torch.Tensor, r_cut
     return torch.where(r < r_cut, e * env, torch.zeros_like(r))
 
 
+def zbl_repulsion(
+    numbers: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    d: torch.Tensor,
+    r_cut: float,
+    index: torch.Tensor,
+    size: int,
+) -> torch.Tensor:
+    """Half the ZBL energy (eV) of each bond ``src -> dst`` of length ``d`` (Å), summed into ``size``
+    buckets by ``index`` (one per bond: per atom or per structure).
+
+    Only bonds shorter than ``r_cut`` are evaluated: the pair energy and its
+    gradient are exactly zero beyond it, and in a typical solid no bond is that short.
+    """
+    short = torch.nonzero(d < r_cut).squeeze(1)
+    z = numbers.index_select(0, torch.cat([src.index_select(0, short), dst.index_select(0, short)])).to(d.dtype)
+    z_i, z_j = z.view(2, -1)
+    pair = zbl_pair_energy(z_i, z_j, d.index_select(0, short), r_cut)
+    return 0.5 * scatter_sum(pair, index.index_select(0, short), size)
+
+
 class RBFExpansion(nn.Module):
     """Gaussian radial basis ``exp(-gamma (d - mu_k)^2)`` on ``bins`` centres in [vmin, vmax].
 
@@ -158,13 +180,16 @@ class EdgeGatedGraphConv(nn.Module):
         dst: torch.Tensor,
         edge_weight: torch.Tensor | None = None,
         endpoints: Endpoints | None = None,
+        update_edges: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Updated node and edge features.
 
         ``endpoints`` (see :func:`edge_endpoints`) lists the nodes that some edge
         touches; the gate and message linears then run on those nodes only
         (in a line graph, bonds longer than the three-body cut-off touch no
-        triplet). The result is the same.
+        triplet). The result is the same. ``update_edges=False`` (a last layer,
+        whose edge output nothing reads) skips the edge update and returns ``y``
+        as given.
         """
         n, hidden = x.shape[0], self.src_gate.out_features
         # The four linears on node features as one GEMM (src gate, message, dst gate, self update);
@@ -190,6 +215,8 @@ class EdgeGatedGraphConv(nn.Module):
         else:
             h = scatter_sum(message * edge_weight.unsqueeze(1), dst, n)
         x_new = F.silu(self.bn_nodes(update + h))
+        if not update_edges:
+            return (x + x_new if self.residual else x_new), y
         y_new = F.silu(self.bn_edges(m))
         if self.residual:
             return x + x_new, y + y_new
@@ -220,10 +247,12 @@ class ALIGNNConv(nn.Module):
         edge_weight: torch.Tensor | None = None,
         triplet_weight: torch.Tensor | None = None,
         bond_endpoints: Endpoints | None = None,
+        update_angles: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``bond_endpoints``: :func:`edge_endpoints` of the line graph (e1, e2), computed once per graph."""
+        """``bond_endpoints``: :func:`edge_endpoints` of the line graph (e1, e2), computed once per graph;
+        ``update_angles=False`` (the last ALIGNN layer) returns ``z`` as given."""
         x, m = self.node_update(x, y, src, dst, edge_weight)
-        y, z = self.edge_update(m, z, e1, e2, triplet_weight, bond_endpoints)
+        y, z = self.edge_update(m, z, e1, e2, triplet_weight, bond_endpoints, update_angles)
         return x, y, z
 
 
@@ -286,10 +315,15 @@ def run_layers(
     edge_weight: torch.Tensor | None = None,
     triplet_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Apply ``module``'s ALIGNN then GCN layers; return the final atom features."""
+    """Apply ``module``'s ALIGNN then GCN layers; return the final atom features.
+
+    Edge and angle features that no later layer reads (the last GCN layer's
+    bond update, the last ALIGNN layer's angle update) are not computed.
+    """
     bond_endpoints = edge_endpoints(e1, e2, y.shape[0])
-    for layer in module.alignn_layers:
-        x, y, z = layer(x, y, z, src, dst, e1, e2, edge_weight, triplet_weight, bond_endpoints)
-    for layer in module.gcn_layers:
-        x, y = layer(x, y, src, dst, edge_weight)
+    n_alignn, n_gcn = len(module.alignn_layers), len(module.gcn_layers)
+    for k, layer in enumerate(module.alignn_layers):
+        x, y, z = layer(x, y, z, src, dst, e1, e2, edge_weight, triplet_weight, bond_endpoints, k < n_alignn - 1)
+    for k, layer in enumerate(module.gcn_layers):
+        x, y = layer(x, y, src, dst, edge_weight, update_edges=k < n_gcn - 1)
     return x

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..graph import AtomGraph, GraphSettings
 from .base import ALIGNNModel
-from .layers import add_trunk, bond_cosines, polynomial_envelope, run_layers, scatter_sum, zbl_pair_energy
+from .layers import add_trunk, bond_cosines, polynomial_envelope, run_layers, scatter_sum, zbl_repulsion
 
 
 @dataclass
@@ -88,10 +88,10 @@ class SmoothALIGNN(ALIGNNModel):
         x = self.atom_embedding(self.atom_inputs(graph.numbers).to(r.dtype))
         y = self.edge_embedding(d)
         z = self.angle_embedding(bond_cosines(r, e1, e2))
-        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, three_body[e1] * three_body[e2])
-        energies = self.readout(x)[:, 0] + self.reference_energies[graph.numbers]
+        triplet_weight = three_body.index_select(0, e1) * three_body.index_select(0, e2)
+        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, triplet_weight)
+        energies = self.readout(x)[:, 0] + self.reference_energies.index_select(0, graph.numbers)
         if c.use_zbl:
-            z_atoms = graph.numbers.to(r.dtype)
-            pair = zbl_pair_energy(z_atoms[graph.src], z_atoms[graph.dst], d, c.zbl_cutoff)
-            energies = energies + 0.5 * scatter_sum(pair, graph.src, graph.num_atoms)
+            zbl = zbl_repulsion(graph.numbers, graph.src, graph.dst, d, c.zbl_cutoff, graph.src, graph.num_atoms)
+            energies = energies + zbl
         return {"energy": scatter_sum(energies, graph.atom_graph, graph.num_graphs), "energies": energies}

@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..graph import AtomGraph, GraphSettings
 from .base import ALIGNNModel
-from .layers import add_trunk, bond_cosines, run_layers, polynomial_envelope, scatter_mean, scatter_sum, zbl_pair_energy
+from .layers import add_trunk, bond_cosines, run_layers, polynomial_envelope, scatter_mean, scatter_sum, zbl_repulsion
 
 Link = Literal["identity", "log", "logit"]
 
@@ -245,9 +245,9 @@ class ALIGNNAtomwise(ALIGNNModel):
             return {"property": _link_and_classify(out, c.link, c.classification)}
         energy = out[:, 0] * graph.n_atoms.to(out.dtype)
         if self.use_zbl:
-            z_atoms = graph.numbers.to(r.dtype)
-            pair = zbl_pair_energy(z_atoms[graph.src], z_atoms[graph.dst], d, c.zbl_cutoff)
-            energy = energy + 0.5 * scatter_sum(pair, graph.edge_graph, graph.num_graphs)
+            energy = energy + zbl_repulsion(
+                graph.numbers, graph.src, graph.dst, d, c.zbl_cutoff, graph.edge_graph, graph.num_graphs
+            )
         result = {"energy": energy}
         if c.use_penalty:
             # Upstream's DGL model overwrites the bond lengths with the envelope values when
