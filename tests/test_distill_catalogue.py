@@ -13,10 +13,14 @@ import catalogue  # noqa: E402
 
 
 def test_held_out_parents_are_never_in_a_training_part():
-    base, extra = catalogue.plan(0), catalogue.plan(0, "extra")
+    base, extra, layered = catalogue.plan(0), catalogue.plan(0, "extra"), catalogue.plan(0, "layered")
     held_out = {s["id"] for s in base if s["test"]}
     committed = {a.info["parent_id"] for a in read(ROOT / "scripts" / "distill" / "data" / "test.extxyz", ":")}
     assert committed <= held_out  # the committed test set was drawn from this plan's held-out parents
-    assert extra and not any(s["test"] for s in extra)
-    assert not {s["id"] for s in extra} & {s["id"] for s in base}
+    for part in (extra, layered):
+        assert part and not any(s["test"] for s in part)
+        assert not {s["id"] for s in part} & {s["id"] for s in base}
+    assert not {s["id"] for s in extra} & {s["id"] for s in layered}
     assert {s["group"] for s in extra} >= {"elemental", "binary", "surface", "pyxtal"}
+    layered_ids = {s["id"] for s in layered}
+    assert {"elemental:dcdft:C", "elemental:dcdft:N", "binary:2H-MX2:Mo-S", "binary:hBN:B-N"} <= layered_ids

@@ -46,6 +46,7 @@ PYXTAL_MIN_CONTACT = 0.75  # reject pyxtal cells with a pair closer than this x 
 RUTILE_U = 0.305
 SPINEL_X = 0.2625  # origin choice 2
 CORUNDUM_Z, CORUNDUM_X = 0.352, 0.306
+MX2_2H_Z, MX2_1T_Z = 0.621, 0.25
 
 
 def _atomic_volume(symbol: str) -> float:
@@ -101,6 +102,15 @@ def compound(prototype: str, species: list[str], cubic: bool = False) -> Atoms:
     elif prototype == "spinel":
         atoms = crystal([a, b, species[2]], [(0.125, 0.125, 0.125), (0.5, 0.5, 0.5), (SPINEL_X,) * 3],
                         spacegroup=227, setting=2, cellpar=[8.1, 8.1, 8.1, 90, 90, 90], primitive_cell=not cubic)
+    elif prototype == "2H-MX2":  # P6_3/mmc, M at 2c, X at 4f
+        atoms = crystal([a, b], [(1 / 3, 2 / 3, 0.25), (1 / 3, 2 / 3, MX2_2H_Z)], spacegroup=194,
+                        cellpar=[3.2, 3.2, 12.3, 90, 90, 120])
+    elif prototype == "1T-MX2":  # P-3m1, M at 1a, X at 2d
+        atoms = crystal([a, b], [(0, 0, 0), (1 / 3, 2 / 3, MX2_1T_Z)], spacegroup=164,
+                        cellpar=[3.4, 3.4, 5.8, 90, 90, 120])
+    elif prototype == "hBN":  # P6_3/mmc, AA' stacking
+        atoms = crystal([a, b], [(1 / 3, 2 / 3, 0.25), (1 / 3, 2 / 3, 0.75)], spacegroup=194,
+                        cellpar=[2.5, 2.5, 6.66, 90, 90, 120])
     elif prototype == "heusler":
         atoms = crystal([a, b, species[2]], [(0.25, 0.25, 0.25), (0, 0, 0), (0.5, 0.5, 0.5)], spacegroup=225,
                         cellpar=[5.8, 5.8, 5.8, 90, 90, 90], primitive_cell=not cubic)
@@ -113,6 +123,8 @@ def bulk_cell(prototype: str, species: list[str], cubic: bool = False) -> Atoms:
     """Elemental or compound bulk cell (conventional cubic cell when ``cubic`` and the lattice is cubic)."""
     if len(species) == 1 and prototype in ("fcc", "bcc", "hcp", "diamond", "sc"):
         return elemental(species[0], prototype, cubic=cubic and prototype != "hcp")
+    if prototype == "dcdft":  # the element's structure in ase.collections.dcdft, at WIEN2k's volume
+        return dcdft[species[0]].copy()
     return compound(prototype, species, cubic=cubic)
 
 

@@ -145,6 +145,30 @@ N_PYXTAL_EXTRA = {"elemental": 60, "ionic": 100, "intermetallic": 80, "ternary_i
 PYXTAL_EXTRA_OFFSET = 1000  # pyxtal draw numbers of the extra part start here (ids stay unique)
 
 
+# --- the "layered" part: layered and molecular solids, all for training -----------------
+# The v2 potential's worst validation cases were graphite and the crystals of molecular
+# elements, which neither part holds. This part adds every element of the base catalogue in
+# its ase.collections.dcdft structure (graphite, black P, the N2/O2/F2/Cl2/Br2/I2 and H2
+# crystals, Se/Te chains, ...; for most metals the fcc/bcc/hcp cell again) and layered
+# compounds. The dcdft structures are the ones the validation fits E(V) on, so the card
+# says that they are training parents (with teacher labels, not WIEN2k's).
+LAYERED: dict[str, tuple[tuple[str, ...], ...]] = {
+    "2H-MX2": tuple(tuple(p.split("-")) for p in "Mo-S Mo-Se W-S W-Se Nb-Se Ta-S".split()),
+    "1T-MX2": tuple(tuple(p.split("-")) for p in "Ti-S Zr-S Hf-S Sn-S Pt-Se".split()),
+    "hBN": (("B", "N"),),
+}
+
+
+def _layered_specs(base_elements: set[str]) -> list[dict]:
+    """Parent specs of the layered part: dcdft solids of ``base_elements`` and layered compounds."""
+    from ase.collections import dcdft
+
+    specs = [{"group": "elemental", "prototype": "dcdft", "species": [el]}
+             for el in sorted({a.get_chemical_symbols()[0] for a in dcdft} & base_elements)]
+    specs += [{"group": "binary", "prototype": p, "species": list(f)} for p, fs in LAYERED.items() for f in fs]
+    return specs
+
+
 def _specs(rng: np.random.Generator) -> list[dict]:
     """All parent specs in catalogue order (before shuffling)."""
     specs: list[dict] = []
@@ -231,8 +255,9 @@ def plan(seed: int, part: str = "base") -> list[dict]:
     """Seeded parent list: shuffled, each spec with ``index``, ``seed`` and ``test`` (held out).
 
     ``part="base"`` is the original catalogue with ~8 % of each group held out;
-    ``part="extra"`` adds more parents per chemistry, all for training, none sharing an id
-    with the base plan (so no held-out parent is ever labelled for training).
+    ``part="extra"`` adds more parents per chemistry and ``part="layered"`` layered and
+    molecular solids, all for training, none sharing an id with the base plan (so no
+    held-out parent is ever labelled for training).
     """
     rng = np.random.default_rng(seed)
     specs = _with_ids(_specs(rng))
@@ -246,8 +271,14 @@ def plan(seed: int, part: str = "base") -> list[dict]:
         rng = np.random.default_rng([seed, 1])
         specs = [s for s in _with_ids(_extra_specs(rng)) if s["id"] not in base_ids]
         test_ids = set()
+    elif part == "layered":
+        base_ids = {s["id"] for s in specs}
+        base_elements = {el for s in specs for el in s["species"] if s["group"] != "molecule"}
+        rng = np.random.default_rng([seed, 2])
+        specs = [s for s in _with_ids(_layered_specs(base_elements)) if s["id"] not in base_ids]
+        test_ids = set()
     elif part != "base":
-        raise ValueError(f"unknown catalogue part {part!r} (base or extra)")
+        raise ValueError(f"unknown catalogue part {part!r} (base, extra or layered)")
     order = rng.permutation(len(specs))
     out = []
     for index, k in enumerate(order):

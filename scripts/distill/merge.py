@@ -1,11 +1,11 @@
 """Merge the finished chunks into train / test / relaxed files (runnable at any time).
 
 Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
-``NNNN.extxyz``), and those of each ``--extra-out`` folder (a ``--part extra`` labelling
-run, training parents only), and writes, each atomically:
+``NNNN.extxyz``), and those of each ``--extra-out`` folder (a ``--part extra`` or
+``--part layered`` labelling run, training parents only), and writes, each atomically:
 
 - ``--train-file`` (default ``<out>/train.extxyz``): all frames of parents not held out
-  (base and extra);
+  (base and the extra parts);
 - ``scripts/distill/data/test.extxyz`` (committed): frames of held-out parents (the
   plan holds out ~8 % of parents per group), capped at ``--max-test-frames`` by a
   seeded draw; the rest of the held-out frames are dropped, never trained on;
@@ -16,7 +16,7 @@ run, training parents only), and writes, each atomically:
   labelling time.
 
     /work/upvenv/bin/python scripts/distill/merge.py --extra-out /work/distill_extra \
-        --train-file /work/distill/train_all.extxyz
+        --extra-out /work/distill_layered --train-file /work/distill/train_all.extxyz
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def main() -> None:
     p.add_argument("--elements-file", type=Path, default=HERE / "data" / "elements.json")
     p.add_argument("--max-test-frames", type=int, default=300)
     p.add_argument("--extra-out", type=Path, action="append", default=[],
-                   help="folder of a '--part extra' labelling run; its frames are all for training")
+                   help="folder of a '--part extra' or '--part layered' labelling run; its frames are "
+                        "all for training (repeatable)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -78,8 +79,8 @@ def main() -> None:
     for extra in args.extra_out:
         extra_headers.append(json.loads((extra / "plan.json").read_text()))
         part = extra_headers[-1].get("part")
-        if part != "extra":
-            raise SystemExit(f"{extra} holds a {part or 'base'!r} plan; --extra-out takes '--part extra' runs")
+        if part not in ("extra", "layered"):
+            raise SystemExit(f"{extra} holds a {part or 'base'!r} plan; --extra-out takes extra or layered runs")
         more, more_summaries = load_chunks(extra)
         if leaked := {f.info["parent_id"] for f in more} & test_ids:
             raise SystemExit(f"{extra} labels held-out parents: {sorted(leaked)}")
