@@ -159,10 +159,11 @@ LAYERED: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-def _layered_specs(base_elements: set[str]) -> list[dict]:
-    """Parent specs of the layered part: dcdft solids of ``base_elements`` and layered compounds."""
+def _layered_specs(rng: np.random.Generator, base: list[dict]) -> list[dict]:
+    """Parent specs of the layered part: dcdft solids of the base part's elements and layered compounds."""
     from ase.collections import dcdft
 
+    base_elements = {el for s in base for el in s["species"] if s["group"] != "molecule"}
     specs = [{"group": "elemental", "prototype": "dcdft", "species": [el]}
              for el in sorted({a.get_chemical_symbols()[0] for a in dcdft} & base_elements)]
     specs += [{"group": "binary", "prototype": p, "species": list(f)} for p, fs in LAYERED.items() for f in fs]
@@ -214,8 +215,8 @@ def _pyxtal_specs(rng: np.random.Generator, counts: dict[str, int] = N_PYXTAL, o
     return specs
 
 
-def _extra_specs(rng: np.random.Generator) -> list[dict]:
-    """Parent specs of the extra part (before dropping those already in the base plan)."""
+def _extra_specs(rng: np.random.Generator, base: list[dict]) -> list[dict]:
+    """Parent specs of the extra part (before dropping those already in the ``base`` plan)."""
     specs: list[dict] = []
     for el, have in ELEMENTAL.items():
         specs += [{"group": "elemental", "prototype": p, "species": [el]} for p in ELEMENTAL_LATTICES if p not in have]
@@ -251,6 +252,10 @@ def _with_ids(specs: list[dict]) -> list[dict]:
     return specs
 
 
+# training-only parts: name -> (random stream of the seed, spec builder taking the base specs)
+TRAINING_PARTS = {"extra": (1, _extra_specs), "layered": (2, _layered_specs)}
+
+
 def plan(seed: int, part: str = "base") -> list[dict]:
     """Seeded parent list: shuffled, each spec with ``index``, ``seed`` and ``test`` (held out).
 
@@ -266,19 +271,14 @@ def plan(seed: int, part: str = "base") -> list[dict]:
         members = [s["id"] for s in specs if s["group"] == group]
         k = max(1, round(TEST_FRACTION * len(members)))
         test_ids.update(str(x) for x in rng.choice(members, size=k, replace=False))
-    if part == "extra":
+    if part in TRAINING_PARTS:
+        stream, make_specs = TRAINING_PARTS[part]
         base_ids = {s["id"] for s in specs}
-        rng = np.random.default_rng([seed, 1])
-        specs = [s for s in _with_ids(_extra_specs(rng)) if s["id"] not in base_ids]
-        test_ids = set()
-    elif part == "layered":
-        base_ids = {s["id"] for s in specs}
-        base_elements = {el for s in specs for el in s["species"] if s["group"] != "molecule"}
-        rng = np.random.default_rng([seed, 2])
-        specs = [s for s in _with_ids(_layered_specs(base_elements)) if s["id"] not in base_ids]
+        rng = np.random.default_rng([seed, stream])
+        specs = [s for s in _with_ids(make_specs(rng, specs)) if s["id"] not in base_ids]
         test_ids = set()
     elif part != "base":
-        raise ValueError(f"unknown catalogue part {part!r} (base, extra or layered)")
+        raise ValueError(f"unknown catalogue part {part!r} (base, {', '.join(TRAINING_PARTS)})")
     order = rng.permutation(len(specs))
     out = []
     for index, k in enumerate(order):

@@ -31,7 +31,7 @@ import torch
 from ase import Atoms
 from ase.io import read, write
 from builders import build_parent, grow
-from catalogue import plan, plan_digest
+from catalogue import TRAINING_PARTS, plan, plan_digest
 from sampling import Settings, is_bulk, md, rattles, relax, strains, volume_scan
 from teachers import Teacher, load_teacher
 from tqdm import tqdm
@@ -176,7 +176,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("/work/distill"), help="output folder (large data)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--part", choices=("base", "extra", "layered"), default="base",
+    p.add_argument("--part", choices=("base", *TRAINING_PARTS), default="base",
                    help="catalogue part: base (with the held-out parents), or extra / layered "
                         "(training only; each in its own --out)")
     p.add_argument("--chunk-size", type=int, default=8, help="parents per chunk file")

@@ -16,7 +16,7 @@ Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
   labelling time.
 
     /work/upvenv/bin/python scripts/distill/merge.py --extra-out /work/distill_extra \
-        --extra-out /work/distill_layered --train-file /work/distill/train_all.extxyz
+        --extra-out /work/distill_layered --train-file /work/distill/train_all_layered.extxyz
 """
 
 from __future__ import annotations
