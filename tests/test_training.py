@@ -122,6 +122,38 @@ def _history(out: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def test_checkpoint_writes_survive_a_kill_at_any_point(tmp_path):
+    """A kill inside a checkpoint write leaves either a stale ``.old`` copy beside the new folder or
+    (between the two renames) only the ``.old`` copy and a ``.tmp``; the next write or the final load
+    must cope with both."""
+    from alignn_ase import save_model
+    from alignn_ase.training.trainer import _restore_checkpoint, _save_checkpoint
+
+    from .helpers import smooth_model
+
+    first, second, third = (smooth_model(seed=k) for k in range(3))
+    folder = tmp_path / "best_model"
+    old, tmp = tmp_path / "best_model.old", tmp_path / "best_model.tmp"
+
+    def weights(path):
+        return load_model(path).state_dict()["atom_embedding.layer.0.weight"]
+
+    # killed after the swap, before the old copy was removed
+    save_model(first, folder)
+    save_model(first, old)
+    _save_checkpoint(second, folder, "card")
+    assert not old.exists() and not tmp.exists()
+    assert torch.equal(weights(folder), second.state_dict()["atom_embedding.layer.0.weight"])
+
+    # killed between the two renames: the previous checkpoint is put back, the partial write dropped
+    os.replace(folder, old)
+    save_model(third, tmp)
+    (tmp / "model.safetensors").write_bytes(b"partial")
+    _restore_checkpoint(folder)
+    assert not old.exists() and not tmp.exists()
+    assert torch.equal(weights(folder), second.state_dict()["atom_embedding.layer.0.weight"])
+
+
 def test_killed_run_resumes_to_the_same_result(tmp_path, dataset):
     over = {"optim": {"epochs": 8, "ema_decay": 0.8}}
     full = train(run_config(tmp_path / "full", dataset, "forcefield", **over), progress=False)

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -232,19 +233,30 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _restore_checkpoint(folder: Path) -> None:
+    """Undo what a kill inside :func:`_save_checkpoint` left: a ``.old`` copy beside a complete
+    ``folder`` is stale (removed); a ``.old`` copy without ``folder`` (killed between the two
+    renames) is the previous checkpoint (put back); a ``.tmp`` folder is a partial write (removed)."""
+    old, tmp = folder.with_name(folder.name + ".old"), folder.with_name(folder.name + ".tmp")
+    if old.exists():
+        if folder.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, folder)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+
+
 def _save_checkpoint(model: ALIGNNModel, folder: Path, card: str) -> None:
-    """Write a model folder so that a kill mid-write never leaves a half-written checkpoint."""
-    tmp = folder.with_name(folder.name + ".tmp")
+    """Write a model folder so that a kill at any point leaves a complete checkpoint, the new one
+    or the previous one (:func:`_restore_checkpoint` tidies up after a kill)."""
+    _restore_checkpoint(folder)
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
     save_model(model, tmp, card)
     if folder.exists():
-        old = folder.with_name(folder.name + ".old")
         os.replace(folder, old)
-        os.replace(tmp, folder)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        os.replace(tmp, folder)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = True) -> TrainResult:
@@ -387,6 +399,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     if d.world_size > 1:
         dist.barrier()
     if d.main:
+        _restore_checkpoint(out / "best_model")
         best_model = load_model(out / "best_model").to(device=device, dtype=dtype)
         if sizes["test"]:
             rows: list[dict[str, Any]] = []
