@@ -124,7 +124,7 @@ def main() -> None:
     payload["mae"] = {
         "dcdft_V0_pct": vp.mae([e for e in payload["dcdft"].values() if vp.eos_usable(e)], "V0_err_pct"),
         "dcdft_B0_pct": vp.mae([e for e in payload["dcdft"].values() if vp.eos_usable(e)], "B0_err_pct"),
-        "lattice_a_pct": vp.mae(payload["lattice"].values(), "a_err_pct"),
+        "lattice_a_pct": vp.mae([e for e in payload["lattice"].values() if vp.lattice_usable(e)], "a_err_pct"),
     }
     payload["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save()

@@ -181,8 +181,29 @@ def lattice_reference(symbol: str) -> dict[str, Any]:
     return ref
 
 
+def energy_is_flat(atoms: Atoms, calc: BaseCalculator) -> bool:
+    """Whether the energy per atom of ``atoms`` changes by less than ``FLAT_EOS_EV`` (eV/atom) between
+    -6 % and +6 % of its volume: no neighbour within the potential's cut-off, so nothing to relax."""
+    energies = []
+    for factor in (1 - VOLUME_RANGE, 1 + VOLUME_RANGE):
+        scaled = atoms.copy()
+        scaled.set_constraint()
+        scaled.set_cell(atoms.cell.array * np.cbrt(factor), scale_atoms=True)
+        scaled.calc = calc
+        energies.append(scaled.get_potential_energy() / len(scaled))
+    return abs(energies[1] - energies[0]) < FLAT_EOS_EV
+
+
+def lattice_usable(entry: dict[str, Any]) -> bool:
+    """Whether a lattice-constant entry is a result: it succeeded and the energy was not flat
+    (entries written before the flatness check count as usable)."""
+    return "a" in entry and not entry.get("flat_E", False)
+
+
 def lattice_constant(symbol: str, calc: BaseCalculator) -> dict[str, Any]:
-    """Relaxed conventional a (Å) (and c/a for hcp) of ``symbol`` in its ASE reference state."""
+    """Relaxed conventional a (Å) (and c/a for hcp) of ``symbol`` in its ASE reference state;
+    ``flat_E`` marks a cell whose energy does not depend on the volume (:func:`energy_is_flat`), whose
+    "relaxed" a is just the starting value and is left out of the MAE."""
     ref = lattice_reference(symbol)
     atoms = bulk(symbol)
     relaxation = relax(atoms, calc)
@@ -193,7 +214,7 @@ def lattice_constant(symbol: str, calc: BaseCalculator) -> dict[str, Any]:
     else:
         per_cell = CUBIC_ATOMS_PER_CELL[ref["structure"]]
         out = {"a": float(np.cbrt(atoms.get_volume() / len(atoms) * per_cell))}
-    out.update(relax=relaxation, a_err_pct=pct(out["a"], ref["a"]))
+    out.update(relax=relaxation, a_err_pct=pct(out["a"], ref["a"]), flat_E=energy_is_flat(atoms, calc))
     return out
 
 
