@@ -17,6 +17,7 @@ rank 0 writes the files.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -219,12 +220,21 @@ def _run_eval(
 
 
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:
-    (out / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with (out / "metrics.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
+    """metrics.json and metrics.csv, each replaced atomically: whoever reads them while training
+    runs (a progress monitor, a plot) never sees a half-written file."""
+    _atomic_write_text(out / "metrics.json", json.dumps(history, indent=1) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
+    writer.writeheader()
+    writer.writerows(history)
+    _atomic_write_text(out / "metrics.csv", table.getvalue())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
