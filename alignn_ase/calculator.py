@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,6 +21,8 @@ from .graph import AtomGraph, GraphCache, build_graphs, check_skin
 from .io import load_model
 from .neighbors import SELF_TOLERANCE
 from .nn.base import ALIGNNModel
+
+logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ModelSpec = str | Path | ALIGNNModel
@@ -97,6 +100,10 @@ class ALIGNNCalculator(Calculator):
     Counters: ``n_model_evaluations`` (potential evaluations, one per
     geometry or batch) and ``n_graph_builds`` (graphs of the potential built
     from scratch; with a skin, fewer than geometries).
+
+    A structure in which some atom has no neighbour within the potential's
+    cut-off (e.g. bcc Cs under 5 Å) is evaluated, with a logged warning (once
+    per calculator): the model sees such atoms as isolated.
     """
 
     def __init__(
@@ -144,6 +151,7 @@ class ALIGNNCalculator(Calculator):
         self._graphs = self._cache(self.model, self.skin)
         self._property_graphs = {name: self._cache(m, 0.0) for name, m in self.property_models.items()}
         self.n_model_evaluations = 0
+        self._warned_isolated = False
 
     def _cache(self, model: ALIGNNModel, skin: float) -> GraphCache:
         return GraphCache(model.graph_settings, self.dtype, self.device, model.min_distance, skin)
@@ -172,8 +180,24 @@ class ALIGNNCalculator(Calculator):
         if "stress" in properties and not _has_3d_cell(atoms):
             raise PropertyNotImplementedError("stress needs a 3D cell; this structure's cell volume is 0")
         graph = self._graphs(atoms)
+        self._warn_isolated(graph)
         props = {name: cache(atoms) for name, cache in self._property_graphs.items()}
         (self.results,) = self._evaluate(graph, props, _has_3d_cell(atoms))
+
+    def _warn_isolated(self, graph: AtomGraph) -> None:
+        """Log a warning (once per calculator) when an atom of a structure with more than one atom has
+        no neighbour within the potential's cut-off: the model then sees it as an isolated atom."""
+        if self._warned_isolated or graph.num_atoms < 2:
+            return
+        isolated = int((torch.bincount(graph.src, minlength=graph.num_atoms) == 0).sum())
+        if isolated:
+            self._warned_isolated = True
+            logger.warning(
+                "%d of %d atoms have no neighbour within this potential's %.2f Å cut-off: the model treats them "
+                "as isolated atoms (no force on them, no geometry in their energy); e.g. bcc Cs, whose nearest "
+                "neighbours are 5.2 Å apart, under a 5 Å cut-off. Shown once per calculator.",
+                isolated, graph.num_atoms, self.model.graph_settings.cutoff,
+            )
 
     def predict(
         self, structures: Sequence[Atoms], batch_size: int = 32, progress: bool = True

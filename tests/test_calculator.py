@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.io import read
@@ -140,3 +141,22 @@ def test_stress_of_a_molecule_is_refused_clearly():
     mol.get_forces()
     with pytest.raises(PropertyNotImplementedError, match="3D cell"):
         mol.get_stress()
+
+
+def test_atoms_without_neighbours_are_warned_about_once(caplog):
+    """bcc Cs (nearest neighbours 5.24 Å apart) has no bond under a 5 Å cut-off: the calculator says so,
+    once; bcc Cs compressed to 4.8 Å neighbours and a single isolated atom do not warn."""
+    calc = calc64()
+    far = bulk("Cs", "bcc", a=6.05, cubic=True)
+    near = bulk("Cs", "bcc", a=5.55, cubic=True)
+    with caplog.at_level("WARNING", logger="alignn_ase.calculator"):
+        for atoms in (near, Atoms("Cs", positions=[[0, 0, 0]])):
+            atoms.calc = calc
+            atoms.get_potential_energy()
+        assert "no neighbour" not in caplog.text
+        far.calc = calc
+        far.get_potential_energy()
+        assert "2 of 2 atoms have no neighbour within this potential's 5.00 Å cut-off" in caplog.text
+        far.rattle(0.01, seed=0)
+        far.get_potential_energy()
+    assert caplog.text.count("no neighbour") == 1
