@@ -343,12 +343,13 @@ def _lattice_table(ours: dict, teacher: dict) -> list[str]:
     common: dict[str, tuple[dict, dict]] = {}
     for el, o in ours.items():
         ref, t = vp.lattice_reference(el), teacher.get(el, {})
-        if vp.lattice_usable(o) and (vp.lattice_usable(t) or not teacher):
+        usable = vp.lattice_usable(o)
+        if usable and (vp.lattice_usable(t) or not teacher):
             common[el] = (o, t)
-        ours_a = "failed" if "a" not in o else "flat E(V)" if not vp.lattice_usable(o) else _fmt(o["a"], ".3f")
+        ours_a = _fmt(o["a"], ".3f") if usable else "flat E(V)" if "a" in o else "failed"
         lines.append(_row([
             el, ref["structure"], f"{ref['a']:.3f}", _fmt(t.get("a"), ".3f"), ours_a,
-            _fmt(t.get("a_err_pct"), "+.2f"), _fmt(o.get("a_err_pct"), "+.2f") if vp.lattice_usable(o) else "—",
+            _fmt(t.get("a_err_pct"), "+.2f"), _fmt(o.get("a_err_pct"), "+.2f") if usable else "—",
             _fmt(ref.get("c/a"), ".3f"), _fmt(t.get("c/a"), ".3f"), _fmt(o.get("c/a"), ".3f"),
         ]))
     solids = {el: c for el, c in common.items() if el not in vp.MOLECULAR_CRYSTALS}

@@ -113,16 +113,21 @@ def relax(atoms: Atoms, calc: BaseCalculator, cell: bool = True, steps: int = CE
     }
 
 
+def scaled_copy(atoms: Atoms, factor: float) -> Atoms:
+    """A copy of ``atoms`` (no constraints, no calculator) with its volume times ``factor``, atoms scaled along."""
+    scaled = atoms.copy()
+    scaled.set_constraint()
+    scaled.set_cell(atoms.cell.array * np.cbrt(factor), scale_atoms=True)
+    return scaled
+
+
 def eos_scan(atoms: Atoms, calc: BaseCalculator) -> dict[str, Any]:
     """Birch–Murnaghan V0 (Å³/atom), E0 (eV/atom), B0 (GPa) and B′ from a ±6 %, 9-point scan
     around relaxed ``atoms``."""
     n = len(atoms)
-    cell0 = atoms.get_cell().array
     volumes, energies = [], []
     for factor in np.linspace(1 - VOLUME_RANGE, 1 + VOLUME_RANGE, POINTS):
-        scaled = atoms.copy()
-        scaled.set_constraint()
-        scaled.set_cell(cell0 * np.cbrt(factor), scale_atoms=True)
+        scaled = scaled_copy(atoms, factor)
         relax(scaled, calc, cell=False, steps=POSITION_STEPS)
         volumes.append(scaled.get_volume() / n)
         energies.append(scaled.get_potential_energy() / n)
@@ -186,9 +191,7 @@ def energy_is_flat(atoms: Atoms, calc: BaseCalculator) -> bool:
     -6 % and +6 % of its volume: no neighbour within the potential's cut-off, so nothing to relax."""
     energies = []
     for factor in (1 - VOLUME_RANGE, 1 + VOLUME_RANGE):
-        scaled = atoms.copy()
-        scaled.set_constraint()
-        scaled.set_cell(atoms.cell.array * np.cbrt(factor), scale_atoms=True)
+        scaled = scaled_copy(atoms, factor)
         scaled.calc = calc
         energies.append(scaled.get_potential_energy() / len(scaled))
     return abs(energies[1] - energies[0]) < FLAT_EOS_EV

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.io import read, write
+from catalogue import TRAINING_PARTS
 
 HERE = Path(__file__).resolve().parent
 
@@ -79,8 +80,9 @@ def main() -> None:
     for extra in args.extra_out:
         extra_headers.append(json.loads((extra / "plan.json").read_text()))
         part = extra_headers[-1].get("part")
-        if part not in ("extra", "layered"):
-            raise SystemExit(f"{extra} holds a {part or 'base'!r} plan; --extra-out takes extra or layered runs")
+        if part not in TRAINING_PARTS:
+            raise SystemExit(f"{extra} holds a {part or 'base'!r} plan; --extra-out takes runs of the "
+                             f"training-only parts ({', '.join(TRAINING_PARTS)})")
         more, more_summaries = load_chunks(extra)
         if leaked := {f.info["parent_id"] for f in more} & test_ids:
             raise SystemExit(f"{extra} labels held-out parents: {sorted(leaked)}")
