@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -222,24 +223,24 @@ def _run_eval(
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:
     """metrics.json and metrics.csv, each replaced atomically: whoever reads them while training
     runs (a progress monitor, a plot) never sees a half-written file."""
-    _atomic_write_text(out / "metrics.json", json.dumps(history, indent=1) + "\n")
+    text = json.dumps(history, indent=1) + "\n"
+    _write_atomically(out / "metrics.json", lambda tmp: tmp.write_text(text))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
     writer.writeheader()
     writer.writerows(history)
-    _atomic_write_text(out / "metrics.csv", table.getvalue())
+    _write_atomically(out / "metrics.csv", lambda tmp: tmp.write_text(table.getvalue(), newline=""))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def _sidecar(path: Path, kind: str) -> Path:
+    """``<path>.<kind>``: where a file or folder is written (``tmp``) or set aside (``old``) before a rename."""
+    return path.with_name(f"{path.name}.{kind}")
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
+def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write`` a temporary sibling of ``path``, then rename it over ``path``."""
+    tmp = _sidecar(path, "tmp")
+    write(tmp)
     os.replace(tmp, path)
 
 
@@ -247,7 +248,7 @@ def _restore_checkpoint(folder: Path) -> None:
     """Undo what a kill inside :func:`_save_checkpoint` left: a ``.old`` copy beside a complete
     ``folder`` is stale (removed); a ``.old`` copy without ``folder`` (killed between the two
     renames) is the previous checkpoint (put back); a ``.tmp`` folder is a partial write (removed)."""
-    old, tmp = folder.with_name(folder.name + ".old"), folder.with_name(folder.name + ".tmp")
+    old, tmp = _sidecar(folder, "old"), _sidecar(folder, "tmp")
     if old.exists():
         if folder.exists():
             shutil.rmtree(old)
@@ -261,7 +262,7 @@ def _save_checkpoint(model: ALIGNNModel, folder: Path, card: str) -> None:
     """Write a model folder so that a kill at any point leaves a complete checkpoint, the new one
     or the previous one (:func:`_restore_checkpoint` tidies up after a kill)."""
     _restore_checkpoint(folder)
-    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    tmp, old = _sidecar(folder, "tmp"), _sidecar(folder, "old")
     save_model(model, tmp, card)
     if folder.exists():
         os.replace(folder, old)
@@ -394,13 +395,11 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
             if improved:
                 _save_checkpoint(eval_model, out / "best_model", card)
             _save_checkpoint(eval_model, out / "last_model", card)
-            _atomic_save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict() if sched is not None else {},
-                 "ema": ema.state_dict() if ema is not None else {},
-                 "epoch": epoch + 1, "best": best, "stale": stale, "history": history},
-                state_path,
-            )
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict() if sched is not None else {},
+                     "ema": ema.state_dict() if ema is not None else {},
+                     "epoch": epoch + 1, "best": best, "stale": stale, "history": history}
+            _write_atomically(state_path, lambda tmp: torch.save(state, tmp))
         if o.patience is not None and stale >= o.patience:
             logger.info("early stopping: no better validation loss in %d epochs", o.patience)
             break
