@@ -13,14 +13,18 @@ import catalogue  # noqa: E402
 
 
 def test_held_out_parents_are_never_in_a_training_part():
-    base, extra, layered = catalogue.plan(0), catalogue.plan(0, "extra"), catalogue.plan(0, "layered")
+    base = catalogue.plan(0)
+    parts = {name: catalogue.plan(0, name) for name in catalogue.TRAINING_PARTS}
+    extra, layered, broad = parts["extra"], parts["layered"], parts["broad"]
     held_out = {s["id"] for s in base if s["test"]}
     committed = {a.info["parent_id"] for a in read(ROOT / "scripts" / "distill" / "data" / "test.extxyz", ":")}
     assert committed <= held_out  # the committed test set was drawn from this plan's held-out parents
-    for part in (extra, layered):
+    seen = {s["id"] for s in base}
+    for part in parts.values():
         assert part and not any(s["test"] for s in part)
-        assert not {s["id"] for s in part} & {s["id"] for s in base}
-    assert not {s["id"] for s in extra} & {s["id"] for s in layered}
+        ids = {s["id"] for s in part}
+        assert not ids & seen  # neither the base plan nor an earlier training part
+        seen |= ids
     assert {s["group"] for s in extra} >= {"elemental", "binary", "surface", "pyxtal"}
     layered_ids = {s["id"] for s in layered}
     assert {"elemental:dcdft:C", "elemental:dcdft:N", "binary:2H-MX2:Mo-S", "binary:hBN:B-N"} <= layered_ids

@@ -170,6 +170,57 @@ def _layered_specs(rng: np.random.Generator, base: list[dict]) -> list[dict]:
     return specs
 
 
+# --- the "broad" part: many more compositions, all for training --------------------------
+# v3's held-out error is a per-parent energy offset on compositions it saw in one or two
+# structures (NiO, TiC, TiN, SnO2, SrRuO3, Ir3Nb off by 0.2-0.4 eV/atom), i.e. too few
+# chemistries, not too few frames. This part holds every metal of the base catalogue as a
+# rock-salt MX (X = H, C, N, O, F, S, Cl) and as fluorite and rutile MX2 (X = O, F),
+# charge-balanced cubic perovskites ABO3 and ABF3, corundum M2O3, random L1_2 and CsCl
+# intermetallics and Heuslers, and one more pyxtal draw per element.
+BROAD_METALS = (
+    "Li Na K Rb Cs Be Mg Ca Sr Ba Sc Y La Ce Ti Zr Hf V Nb Ta Cr Mo W Mn Re Fe Ru Os Co Rh Ir Ni Pd Pt "
+    "Cu Ag Au Zn Cd Al Ga In Tl Sn Pb Bi"
+).split()
+BROAD_MX_ANIONS = ("H", "C", "N", "O", "F", "S", "Cl")
+BROAD_MX2_ANIONS = ("O", "F")
+# perovskite sites by oxidation state (ABO3 with q_A + q_B = 6; ABF3 with q_A + q_B = 3)
+PEROVSKITE_A = {1: ("Na", "K", "Rb", "Cs"), 2: ("Ca", "Sr", "Ba", "Pb"), 3: ("La", "Y", "Ce")}
+PEROVSKITE_B = {
+    2: ("Mg", "Zn", "Ni", "Co", "Fe", "Mn", "Cu", "Cd", "Ca"),
+    3: ("Al", "Ga", "Sc", "Cr", "Fe", "Co", "Ni", "Mn", "In", "Rh", "V", "Ti"),
+    4: ("Ti", "Zr", "Hf", "Sn", "Mn", "Ru", "Ir", "Mo", "Pt", "Ce"),
+    5: ("Nb", "Ta", "V"),
+}
+CORUNDUM_METALS = "Al Ga In Sc Y Ti V Cr Mn Fe Co Ni Rh La Bi".split()
+N_BROAD_RANDOM = {"L12": 60, "cesiumchloride": 60, "heusler": 30}
+
+
+def _broad_specs(rng: np.random.Generator, base: list[dict]) -> list[dict]:
+    """Parent specs of the broad part (before dropping those already in the ``base`` plan)."""
+    specs = [{"group": "binary", "prototype": "rocksalt", "species": [m, x]}
+             for m in BROAD_METALS for x in BROAD_MX_ANIONS]
+    specs += [{"group": "binary", "prototype": p, "species": [m, x]}
+              for m in BROAD_METALS for x in BROAD_MX2_ANIONS for p in ("fluorite", "rutile")]
+    specs += [{"group": "binary", "prototype": "corundum", "species": [m, "O"]} for m in CORUNDUM_METALS]
+    for anion, total in (("O", 6), ("F", 3)):
+        for qa, a_sites in PEROVSKITE_A.items():
+            for b in PEROVSKITE_B.get(total - qa, ()):
+                specs += [{"group": "ternary", "prototype": "perovskite", "species": [a, b, anion]}
+                          for a in a_sites if a != b]
+    seen: set[tuple[str, ...]] = set()
+    for proto, n in N_BROAD_RANDOM.items():
+        k = 3 if proto == "heusler" else 2
+        while sum(1 for s in seen if s[0] == proto) < n:
+            species = tuple(str(x) for x in rng.choice(PYXTAL_METALS, size=k, replace=False))
+            seen.add((proto, *species))
+    specs += [{"group": "ternary" if s[0] == "heusler" else "binary", "prototype": s[0], "species": list(s[1:])}
+              for s in sorted(seen)]
+    elements = sorted({el for s in base for el in s["species"] if s["group"] != "molecule"})
+    specs += [{"group": "pyxtal", "prototype": "random", "species": [el],
+               "counts": [int(rng.choice([2, 3, 4, 6, 8]))], "n": 2000 + i} for i, el in enumerate(elements)]
+    return specs
+
+
 def _specs(rng: np.random.Generator) -> list[dict]:
     """All parent specs in catalogue order (before shuffling)."""
     specs: list[dict] = []
@@ -253,16 +304,17 @@ def _with_ids(specs: list[dict]) -> list[dict]:
 
 
 # training-only parts: name -> (random stream of the seed, spec builder taking the base specs)
-TRAINING_PARTS = {"extra": (1, _extra_specs), "layered": (2, _layered_specs)}
+TRAINING_PARTS = {"extra": (1, _extra_specs), "layered": (2, _layered_specs), "broad": (3, _broad_specs)}
 
 
 def plan(seed: int, part: str = "base") -> list[dict]:
     """Seeded parent list: shuffled, each spec with ``index``, ``seed`` and ``test`` (held out).
 
     ``part="base"`` is the original catalogue with ~8 % of each group held out;
-    ``part="extra"`` adds more parents per chemistry and ``part="layered"`` layered and
-    molecular solids, all for training, none sharing an id with the base plan (so no
-    held-out parent is ever labelled for training).
+    ``part="extra"`` adds more parents per chemistry, ``part="layered"`` layered and
+    molecular solids and ``part="broad"`` many more compositions, all for training, none
+    sharing an id with the base plan (so no held-out parent is ever labelled for training)
+    or with a training part listed before it in :data:`TRAINING_PARTS`.
     """
     rng = np.random.default_rng(seed)
     specs = _with_ids(_specs(rng))
@@ -272,10 +324,15 @@ def plan(seed: int, part: str = "base") -> list[dict]:
         k = max(1, round(TEST_FRACTION * len(members)))
         test_ids.update(str(x) for x in rng.choice(members, size=k, replace=False))
     if part in TRAINING_PARTS:
-        stream, make_specs = TRAINING_PARTS[part]
-        base_ids = {s["id"] for s in specs}
-        rng = np.random.default_rng([seed, stream])
-        specs = [s for s in _with_ids(make_specs(rng, specs)) if s["id"] not in base_ids]
+        # drop the base plan's ids and those of the training parts listed before this one
+        taken = {s["id"] for s in specs}
+        for name, (stream, make_specs) in TRAINING_PARTS.items():
+            rng = np.random.default_rng([seed, stream])
+            part_specs = [s for s in _with_ids(make_specs(rng, specs)) if s["id"] not in taken]
+            if name == part:
+                break
+            taken |= {s["id"] for s in part_specs}
+        specs = part_specs
         test_ids = set()
     elif part != "base":
         raise ValueError(f"unknown catalogue part {part!r} (base, {', '.join(TRAINING_PARTS)})")
