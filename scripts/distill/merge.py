@@ -1,11 +1,11 @@
 """Merge the finished chunks into train / test / relaxed files (runnable at any time).
 
 Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
-``NNNN.extxyz``), and those of each ``--extra-out`` folder (a ``--part extra`` or
-``--part layered`` labelling run, training parents only), and writes, each atomically:
+``NNNN.extxyz``), and those of each ``--extra-out`` folder (a labelling run of a
+training-only part: ``--part extra``, ``layered`` or ``broad``), and writes, each atomically:
 
 - ``--train-file`` (default ``<out>/train.extxyz``): all frames of parents not held out
-  (base and the extra parts);
+  (base and the training-only parts);
 - ``scripts/distill/data/test.extxyz`` (committed): frames of held-out parents (the
   plan holds out ~8 % of parents per group), capped at ``--max-test-frames`` by a
   seeded draw; the rest of the held-out frames are dropped, never trained on;
@@ -16,7 +16,8 @@ Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
   labelling time.
 
     /work/upvenv/bin/python scripts/distill/merge.py --extra-out /work/distill_extra \
-        --extra-out /work/distill_layered --train-file /work/distill/train_all_layered.extxyz
+        --extra-out /work/distill_layered --extra-out /work/distill_broad \
+        --train-file /work/distill/train_all_broad.extxyz
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def main() -> None:
     p.add_argument("--elements-file", type=Path, default=HERE / "data" / "elements.json")
     p.add_argument("--max-test-frames", type=int, default=300)
     p.add_argument("--extra-out", type=Path, action="append", default=[],
-                   help="folder of a '--part extra' or '--part layered' labelling run; its frames are "
-                        "all for training (repeatable)")
+                   help="folder of a labelling run of a training-only part (--part "
+                        f"{'/'.join(TRAINING_PARTS)}); its frames are all for training (repeatable)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
