@@ -30,3 +30,31 @@ def test_held_out_parents_are_never_in_a_training_part():
     assert {"elemental:dcdft:C", "elemental:dcdft:N", "binary:2H-MX2:Mo-S", "binary:hBN:B-N"} <= layered_ids
     assert {"binary:rocksalt:Ti-O", "binary:rutile:Co-F", "ternary:perovskite:Sr-Hf-O"} <= {s["id"] for s in broad}
     assert "molecule:CH3CH2OH:CH3CH2OH" in {s["id"] for s in molecules}
+
+
+def _frame(symbols: str, energy_per_atom: float, parent: str, group: str, kind: str = "relaxed"):
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = bulk(symbols, "rocksalt", a=4.2) if len(symbols) > 2 else bulk(symbols, "fcc", a=3.6)
+    atoms.calc = SinglePointCalculator(atoms, energy=energy_per_atom * len(atoms))
+    atoms.info.update(parent_id=parent, group=group, kind=kind)
+    return atoms
+
+
+def test_teacher_holes_flag_unphysical_minima_only():
+    import merge
+
+    frames = [
+        _frame("Be", -3.7, "elemental:hcp:Be", "elemental"),
+        _frame("Be", -3.6, "pyxtal:random:Be:1", "pyxtal"),  # a sane random cell, 0.1 eV/atom above hcp
+        _frame("Be", -5.1, "pyxtal:random:Be:2", "pyxtal"),  # collapsed: 1.4 eV/atom below hcp
+        _frame("O", -4.9, "elemental:dcdft:O", "elemental"),
+        _frame("BeO", -7.5, "binary:rocksalt:Be-O", "binary"),  # formation energy -3.2 eV/atom
+        _frame("BeO", -14.0, "binary:zincblende:Be-O", "binary"),  # -9.7 eV/atom: a hole
+        _frame("BeO", -7.0, "binary:wurtzite:Be-O", "binary"),
+        _frame("BeO", -9.5, "binary:wurtzite:Be-O", "binary", kind="md"),  # an MD frame 2.5 below its minimum
+    ]
+    holes = merge.teacher_holes(frames)
+    assert set(holes) == {"pyxtal:random:Be:2", "binary:zincblende:Be-O", "binary:wurtzite:Be-O"}
+    assert "below the best Be solid" in holes["pyxtal:random:Be:2"]

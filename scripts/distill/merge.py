@@ -5,11 +5,12 @@ Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
 training-only part: ``--part extra``, ``layered`` or ``broad``), and writes, each atomically:
 
 - ``--train-file`` (default ``<out>/train.extxyz``): all frames of parents not held out
-  (base and the training-only parts);
+  (base and the training-only parts), except parents that fall into a teacher hole
+  (:func:`teacher_holes`, listed in the log and ``summary.json``);
 - ``scripts/distill/data/test.extxyz`` (committed): frames of held-out parents (the
   plan holds out ~8 % of parents per group), capped at ``--max-test-frames`` by a
   seeded draw; the rest of the held-out frames are dropped, never trained on;
-- ``<out>/relaxed.extxyz``: every relaxed parent with its teacher energy (eV) and
+- ``<out>/relaxed.extxyz``: every relaxed parent (teacher holes left out) with its teacher energy (eV) and
   ``info["split"]`` (train/test), for formation-energy labels;
 - ``scripts/distill/data/elements.json``: covered elements with parent/frame counts;
 - ``<out>/summary.json``: counts per group and kind, rejected frames, failed parents,
@@ -56,6 +57,54 @@ def load_chunks(out: Path) -> tuple[list[Atoms], list[dict]]:
     return frames, summaries
 
 
+# Teacher holes: universal potentials have unphysical deep minima (e.g. a random Sn cell that the
+# teacher relaxes to -21 eV/atom, a collapsed Be cell with atoms 1.45 Å apart at -5.1 eV/atom vs
+# -3.7 for hcp Be). Parents that reach one are left out of training, with every frame.
+HOLE_BELOW_LATTICE = 0.5  # eV/atom below the element's best relaxed elemental solid
+HOLE_FORMATION = -4.5  # eV/atom: below any real compound (CaF2 is about -4.2)
+HOLE_BELOW_RELAXED = 2.0  # eV/atom below its own relaxed frame (MD out of sc C into sp2/sp3 C drops ~1)
+
+
+def teacher_holes(frames: list[Atoms]) -> dict[str, str]:
+    """Parent ids whose frames reach an unphysical deep minimum of the teacher, with the reason.
+
+    A single-element bulk parent relaxed more than ``HOLE_BELOW_LATTICE`` below the element's best
+    relaxed elemental solid (fcc/bcc/hcp/diamond/sc/dcdft); a compound whose formation energy per
+    atom, against the lowest non-hole single-element parents, is below ``HOLE_FORMATION``; a parent
+    with a frame more than ``HOLE_BELOW_RELAXED`` below its own relaxed energy per atom.
+    """
+    def epa(f: Atoms) -> float:
+        return f.get_potential_energy() / len(f)
+
+    relaxed = {f.info["parent_id"]: f for f in frames if f.info["kind"] == "relaxed"}
+    single = {pid: f.get_chemical_symbols()[0] for pid, f in relaxed.items()
+              if len(set(f.get_chemical_symbols())) == 1}
+    lattice: dict[str, float] = {}
+    for pid, el in single.items():
+        if relaxed[pid].info["group"] == "elemental":
+            lattice[el] = min(lattice.get(el, np.inf), epa(relaxed[pid]))
+    holes: dict[str, str] = {}
+    for pid, el in single.items():
+        f = relaxed[pid]
+        if f.pbc.all() and el in lattice and epa(f) < lattice[el] - HOLE_BELOW_LATTICE:
+            holes[pid] = f"relaxed to {epa(f):.2f} eV/atom, {lattice[el] - epa(f):.2f} below the best {el} solid"
+    mu: dict[str, float] = {}
+    for pid, el in single.items():
+        if pid not in holes:
+            mu[el] = min(mu.get(el, np.inf), epa(relaxed[pid]))
+    for pid, f in relaxed.items():
+        counts = Counter(f.get_chemical_symbols())
+        if len(counts) > 1 and f.pbc.all() and all(el in mu for el in counts):
+            e_form = (f.get_potential_energy() - sum(n * mu[el] for el, n in counts.items())) / len(f)
+            if e_form < HOLE_FORMATION:
+                holes[pid] = f"formation energy {e_form:.2f} eV/atom"
+    for f in frames:
+        pid = f.info["parent_id"]
+        if pid in relaxed and pid not in holes and epa(f) < epa(relaxed[pid]) - HOLE_BELOW_RELAXED:
+            holes[pid] = f"a {f.info['kind']} frame {epa(relaxed[pid]) - epa(f):.2f} eV/atom below the relaxed one"
+    return holes
+
+
 def main() -> None:
     """Merge and report."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -90,13 +139,16 @@ def main() -> None:
         log.info("%s: %d chunks, %d frames (training only)", extra, len(more_summaries), len(more))
         frames += more
         summaries += more_summaries
-    train = [f for f in frames if f.info["parent_id"] not in test_ids]
+    holes = teacher_holes(frames)
+    for pid, why in sorted(holes.items()):
+        log.warning("teacher hole, %s %s: %s", "held-out parent" if pid in test_ids else "left out:", pid, why)
+    train = [f for f in frames if f.info["parent_id"] not in test_ids and f.info["parent_id"] not in holes]
     rng = np.random.default_rng(header["seed"])
     keep = np.arange(len(test_all))
     if len(test_all) > args.max_test_frames:
         keep = np.sort(rng.choice(len(test_all), size=args.max_test_frames, replace=False))
     test = [test_all[k] for k in keep]
-    relaxed = [f for f in frames if f.info["kind"] == "relaxed"]
+    relaxed = [f for f in frames if f.info["kind"] == "relaxed" and f.info["parent_id"] not in holes]
     for f in relaxed:
         f.info["split"] = "test" if f.info["parent_id"] in test_ids else "train"
 
@@ -132,6 +184,7 @@ def main() -> None:
         "parents_done": len(parents),
         "parents_failed": [f for s in summaries for f in s["failed"]],
         "parents_unconverged": sum(not p_["converged"] for p_ in parents),
+        "teacher_holes": holes,
         "frames": len(frames),
         "frames_train": len(train),
         "frames_test_heldout": len(test_all),
