@@ -3,8 +3,8 @@
 Label: ``formation_energy_peratom`` (eV/atom) = (E - sum_el n_el mu_el) / N, where
 E is the teacher's energy of the relaxed structure and mu_el is the lowest teacher
 energy per atom among the relaxed single-element bulk structures of the set (elemental
-and random single-element crystals; molecules in boxes only for elements with no bulk
-structure: H, N, O, F, Cl, ...). Only bulk structures are labelled (surfaces and
+and random single-element crystals, including the molecular crystals of H, N, O, F, Cl,
+Br, I; molecules in boxes only for an element with no bulk structure). Only bulk structures are labelled (surfaces and
 molecules are not); labels beyond +-MAX_ABS eV/atom are teacher artefacts on odd
 random structures and are dropped (counted in the log). It is a property of the
 teacher's potential-energy surface, not DFT: the teacher's own elemental
