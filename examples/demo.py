@@ -10,15 +10,15 @@ workflows' data files (``md.csv``, ``phonopy_params.yaml``, ``band.yaml``, ...)
 to ``--out``.
 
 The default potential is a small distillation of SevenNet-0 (see its model
-card, ``potentials/alignn-ase-distill-v3/MODEL_CARD.md``): its tight,
-symmetry-constrained relaxation gives Si a = 5.460 Å (teacher 5.463 Å,
-experiment 5.431 Å; this demo's looser fmax = 0.02 eV/Å gives the same to 1 mÅ).
+card, ``potentials/alignn-ase-distill-v4/MODEL_CARD.md``): its tight,
+symmetry-constrained relaxation gives Si a = 5.454 Å (teacher 5.463 Å,
+experiment 5.431 Å).
 The phonon supercell is 4x4x4 primitive cells (128 atoms, 12.6 Å between
 faces, what ``phonons``' default of 10 Å gives): with 3x3x3 (9.4 Å) the
-previous default potential showed imaginary modes of ~0.8i THz near Γ, gone
-at 4x4x4, i.e. an artefact of the small supercell. Its phonons are a little
-softer than the teacher's at Γ (optical 11.8 THz vs 12.5 THz, experiment
-15.5 THz) and at X (TA 3.6 THz vs 5.9 THz, experiment 4.5 THz).
+v2 potential showed imaginary modes of ~0.8i THz near Γ, gone at 4x4x4, i.e.
+an artefact of the small supercell. Its phonons are close to the teacher's at Γ
+(optical 12.4 THz vs 12.5 THz, experiment 15.5 THz) and closer to experiment at
+X (TA 4.8 THz; teacher 5.9 THz, experiment 4.5 THz).
 """
 
 from __future__ import annotations
