@@ -4,8 +4,9 @@ Label: ``formation_energy_peratom`` (eV/atom) = (E - sum_el n_el mu_el) / N, whe
 E is the teacher's energy of the relaxed structure and mu_el is the lowest teacher
 energy per atom among the relaxed single-element bulk structures of the set (elemental
 and random single-element crystals, including the molecular crystals of H, N, O, F, Cl,
-Br, I; molecules in boxes only for an element with no bulk structure). Only bulk structures are labelled (surfaces and
-molecules are not); labels beyond +-MAX_ABS eV/atom are teacher artefacts on odd
+Br, I; molecules in boxes only for an element with no bulk structure;
+:func:`references.elemental_references`). Only bulk structures are labelled (surfaces
+and molecules are not); labels beyond +-MAX_ABS eV/atom are teacher artefacts on odd
 random structures and are dropped (counted in the log). It is a property of the
 teacher's potential-energy surface, not DFT: the teacher's own elemental
 references, no MP2020 anion corrections, no experiment.
@@ -23,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from ase.io import read, write
+from references import elemental_references, formation_energy
 
 log = logging.getLogger("formation_energy")
 
@@ -39,17 +41,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     frames = read(args.relaxed, index=":")
-    mu: dict[str, float] = {}
-    source: dict[str, str] = {}
-    for groups in (("elemental", "pyxtal"), ("molecule",)):
-        for atoms in frames:
-            symbols = set(atoms.get_chemical_symbols())
-            if len(symbols) != 1 or atoms.info.get("group") not in groups:
-                continue
-            (el,) = symbols
-            epa = atoms.get_potential_energy() / len(atoms)
-            if (el not in mu or source[el].split(":")[0] in groups) and epa < mu.get(el, float("inf")):
-                mu[el], source[el] = epa, str(atoms.info.get("parent_id"))
+    mu, source = elemental_references(frames)
     out, skipped = [], Counter()
     for atoms in frames:
         if atoms.info.get("group") not in BULK:
@@ -59,8 +51,7 @@ def main() -> None:
         if missing:
             skipped[",".join(sorted(missing))] += 1
             continue
-        e_ref = sum(n * mu[el] for el, n in counts.items())
-        e_form = (atoms.get_potential_energy() - e_ref) / len(atoms)
+        e_form = formation_energy(atoms, mu)
         if abs(e_form) > MAX_ABS:
             skipped[f"|E_f| > {MAX_ABS} eV/atom"] += 1
             continue

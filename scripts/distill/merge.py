@@ -2,7 +2,7 @@
 
 Reads ``<out>/plan.json`` and every finished chunk (``<out>/chunks/NNNN.json`` +
 ``NNNN.extxyz``), and those of each ``--extra-out`` folder (a labelling run of a
-training-only part: ``--part extra``, ``layered`` or ``broad``), and writes, each atomically:
+training-only part, ``catalogue.TRAINING_PARTS``), and writes, each atomically:
 
 - ``--train-file`` (default ``<out>/train.extxyz``): all frames of parents not held out
   (base and the training-only parts), except parents that fall into a teacher hole
@@ -18,7 +18,7 @@ training-only part: ``--part extra``, ``layered`` or ``broad``), and writes, eac
 
     /work/upvenv/bin/python scripts/distill/merge.py --extra-out /work/distill_extra \
         --extra-out /work/distill_layered --extra-out /work/distill_broad \
-        --train-file /work/distill/train_all_broad.extxyz
+        --extra-out /work/distill_molecules --train-file /work/distill/train_all_broad.extxyz
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import read, write
 from catalogue import TRAINING_PARTS
+from references import elemental_references, formation_energy
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,7 +71,8 @@ def teacher_holes(frames: list[Atoms]) -> dict[str, str]:
 
     A single-element bulk parent relaxed more than ``HOLE_BELOW_LATTICE`` below the element's best
     relaxed elemental solid (fcc/bcc/hcp/diamond/sc/dcdft); a compound whose formation energy per
-    atom, against the lowest non-hole single-element parents, is below ``HOLE_FORMATION``; a parent
+    atom, against the elemental references of the other parents (:func:`references.elemental_references`),
+    is below ``HOLE_FORMATION``; a parent
     with a frame more than ``HOLE_BELOW_RELAXED`` below its own relaxed energy per atom.
     """
     def epa(f: Atoms) -> float:
@@ -88,14 +90,11 @@ def teacher_holes(frames: list[Atoms]) -> dict[str, str]:
         f = relaxed[pid]
         if f.pbc.all() and el in lattice and epa(f) < lattice[el] - HOLE_BELOW_LATTICE:
             holes[pid] = f"relaxed to {epa(f):.2f} eV/atom, {lattice[el] - epa(f):.2f} below the best {el} solid"
-    mu: dict[str, float] = {}
-    for pid, el in single.items():
-        if pid not in holes:
-            mu[el] = min(mu.get(el, np.inf), epa(relaxed[pid]))
+    mu, _ = elemental_references(f for pid, f in relaxed.items() if pid not in holes)
     for pid, f in relaxed.items():
-        counts = Counter(f.get_chemical_symbols())
-        if len(counts) > 1 and f.pbc.all() and all(el in mu for el in counts):
-            e_form = (f.get_potential_energy() - sum(n * mu[el] for el, n in counts.items())) / len(f)
+        elements = set(f.get_chemical_symbols())
+        if len(elements) > 1 and f.pbc.all() and elements <= mu.keys():
+            e_form = formation_energy(f, mu)
             if e_form < HOLE_FORMATION:
                 holes[pid] = f"formation energy {e_form:.2f} eV/atom"
     for f in frames:
