@@ -159,13 +159,17 @@ LAYERED: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
+def _base_elements(base: list[dict]) -> set[str]:
+    """The elements of the base part's solids (molecule specs name a molecule, not elements)."""
+    return {el for s in base for el in s["species"] if s["group"] != "molecule"}
+
+
 def _layered_specs(rng: np.random.Generator, base: list[dict]) -> list[dict]:
     """Parent specs of the layered part: dcdft solids of the base part's elements and layered compounds."""
     from ase.collections import dcdft
 
-    base_elements = {el for s in base for el in s["species"] if s["group"] != "molecule"}
     specs = [{"group": "elemental", "prototype": "dcdft", "species": [el]}
-             for el in sorted({a.get_chemical_symbols()[0] for a in dcdft} & base_elements)]
+             for el in sorted({a.get_chemical_symbols()[0] for a in dcdft} & _base_elements(base))]
     specs += [{"group": "binary", "prototype": p, "species": list(f)} for p, fs in LAYERED.items() for f in fs]
     return specs
 
@@ -207,17 +211,16 @@ def _broad_specs(rng: np.random.Generator, base: list[dict]) -> list[dict]:
             for b in PEROVSKITE_B.get(total - qa, ()):
                 specs += [{"group": "ternary", "prototype": "perovskite", "species": [a, b, anion]}
                           for a in a_sites if a != b]
-    seen: set[tuple[str, ...]] = set()
-    for proto, n in N_BROAD_RANDOM.items():
-        k = 3 if proto == "heusler" else 2
-        while sum(1 for s in seen if s[0] == proto) < n:
-            species = tuple(str(x) for x in rng.choice(PYXTAL_METALS, size=k, replace=False))
-            seen.add((proto, *species))
-    specs += [{"group": "ternary" if s[0] == "heusler" else "binary", "prototype": s[0], "species": list(s[1:])}
-              for s in sorted(seen)]
-    elements = sorted({el for s in base for el in s["species"] if s["group"] != "molecule"})
+    for proto, n in N_BROAD_RANDOM.items():  # n distinct random metal combinations per prototype
+        drawn: set[tuple[str, ...]] = set()
+        while len(drawn) < n:
+            drawn.add(tuple(str(x) for x in rng.choice(PYXTAL_METALS, size=3 if proto == "heusler" else 2,
+                                                       replace=False)))
+        specs += [{"group": "ternary" if proto == "heusler" else "binary", "prototype": proto, "species": list(f)}
+                  for f in sorted(drawn)]
     specs += [{"group": "pyxtal", "prototype": "random", "species": [el],
-               "counts": [int(rng.choice([2, 3, 4, 6, 8]))], "n": 2000 + i} for i, el in enumerate(elements)]
+               "counts": [int(rng.choice([2, 3, 4, 6, 8]))], "n": 2000 + i}
+              for i, el in enumerate(sorted(_base_elements(base)))]
     return specs
 
 
@@ -229,7 +232,7 @@ def _molecule_specs(rng: np.random.Generator, base: list[dict]) -> list[dict]:
     """
     from ase.collections import g2
 
-    elements = {el for s in base for el in s["species"] if s["group"] != "molecule"} | {"H", "N", "O", "F", "Cl"}
+    elements = _base_elements(base) | {"H", "N", "O", "F", "Cl"}
     return [{"group": "molecule", "prototype": name, "species": [name]}
             for name, atoms in zip(g2.names, g2) if len(atoms) > 1 and set(atoms.get_chemical_symbols()) <= elements]
 
@@ -326,7 +329,8 @@ def plan(seed: int, part: str = "base") -> list[dict]:
 
     ``part="base"`` is the original catalogue with ~8 % of each group held out;
     ``part="extra"`` adds more parents per chemistry, ``part="layered"`` layered and
-    molecular solids and ``part="broad"`` many more compositions, all for training, none
+    molecular solids, ``part="broad"`` many more compositions and ``part="molecules"`` the
+    G2 molecules of the covered elements, all for training, none
     sharing an id with the base plan (so no held-out parent is ever labelled for training)
     or with a training part listed before it in :data:`TRAINING_PARTS`.
     """

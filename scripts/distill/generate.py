@@ -177,8 +177,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("/work/distill"), help="output folder (large data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--part", choices=("base", *TRAINING_PARTS), default="base",
-                   help="catalogue part: base (with the held-out parents), or extra / layered "
-                        "(training only; each in its own --out)")
+                   help="catalogue part: base (with the held-out parents), or a training-only part "
+                        "(each in its own --out)")
     p.add_argument("--chunk-size", type=int, default=8, help="parents per chunk file")
     p.add_argument("--teacher", default=None,
                    help="chgnet or sevenn; default: 'chosen' in results/teacher_choice.json")
