@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from ase.build import bulk
 from torch.nn import functional as F

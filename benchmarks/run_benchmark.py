@@ -220,9 +220,9 @@ def measure_getters(workers, items, data, rounds: int) -> None:
 def measure_batch(workers, specs, rounds: int, n: int) -> dict:
     """specs: list of (label, worker name, command)."""
     res = {label: [] for label, _, _ in specs}
-    for label, name, cmd in specs:  # warm-up
+    for _label, name, cmd in specs:  # warm-up
         workers[name].ask(cmd=cmd, n=n)
-    for r in range(rounds):
+    for _round in range(rounds):
         for label, name, cmd in specs:
             res[label].append(workers[name].ask(cmd=cmd, n=n)["wall"])
     out = {label: {"wall": v, "median_ms": 1e3 * med(v)} for label, v in res.items()}
@@ -532,7 +532,7 @@ def main() -> int:
             results["meta"]["compile_s"] = time.perf_counter() - t0
             log(f"compiled variant ready after {results['meta']['compile_s']:.0f} s")
         time_structures(workers, items, args.rounds, args.budget, data)
-        for i, s in enumerate(structs):
+        for s in structs:
             data[s.label]["main"] = s.main
         checks = {}
         for tag, a, b in (("fp32", "ours", "upstream"), ("fp64", "ours64", "upstream64")):

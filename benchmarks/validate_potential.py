@@ -62,7 +62,6 @@ import logging
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone

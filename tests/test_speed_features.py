@@ -149,7 +149,7 @@ def test_upstream_graphs_rebuild_every_call(name):
     calc = ALIGNNCalculator(load_model(UPSTREAM / name), dtype="float64", skin=1.0)
     assert calc.skin == 0.0
     atoms = bulk("Si", "diamond", a=5.43)
-    for k in range(3):
+    for _ in range(3):
         atoms.positions[0, 0] += 0.01
         _results(calc, atoms)
     assert calc.n_graph_builds == 3

@@ -45,7 +45,7 @@ from ..nn.smooth import SmoothALIGNN
 from ..nn.config import parse_config
 from .config import TaskConfig, TrainConfig, config_from_dict, load_config
 from .data import read_dataset
-from .graphs import GraphDataset, Sample, collate, epoch_batches, to_device
+from .graphs import GraphDataset, collate, epoch_batches, to_device
 from .splits import load_split, make_split, save_split
 from .tasks import Task, make_task
 

@@ -3,7 +3,7 @@
 Writes ``potentials/<name>/`` (config.json, model.safetensors, MODEL_CARD.md) and
 ``scripts/distill/results/<name>_heldout/`` (metrics JSON, predictions CSV, parity plots).
 The card is the file given by ``--card`` with ``{name}`` replaced by ``--name``,
-``{heldout}`` by the measured held-out metrics table (overall and per structure group),
+``{heldout}`` by the measured held-out metrics tables (overall, per structure group, worst parents),
 ``{elements}`` by the model's element list, and ``{speed}`` / ``{validation}`` by the markdown files given
 (a summary, benchmark outputs), so every number in it comes from a committed command.
 
@@ -45,6 +45,33 @@ def group_table(frames: list, predictions: Path) -> str:
     return "\n".join(lines)
 
 
+def parent_table(frames: list, predictions: Path, worst: int = 10) -> str:
+    """Markdown table of the ``worst`` held-out parents by summed absolute energy error.
+
+    Per parent (``info['parent_id']``): frames, mean signed energy error and its spread over the
+    parent's frames (meV/atom), and the parent's share of the overall energy MAE. A mean far from
+    zero with a small spread is an offset of the whole structure, not noise along its path.
+    """
+    rows = list(csv.DictReader(predictions.open()))
+    per_parent: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for atoms, row in zip(frames, rows, strict=True):
+        error = float(row["energy_per_atom_pred"]) - float(row["energy_per_atom"])
+        per_parent[(atoms.info.get("parent_id", "?"), atoms.info.get("group", "?"))].append(error)
+    total = sum(abs(e) for errors in per_parent.values() for e in errors)
+    ranked = sorted(per_parent.items(), key=lambda kv: -sum(abs(e) for e in kv[1]))[:worst]
+    lines = [
+        "| parent | group | frames | mean error (meV/atom) | spread (meV/atom) | share of energy MAE |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (parent, group), errors in ranked:
+        e = 1000 * np.array(errors)
+        share = np.abs(e).sum() / (1000 * total)
+        lines.append(f"| {parent} | {group} | {len(e)} | {e.mean():+.0f} | {e.std():.0f} | {100 * share:.1f} % |")
+    shown = sum(np.abs(errors).sum() for _, errors in ranked) / total
+    lines.append(f"\nThese {len(ranked)} of {len(per_parent)} held-out parents make {100 * shown:.0f} % of the energy MAE.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, help="training output_dir (holds best_model/)")
@@ -78,6 +105,9 @@ def main() -> None:
         ]
     )
     table += "\n\n" + group_table(covered, out / "predictions_test.csv")
+    table += "\n\nWorst held-out parents (energy error = model - teacher):\n\n" + parent_table(
+        covered, out / "predictions_test.csv"
+    )
     fills = {
         "{name}": args.name,
         "{heldout}": table,
