@@ -231,7 +231,7 @@ def measure_batch(workers, specs, rounds: int, n: int) -> dict:
 
 
 def describe_default() -> str:
-    """Name and shape of the shipped default potential, e.g. ``alignn-ase-distill-v4: smooth ALIGNN 2/1/48, ...``."""
+    """Name and shape of the shipped default potential, e.g. ``alignn-ase-distill-v5: smooth ALIGNN 2/1/48, ...``."""
     from alignn_ase import load_model
     from alignn_ase.potentials import DEFAULT
 

@@ -10,15 +10,16 @@ workflows' data files (``md.csv``, ``phonopy_params.yaml``, ``band.yaml``, ...)
 to ``--out``.
 
 The default potential is a small distillation of SevenNet-0 (see its model
-card, ``potentials/alignn-ase-distill-v4/MODEL_CARD.md``): its tight,
-symmetry-constrained relaxation gives Si a = 5.454 Å (teacher 5.463 Å,
-experiment 5.431 Å).
+card, ``potentials/alignn-ase-distill-v5/MODEL_CARD.md``): the card's tight,
+symmetry-constrained relaxation gives Si a = 5.446 Å (teacher 5.463 Å,
+experiment 5.431 Å); this demo relaxes a rattled cell to 0.02 eV/Å and lands
+within 0.01 Å of it (5.441 Å when last run).
 The phonon supercell is 4x4x4 primitive cells (128 atoms, 12.6 Å between
 faces, what ``phonons``' default of 10 Å gives): with 3x3x3 (9.4 Å) the
 v2 potential showed imaginary modes of ~0.8i THz near Γ, gone at 4x4x4, i.e.
-an artefact of the small supercell. Its phonons are close to the teacher's at Γ
-(optical 12.4 THz vs 12.5 THz, experiment 15.5 THz) and closer to experiment at
-X (TA 4.8 THz; teacher 5.9 THz, experiment 4.5 THz).
+an artefact of the small supercell. Its phonons are softer than the teacher's
+at Γ (optical 11.4 THz vs 12.5 THz, experiment 15.5 THz) and close to
+experiment at X (TA 4.2 THz; teacher 5.9 THz, experiment 4.5 THz).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ Relaxes the primitive cell, then runs phonopy (finite displacements in a 4x4x4
 supercell, 128 atoms). Writes ``phonons.png`` (bands + DOS), ``heat_capacity.png``
 (C_V vs T with the Dulong-Petit limit), ``thermal_properties.png`` and phonopy's
 files. Reports imaginary modes if any. The shipped default potential is a small
-distillation of SevenNet-0 (Si: a = 5.454 Å; Γ optical 12.4 THz vs the teacher's 12.5 and
-15.5 measured, X TA 4.8 THz vs 5.9 and 4.5; see its model card), so the optical bands are softer than silicon's.
+distillation of SevenNet-0 (Si: a = 5.446 Å; Γ optical 11.4 THz vs the teacher's 12.5 and
+15.5 measured, X TA 4.2 THz vs 5.9 and 4.5; see its model card), so the optical bands are softer than silicon's.
 """
 
 from __future__ import annotations

@@ -6,5 +6,5 @@ folder that ``load_model("default")`` and ``ALIGNNCalculator()`` load;
 predicts it, so ``ALIGNNCalculator(properties=["formation_energy_peratom"])`` works.
 """
 
-DEFAULT = "alignn-ase-distill-v4"
+DEFAULT = "alignn-ase-distill-v5"
 PROPERTY_MODELS = {"formation_energy_peratom": "formation-energy-distill-v3"}

@@ -7,8 +7,8 @@ The card is the file given by ``--card`` with ``{name}`` replaced by ``--name``,
 ``{elements}`` by the model's element list, and ``{speed}`` / ``{validation}`` by the markdown files given
 (a summary, benchmark outputs), so every number in it comes from a committed command.
 
-    /work/venv/bin/python scripts/distill/package_potential.py --run /work/distill/run_default_v4 \
-        --checkpoint last_model --name alignn-ase-distill-v4 --card scripts/distill/card_default.md
+    /work/venv/bin/python scripts/distill/package_potential.py --run /work/distill/run_default_v5 \
+        --checkpoint best_model --name alignn-ase-distill-v5 --card scripts/distill/card_default.md
 """
 
 from __future__ import annotations
