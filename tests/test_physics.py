@@ -9,6 +9,7 @@ from ase.build import bulk, fcc111, molecule
 from scipy.spatial.transform import Rotation
 
 from alignn_ase import batch_graphs, build_graph, evaluate, load_model
+from alignn_ase.nn.layers import polynomial_envelope
 
 from .conftest import UPSTREAM
 from .helpers import calc64, random_crystal, smooth_model
@@ -166,6 +167,22 @@ def test_energy_is_smooth_across_both_cutoffs():
         assert abs(quotient - g_in) < 1e-5 and abs(quotient - g_out) < 1e-5, (r_cut, quotient, g_in, g_out)
     (_, g_far) = at(model.config.cutoff + 0.1)
     assert g_far == 0.0
+
+
+@pytest.mark.parametrize("exponent", [4, 5, 6])
+def test_polynomial_envelope_vanishes_smoothly_at_one(exponent):
+    """u(0) = 1; u, u' and u'' tend to 0 as x -> 1 from below; exactly 0 (value and gradient) at 1 and beyond."""
+    x = torch.tensor([0.0, 0.3, 1 - 1e-6, 1.0, 1.2, 3.0], dtype=torch.float64, requires_grad=True)
+    u = polynomial_envelope(x, exponent)
+    (du,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+    (d2u,) = torch.autograd.grad(du.sum(), x)
+    assert u[0].item() == 1.0 and 0.0 < u[1].item() < 1.0
+    assert abs(u[2].item()) < 1e-13 and abs(du[2].item()) < 1e-8 and abs(d2u[2].item()) < 1e-3
+    assert (u[3:] == 0).all() and (du[3:] == 0).all() and (d2u[3:] == 0).all()
+    # matches the closed form 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2) inside
+    p, xv = exponent, x[:3].detach()
+    closed = 1 - (p + 1) * (p + 2) / 2 * xv**p + p * (p + 2) * xv ** (p + 1) - p * (p + 1) / 2 * xv ** (p + 2)
+    assert torch.allclose(u[:3].detach(), closed, rtol=0, atol=1e-12)
 
 
 def test_upstream_gated_mean_is_blind_but_smooth_model_sees_elemental_geometry():

@@ -41,14 +41,15 @@ def polynomial_envelope(x: torch.Tensor, exponent: int = 5) -> torch.Tensor:
     """Smooth cutoff envelope of ``x = r / r_cut`` (DimeNet, Klicpera et al. 2020).
 
     1 at x = 0, and value, first and second derivative vanish at x = 1; 0 beyond.
+    ``x`` is clamped to 1 first: the integer coefficients sum to exactly -1, so
+    the polynomial and its gradient are exactly 0 there and beyond (no mask needed).
     """
     p = exponent
     c1 = -(p + 1) * (p + 2) / 2
     c2 = p * (p + 2)
     c3 = -p * (p + 1) / 2
-    xp = x.pow(p)
-    env = 1 + c1 * xp + c2 * xp * x + c3 * xp * x * x
-    return torch.where(x < 1, env, torch.zeros_like(x))
+    x = x.clamp(max=1.0)
+    return 1 + x.pow(p) * (c1 + x * (c2 + c3 * x))
 
 
 def zbl_pair_energy(z_i: torch.Tensor, z_j: torch.Tensor, r: torch.Tensor, r_cut: float) -> torch.Tensor:
