@@ -30,6 +30,9 @@ def test_held_out_parents_are_never_in_a_training_part():
     assert {"elemental:dcdft:C", "elemental:dcdft:N", "binary:2H-MX2:Mo-S", "binary:hBN:B-N"} <= layered_ids
     assert {"binary:rocksalt:Ti-O", "binary:rutile:Co-F", "ternary:perovskite:Sr-Hf-O"} <= {s["id"] for s in broad}
     assert "molecule:CH3CH2OH:CH3CH2OH" in {s["id"] for s in molecules}
+    random_part = parts["random"]
+    assert {s["group"] for s in random_part} == {"pyxtal"}
+    assert {len(s["species"]) for s in random_part} == {1, 2}
 
 
 def _frame(symbols: str, energy_per_atom: float, parent: str, group: str, kind: str = "relaxed"):
