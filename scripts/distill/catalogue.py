@@ -231,8 +231,9 @@ def _pyxtal_per_element(rng: np.random.Generator, base: list[dict], offset: int)
 # --- the "random" part: more random crystals, all for training --------------------------
 # v5's held-out energy error is largest on random (pyxtal) cells and binaries (189 and 125
 # meV/atom), each an offset of a parent's whole energy surface (Mo, Bi, Zr pyxtal cells; rock-salt
-# TiN, TiC, NiO; L1_2 Ir3Nb) although the broad part holds the neighbouring compositions: too few
-# kinds of local environment rather than too few compositions. This part draws new random cells.
+# TiN, TiC, NiO; L1_2 Ir3Nb) although the broad part holds the neighbouring compositions. This part
+# tested whether more kinds of local environment help: new random cells. They did not (a fine-tune
+# on it left the held-out error unchanged; scripts/distill/README.md, "Random part").
 N_PYXTAL_RANDOM = {"elemental": 0, "ionic": 100, "intermetallic": 100}
 PYXTAL_RANDOM_OFFSET = 3000
 
