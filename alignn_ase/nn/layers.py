@@ -67,9 +67,7 @@ def zbl_pair_energy(z_i: torch.Tensor, z_j: torch.Tensor, r: torch.Tensor, r_cut
         + 0.02817 * torch.exp(-0.20162 * x)
     )
     e = 14.399645 * z_i * z_j / r.clamp_min(1e-6) * phi
-    t = (r / r_cut).clamp(0.0, 1.0)
-    env = polynomial_envelope(t, exponent=4)
-    return torch.where(r < r_cut, e * env, torch.zeros_like(r))
+    return e * polynomial_envelope(r / r_cut, exponent=4)
 
 
 def zbl_repulsion(
