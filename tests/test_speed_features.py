@@ -21,6 +21,7 @@ from alignn_ase import (
     build_graphs,
     load_model,
 )
+from alignn_ase.nn import layers
 from alignn_ase.nn.layers import EdgeGatedGraphConv, edge_endpoints
 
 from .conftest import UPSTREAM
@@ -240,3 +241,29 @@ def test_line_graph_gates_on_touched_bonds_only():
         subset = conv(bonds, angles, e1, e2, w, endpoints)
         for a, b in zip(full, subset):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_compiled_calculator_equals_eager():
+    """``compile=True`` (inductor, with the gather/scatter operators it calls as they are) gives the eager numbers,
+    also when the skin graph is reused (one compilation: the batch dimension is 1 for every call here)."""
+    model = smooth_model(seed=5)
+    eager = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0)
+    compiled = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.5, compile=True)
+    atoms = random_crystal("Si2O3Na", seed=1)
+    for step in range(3):
+        _assert_same(_results(compiled, atoms), _results(eager, atoms))
+        atoms.positions += 0.05 * np.random.default_rng(step).normal(size=atoms.positions.shape)
+    assert compiled.n_graph_builds < 3
+    for atoms in (random_crystal("Si2O3Na", seed=2), _mixed_structures()[5]):
+        _assert_same(_results(compiled, atoms), _results(eager, atoms))
+
+
+def test_gather_and_scatter_operators_and_their_gradients():
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([0, 3, 3, 6, 1, 0, 0, 2])
+    values = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(layers._scatter_sum_op, (values, index, 7))
+    np.testing.assert_allclose(layers._scatter_sum_op(values, index, 7).detach(), layers.scatter_sum(values, index, 7).detach())
+    torch.autograd.gradcheck(lambda v: layers._scatter_sum_op(v, index, 7), (values,))
+    assert torch.equal(layers._GatherRows.apply(x, index), x[index])
+    torch.autograd.gradcheck(lambda v: layers._GatherRows.apply(v, index), (x,))

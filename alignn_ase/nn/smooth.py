@@ -25,7 +25,7 @@ from torch import nn
 
 from ..graph import AtomGraph, GraphSettings
 from .base import ALIGNNModel
-from .layers import add_trunk, bond_cosines, polynomial_envelope, run_layers, scatter_sum, zbl_repulsion
+from .layers import add_trunk, bond_cosines, gather_rows, polynomial_envelope, run_layers, scatter_sum, zbl_repulsion
 
 
 @dataclass
@@ -88,7 +88,7 @@ class SmoothALIGNN(ALIGNNModel):
         x = self.atom_embedding(self.atom_inputs(graph.numbers).to(r.dtype))
         y = self.edge_embedding(d)
         z = self.angle_embedding(bond_cosines(r, e1, e2))
-        triplet_weight = three_body.index_select(0, e1) * three_body.index_select(0, e2)
+        triplet_weight = gather_rows(three_body, e1) * gather_rows(three_body, e2)
         x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, triplet_weight)
         energies = self.readout(x)[:, 0] + self.reference_energies.index_select(0, graph.numbers)
         if c.use_zbl:
