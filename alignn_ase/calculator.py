@@ -86,8 +86,10 @@ class ALIGNNCalculator(Calculator):
             in the positions) rebuild at every call.
         compile: run the models through ``torch.compile`` (dynamic shapes;
             where compilation fails, eager). The first call pays the
-            compilation (10-80 s on a CPU). Measured gain on one CPU thread
-            1.3-1.5x; with several threads often none (benchmarks/NOTES.md).
+            compilation (10-80 s on a CPU), and the first :meth:`predict` batch
+            after single calls compiles once more. Measured on two CPU threads:
+            1.15-1.4x faster per call from 8 to 10,648 atoms
+            (``benchmarks/results/benchmark.md``, ``benchmarks/NOTES.md``).
 
     Results (``calc.results``): ``energy`` and ``free_energy`` (eV), ``forces``
     (eV/Å), ``stress`` (eV/Å³, Voigt order xx yy zz yz xz xy, ASE sign:
