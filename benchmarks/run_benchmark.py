@@ -538,7 +538,8 @@ def main() -> int:
     }
     data = results["ehs"]
     same = ["ours", "ours_compiled", "upstream"] if not args.no_compile else ["ours", "upstream"]
-    peers = [n for n in ("ours64", "upstream64", "smooth_noskin", "smooth_compiled", "chgnet", "sevenn") if n in workers]
+    peers = [n for n in ("ours64", "upstream64", "smooth_noskin", "smooth_compiled", "chgnet", "sevenn")
+             if n in workers]
     items = [(i, s, same + (peers if s.peers else [])) for i, s in enumerate(structs)]
     try:
         t_start = time.perf_counter()
