@@ -3,7 +3,7 @@
 One argparse parser; each subcommand is registered by one ``add_<name>(subparsers,
 parents)`` function listed in :data:`SUBCOMMANDS`, which picks its shared options from
 ``parents`` (``"global"``: --debug, -v; ``"model"``: --model; ``"compute"``: --device,
---dtype) and sets ``func`` to the ``cmd_<name>(args)`` function that runs it and returns
+--dtype, --compile) and sets ``func`` to the ``cmd_<name>(args)`` function that runs it and returns
 the exit status. A user error (anything alignn-ase rejects on purpose, a missing or
 unreadable file) prints one line ``alignn-ase: error: ...`` and exits with status 1;
 ``--debug`` shows the traceback instead.
@@ -71,7 +71,9 @@ def write_structures(path: Path, images: Atoms | list[Atoms]) -> None:
 
 
 def make_calculator(args: argparse.Namespace, properties: Sequence[str] | None = None) -> ALIGNNCalculator:
-    return ALIGNNCalculator(args.model, device=args.device, dtype=args.dtype, properties=properties)
+    return ALIGNNCalculator(
+        args.model, device=args.device, dtype=args.dtype, properties=properties, compile=args.compile
+    )
 
 
 def print_json(data: Any) -> None:
@@ -412,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     compute = argparse.ArgumentParser(add_help=False)
     compute.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     compute.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default float32)")
+    compute.add_argument(
+        "--compile", action="store_true",
+        help="run the models through torch.compile: the first call takes 10-80 s, later ones are faster (long runs)",
+    )
     parents = {"global": general, "model": model, "compute": compute}
 
     parser = argparse.ArgumentParser(prog=PROG, description="ALIGNN models as ASE calculators: workflows.")

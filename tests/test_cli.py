@@ -12,7 +12,7 @@ from ase.calculators.emt import EMT
 from ase.io import read, write
 
 from alignn_ase.check import builtin_structures, run_checks
-from alignn_ase.cli import build_parser, main
+from alignn_ase.cli import build_parser, main, make_calculator
 
 from .conftest import FIXTURES
 
@@ -220,3 +220,11 @@ def test_self_test_skips_unsupported_elements():
     skipped = [r for r in results if r.passed is None]
     assert {r.structure for r in skipped} == {"Si2", "NaCl"} and "Cu and Au only" in skipped[0].line()
     assert all(r.passed for r in results if r.structure == "Cu3Au")
+
+
+def test_compile_option_reaches_the_calculator():
+    """``--compile`` (a shared option of every model command) asks the calculator to compile its models."""
+    for command in ("relax", "md", "phonons", "eos", "check"):
+        argv = [command] if command == "check" else [command, "Si.cif"]
+        assert make_calculator(build_parser().parse_args([*argv, "--compile"])).compiled
+        assert not make_calculator(build_parser().parse_args(argv)).compiled
