@@ -27,6 +27,7 @@ from .neighbors import (
     nearest_per_source,
     radius_edges,
     upstream_radius_edges,
+    within_cutoff,
 )
 
 Strategy = Literal["radius", "pure_torch", "radius_graph", "k-nearest"]
@@ -160,16 +161,23 @@ class AtomGraph:
         return pos.index_select(0, self.dst) - pos.index_select(0, self.src) + offsets
 
 
-def _edges(atoms: Atoms, settings: GraphSettings, pairs: Edges) -> Edges:
+def _grown_edges(atoms: Atoms, settings: GraphSettings, pairs: Edges) -> Edges:
+    """Bonds of one structure for the strategies whose radius grows per structure (``k-nearest``,
+    ``radius_graph``); ``pairs``: every pair within the cut-off."""
     pos, cell, pbc, cutoff = atoms.positions, atoms.cell.array, atoms.pbc, settings.cutoff
     if settings.strategy == "k-nearest":
         return knearest_edges(pos, cell, pbc, cutoff, settings.max_neighbors, settings.use_canonize, pairs)
-    if settings.strategy == "radius_graph":
-        return upstream_radius_edges(pos, cell, pbc, cutoff, settings.cutoff_extra, pairs)
-    edges = radius_edges(pos, cell, pbc, cutoff, pairs)
-    if settings.strategy == "pure_torch":
-        edges = nearest_per_source(edges, len(atoms), settings.max_neighbors)
-    return edges
+    return upstream_radius_edges(pos, cell, pbc, cutoff, settings.cutoff_extra, pairs)
+
+
+def _join(edge_lists: Sequence[Edges], offsets: np.ndarray) -> Edges:
+    """Edges of several structures as one list, atom indices shifted by each structure's ``offsets``."""
+    return Edges(
+        np.concatenate([e.src + o for e, o in zip(edge_lists, offsets)]),
+        np.concatenate([e.dst + o for e, o in zip(edge_lists, offsets)]),
+        np.concatenate([e.shift for e in edge_lists]),
+        np.concatenate([e.distance for e in edge_lists]),
+    )
 
 
 def check_min_distance(numbers: np.ndarray, pairs: Edges, min_distance: float) -> None:
@@ -233,20 +241,23 @@ def build_graphs(
     """
     if len(structures) == 0:
         raise InvalidArgumentError("cannot build a graph of an empty list of structures")
-    edge_lists = [_edges(atoms, settings, _pairs_checked(atoms, settings.cutoff, min_distance)) for atoms in structures]
-    offsets = np.cumsum([len(a) for a in structures]) - [len(a) for a in structures]
-    edges = Edges(
-        np.concatenate([e.src + o for e, o in zip(edge_lists, offsets)]),
-        np.concatenate([e.dst + o for e, o in zip(edge_lists, offsets)]),
-        np.concatenate([e.shift for e in edge_lists]),
-        np.concatenate([e.distance for e in edge_lists]),
-    )
+    pair_lists = [_pairs_checked(atoms, settings.cutoff, min_distance) for atoms in structures]
+    n_atoms = np.array([len(a) for a in structures])
+    offsets = np.cumsum(n_atoms) - n_atoms
+    n_total = int(n_atoms.sum())
+    if settings.strategy in ("radius", "pure_torch"):
+        # selections within each source atom's bonds: made once on all structures' pairs together
+        edges = within_cutoff(_join(pair_lists, offsets), settings.cutoff)
+        if settings.strategy == "pure_torch":
+            edges = nearest_per_source(edges, n_total, settings.max_neighbors)
+    else:
+        edges = _join([_grown_edges(a, settings, p) for a, p in zip(structures, pair_lists)], offsets)
     allowed = None
     if settings.three_body_cutoff is not None and settings.three_body_cutoff < settings.cutoff:
         allowed = edges.distance <= settings.three_body_cutoff
-    n_total = sum(len(a) for a in structures)
     e1, e2 = line_graph(edges.src, edges.dst, n_total, allowed, pair_edge_with_itself=settings.strategy == "pure_torch")
-    return _as_graph(structures, edges, [len(e.src) for e in edge_lists], e1, e2, dtype, device)
+    n_edges = np.bincount(np.repeat(np.arange(len(structures)), n_atoms)[edges.src], minlength=len(structures))
+    return _as_graph(structures, edges, n_edges, e1, e2, dtype, device)
 
 
 def _as_graph(

@@ -59,6 +59,11 @@ def radius_edges(
     """
     if pairs is None:
         pairs = all_pairs(positions, cell, pbc, cutoff)
+    return within_cutoff(pairs, cutoff)
+
+
+def within_cutoff(pairs: Edges, cutoff: float) -> Edges:
+    """The pairs with ``SELF_TOLERANCE < d <= cutoff`` (Å): bonds, without an atom paired with itself."""
     return pairs.select((pairs.distance > SELF_TOLERANCE) & (pairs.distance <= cutoff))
 
 
