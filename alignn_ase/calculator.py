@@ -139,12 +139,12 @@ class ALIGNNCalculator(Calculator):
                 raise InvalidArgumentError(f"property name {name!r} is used twice; pass a mapping to rename")
             self.property_models[name] = m
         self.compiled = bool(compile)
+        self._compile_failed = False
         if self.compiled:
-            # No guards on module attributes: the calculator's models are its own frozen copies, never changed
-            # after this point, and checking their parameters' guards cost ~0.7 ms per call.
-            options = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe, "size_asserts": False}
+            # Module guards stay: compiled code is cached per code object, so without them a second model of the
+            # same class (another width or cut-off) would run the first one's compiled graph.
             for m in (self.model, *self.property_models.values()):
-                m.compile(dynamic=True, options=options)
+                m.compile(dynamic=True, options={"size_asserts": False})
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"]
         if self.model.has_site_energies:
             self.implemented_properties.append("energies")
@@ -241,10 +241,29 @@ class ALIGNNCalculator(Calculator):
     def _compile_settings(self) -> contextlib.AbstractContextManager:
         """With ``compile``: let the compiler trace the data-dependent sizes of
         :func:`~alignn_ase.nn.layers.edge_endpoints` instead of splitting the graph there,
-        and fall back to eager execution (with a logged warning) where compilation fails."""
+        and fall back to eager execution (with a logged warning) where compilation fails;
+        after a failure of the lazily compiled backward (see :meth:`_run`), run eagerly."""
         if not self.compiled:
             return contextlib.nullcontext()
+        if self._compile_failed:
+            return torch.compiler.set_stance("force_eager")
         return torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, suppress_errors=True)
+
+    def _run(self, model: ALIGNNModel, graph: AtomGraph, forces: bool, stress: bool) -> dict[str, torch.Tensor]:
+        """:func:`~alignn_ase.compute.evaluate` under :meth:`_compile_settings`. The backward is compiled
+        lazily, at the first gradient, outside the compiler's own fallback: if that compilation fails
+        (e.g. no working C++ compiler), log a warning and evaluate eagerly from then on."""
+        try:
+            with self._compile_settings():
+                return evaluate(model, graph, forces=forces, stress=stress)
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            if not self.compiled or self._compile_failed:
+                raise
+            self._compile_failed = True
+            logger.warning("torch.compile failed (%s); this calculator evaluates its models eagerly from now on",
+                           " ".join(str(exc).split())[:300])
+            with self._compile_settings():
+                return evaluate(model, graph, forces=forces, stress=stress)
 
     def _build(self, model: ALIGNNModel, structures: list[Atoms]) -> AtomGraph:
         return build_graphs(structures, model.graph_settings, self.dtype, self.device, model.min_distance)
@@ -254,8 +273,7 @@ class ALIGNNCalculator(Calculator):
     ) -> list[dict[str, Any]]:
         """Results of the structures of a (batched) graph, one evaluation per model; ``property_graphs``
         are the same structures' graphs for each property model."""
-        with self._compile_settings():
-            out = evaluate(self.model, graph, forces=True, stress=want_stress)
+        out = self._run(self.model, graph, forces=True, stress=want_stress)
         self.n_model_evaluations += 1
         n_atoms = graph.n_atoms.tolist()
         energy = out["energy"].cpu().numpy().astype(np.float64)
@@ -272,8 +290,7 @@ class ALIGNNCalculator(Calculator):
             for res, e in zip(results, energies):
                 res["energies"] = e
         for name, m in self.property_models.items():
-            with self._compile_settings():
-                values = evaluate(m, property_graphs[name], forces=False, stress=False)["property"]
+            values = self._run(m, property_graphs[name], forces=False, stress=False)["property"]
             values = values.cpu().numpy().astype(np.float64)
             for res, v in zip(results, values):
                 res[name] = float(v) if v.ndim == 0 else v

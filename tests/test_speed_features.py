@@ -23,6 +23,7 @@ from alignn_ase import (
 )
 from alignn_ase.nn import layers
 from alignn_ase.nn.layers import EdgeGatedGraphConv, edge_endpoints
+from alignn_ase.nn.smooth import SmoothALIGNN, SmoothConfig
 
 from .conftest import UPSTREAM
 from .helpers import random_crystal, smooth_model
@@ -256,6 +257,12 @@ def test_compiled_calculator_equals_eager():
     assert compiled.n_graph_builds < 3
     for atoms in (random_crystal("Si2O3Na", seed=2), _mixed_structures()[5]):
         _assert_same(_results(compiled, atoms), _results(eager, atoms))
+    # a second compiled model of the same class, narrower and with another cut-off, in the same process
+    other = SmoothALIGNN(SmoothConfig(hidden_features=16, embedding_features=16, cutoff=4.5)).eval()
+    compiled_other = ALIGNNCalculator(other, dtype="float64", device="cpu", skin=0.0, compile=True)
+    eager_other = ALIGNNCalculator(other, dtype="float64", device="cpu", skin=0.0)
+    _assert_same(_results(compiled_other, atoms), _results(eager_other, atoms))
+    _assert_same(_results(compiled, atoms), _results(eager, atoms))
 
 
 def test_gather_and_scatter_operators_and_their_gradients():
@@ -268,3 +275,16 @@ def test_gather_and_scatter_operators_and_their_gradients():
     torch.autograd.gradcheck(lambda v: layers._scatter_sum_op(v, index, 7), (values,))
     assert torch.equal(layers._GatherRows.apply(x, index), x[index])
     torch.autograd.gradcheck(lambda v: layers._GatherRows.apply(v, index), (x,))
+
+
+def test_compile_failure_falls_back_to_eager():
+    """A compiler that cannot build (here: no working C++ compiler) leaves a working calculator: the error of the
+    lazily compiled backward is caught, logged, and the models run eagerly from then on."""
+    model = smooth_model(seed=7)
+    eager = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0)
+    compiled = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0, compile=True)
+    no_compiler = torch._inductor.config.patch({"cpp.cxx": ("/bin/false",), "fx_graph_cache": False})
+    with no_compiler, torch._functorch.config.patch(enable_autograd_cache=False):
+        for seed in (4, 5):
+            atoms = random_crystal("Si2O3Na", seed=seed)
+            _assert_same(_results(compiled, atoms), _results(eager, atoms))
