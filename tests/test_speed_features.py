@@ -280,6 +280,7 @@ def test_gather_and_scatter_operators_and_their_gradients():
 def test_compile_failure_falls_back_to_eager():
     """A compiler that cannot build (here: no working C++ compiler) leaves a working calculator: the error of the
     lazily compiled backward is caught, logged, and the models run eagerly from then on."""
+    torch.compiler.reset()  # no compiled code from earlier tests: this calculator must compile (and fail)
     model = smooth_model(seed=7)
     eager = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0)
     compiled = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0, compile=True)
