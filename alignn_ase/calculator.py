@@ -142,7 +142,7 @@ class ALIGNNCalculator(Calculator):
         self._compile_failed = False
         if self.compiled:
             # Module guards stay: compiled code is cached per code object, so without them a second model of the
-            # same class (another width or cut-off) would run the first one's compiled graph.
+            # same class (e.g. another width) would run the first one's compiled graph (NOTES.md item 15).
             for m in (self.model, *self.property_models.values()):
                 m.compile(dynamic=True, options={"size_asserts": False})
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"]
