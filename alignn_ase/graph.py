@@ -256,20 +256,19 @@ def build_graphs(
     if settings.three_body_cutoff is not None and settings.three_body_cutoff < settings.cutoff:
         allowed = edges.distance <= settings.three_body_cutoff
     e1, e2 = line_graph(edges.src, edges.dst, n_total, allowed, pair_edge_with_itself=settings.strategy == "pure_torch")
-    n_edges = np.bincount(np.repeat(np.arange(len(structures)), n_atoms)[edges.src], minlength=len(structures))
-    return _as_graph(structures, edges, n_edges, e1, e2, dtype, device)
+    return _as_graph(structures, edges, e1, e2, dtype, device)
 
 
 def _as_graph(
     structures: Sequence[Atoms],
     edges: Edges,
-    n_edges: Sequence[int],
     e1: np.ndarray,
     e2: np.ndarray,
     dtype: torch.dtype,
     device: torch.device | str | None,
 ) -> AtomGraph:
-    """Tensors of structures joined with their (already offset) bonds and line graph."""
+    """Tensors of structures joined with their (already offset) bonds and line graph; a bond belongs to
+    the structure of its source atom."""
 
     def long(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
@@ -277,8 +276,8 @@ def _as_graph(
     def real(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
 
-    ids = np.arange(len(structures))
     n_atoms = np.array([len(a) for a in structures])
+    atom_graph = np.repeat(np.arange(len(structures)), n_atoms)
     return AtomGraph(
         positions=real(np.concatenate([a.positions for a in structures])),
         cell=real(np.stack([a.cell.array for a in structures])),
@@ -289,8 +288,8 @@ def _as_graph(
         shift=real(edges.shift),
         triplet_e1=long(e1),
         triplet_e2=long(e2),
-        atom_graph=long(np.repeat(ids, n_atoms)),
-        edge_graph=long(np.repeat(ids, n_edges)),
+        atom_graph=long(atom_graph),
+        edge_graph=long(atom_graph[edges.src]),
         n_atoms=long(n_atoms),
     )
 
@@ -450,7 +449,7 @@ class GraphCache:
         edges = radius_edges(atoms.positions, atoms.cell.array, atoms.pbc, cutoff, pairs)
         edges = edges.select(np.argsort(edges.src, kind="stable"))
         none = np.zeros(0, dtype=np.int64)
-        return _as_graph([atoms], edges, [len(edges.src)], none, none, self.dtype, self.device)
+        return _as_graph([atoms], edges, none, none, self.dtype, self.device)
 
     def _within_skin(self, atoms: Atoms) -> bool:
         ref = self._reference
