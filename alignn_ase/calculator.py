@@ -88,7 +88,7 @@ class ALIGNNCalculator(Calculator):
             where compilation fails, eager). The first call pays the
             compilation (10-80 s on a CPU), and the first :meth:`predict` batch
             after single calls compiles once more. Measured on two CPU threads:
-            1.05-1.45x faster per call from 8 to 10,648 atoms
+            1.15-1.4x faster per call from 8 to 10,648 atoms
             (``benchmarks/results/benchmark.md``, ``benchmarks/NOTES.md``).
 
     Results (``calc.results``): ``energy`` and ``free_energy`` (eV), ``forces``
