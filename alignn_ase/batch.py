@@ -35,7 +35,7 @@ def predict(
     order and sign; structures with a 3D cell only), ``energies`` (eV per atom;
     models with site energies) and one entry per property model. Arguments
     as for the calculator; ``batch_size`` structures share one evaluation;
-    ``compile`` as for the calculator (worth its 10-80 s only for many batches).
+    ``compile`` as for the calculator (worth its 5-35 s of compilation only for many batches).
     """
     calc = ALIGNNCalculator(model, device=device, dtype=dtype, properties=properties, skin=0.0, compile=compile)
     return calc.predict(structures, batch_size=batch_size, progress=progress)

@@ -86,7 +86,8 @@ class ALIGNNCalculator(Calculator):
             in the positions) rebuild at every call.
         compile: run the models through ``torch.compile`` (dynamic shapes;
             where compilation fails, eager). The first call pays the
-            compilation (10-80 s on a CPU), and the first :meth:`predict` batch
+            compilation (measured here for the default potential: 33 s with an empty
+            compiler cache, 5 s once the cache on disk holds it), and the first :meth:`predict` batch
             after single calls compiles once more. Measured on two CPU threads:
             1.15-1.4x faster per call from 8 to 10,648 atoms
             (``benchmarks/results/benchmark.md``, ``benchmarks/NOTES.md``).
@@ -247,7 +248,15 @@ class ALIGNNCalculator(Calculator):
             return contextlib.nullcontext()
         if self._compile_failed:
             return torch.compiler.set_stance("force_eager")
-        return torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, suppress_errors=True)
+        stack = contextlib.ExitStack()
+        # specialize_float: the models' float hyperparameters (cut-offs, RBF widths, norm eps) are constants; as
+        # symbols they made dynamo restart its analysis once, ~4 s of the first call. The compiled artifacts,
+        # autograd.Functions included (gather_rows, scatter_sum), are cached on disk between processes.
+        stack.enter_context(torch._dynamo.config.patch(
+            capture_dynamic_output_shape_ops=True, suppress_errors=True, specialize_float=True
+        ))
+        stack.enter_context(torch._functorch.config.patch(autograd_cache_allow_custom_autograd_functions=True))
+        return stack
 
     def _run(self, model: ALIGNNModel, graph: AtomGraph, forces: bool, stress: bool) -> dict[str, torch.Tensor]:
         """:func:`~alignn_ase.compute.evaluate` under :meth:`_compile_settings`. The backward is compiled

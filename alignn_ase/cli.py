@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     compute.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default float32)")
     compute.add_argument(
         "--compile", action="store_true",
-        help="run the models through torch.compile: the first call takes 10-80 s, later ones are faster (long runs)",
+        help="run the models through torch.compile: the first call takes 5-35 s, later ones are faster (long runs)",
     )
     parents = {"global": general, "model": model, "compute": compute}
 
