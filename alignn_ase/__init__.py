@@ -2,7 +2,7 @@
 
 Public API::
 
-    from alignn_ase import ALIGNNCalculator, load_model
+    from alignn_ase import ALIGNNCalculator, load_model, predict
     atoms.calc = ALIGNNCalculator()            # shipped default potential
     atoms.calc = ALIGNNCalculator("path/to/upstream_checkpoint.zip")
     results = predict(list_of_atoms, batch_size=32)  # many structures per forward/backward pass

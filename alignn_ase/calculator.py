@@ -136,7 +136,11 @@ class ALIGNNCalculator(Calculator):
             if m.is_potential:
                 raise InvalidArgumentError(f"{spec!r} is a potential, not a property model")
             name = key or m.property_name
-            if name in self.property_models or name in ("energy", "free_energy", "forces", "stress", "energies"):
+            if name in ("energy", "free_energy", "forces", "stress", "energies"):
+                raise InvalidArgumentError(
+                    f"property name {name!r} is a result of the potential; pass a mapping with another name"
+                )
+            if name in self.property_models:
                 raise InvalidArgumentError(f"property name {name!r} is used twice; pass a mapping to rename")
             self.property_models[name] = m
         self.compiled = bool(compile)

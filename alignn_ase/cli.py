@@ -326,7 +326,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"source:        {model.source}")
     print(f"architecture:  {type(model).__name__}")
     print(f"kind:          {'potential' if model.is_potential else f'property model ({model.property_name})'}")
-    print(f"graph:         {s.strategy}, cutoff {s.cutoff} Å, max_neighbors {s.max_neighbors}")
+    cap = f", max_neighbors {s.max_neighbors}" if s.strategy in ("pure_torch", "k-nearest") else ""
+    three_body = f", three-body cutoff {s.three_body_cutoff} Å" if s.three_body_cutoff is not None else ""
+    print(f"graph:         {s.strategy}, cutoff {s.cutoff} Å{cap}{three_body}")
     print(f"parameters:    {sum(p.numel() for p in model.parameters()):,}")
     print(f"shipped:       {', '.join(available_models())}")
     return 0
@@ -413,7 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", default="default", help="shipped model name or checkpoint path (default: default)")
     compute = argparse.ArgumentParser(add_help=False)
     compute.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    compute.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default float32)")
+    compute.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32", help="(default float32; for check: float64)"
+    )
     compute.add_argument(
         "--compile", action="store_true",
         help="run the models through torch.compile: the first call takes 5-35 s, later ones are faster (long runs)",

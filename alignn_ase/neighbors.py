@@ -167,7 +167,8 @@ def upstream_radius_edges(
     cutoff_extra: float,
     pairs: Edges | None = None,
 ) -> Edges:
-    """Upstream's DGL ``radius_graph``: pairs with ``1e-5 < d <= r``.
+    """Upstream's DGL ``radius_graph``: pairs with ``SELF_TOLERANCE < d <= r`` (upstream: ``1e-5 < d``;
+    no valid structure has a pair in between, see ``min_distance``).
 
     Upstream grows ``r`` by ``cutoff_extra`` until the DGL graph has every
     node, i.e. until the highest-index atom has a neighbour. In a finite

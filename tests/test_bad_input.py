@@ -142,6 +142,11 @@ def test_unknown_property_device_dtype(calc):
         calc.get_property("band_gap", atoms)
     with pytest.raises(InvalidArgumentError, match="potential, not a property model"):
         ALIGNNCalculator(smooth_model(), properties=[smooth_model()])
+    prop = UPSTREAM / "classic_link_log"
+    with pytest.raises(InvalidArgumentError, match="'energy' is a result of the potential"):
+        ALIGNNCalculator(smooth_model(), properties={"energy": prop})
+    with pytest.raises(InvalidArgumentError, match="is used twice; pass a mapping to rename"):
+        ALIGNNCalculator(smooth_model(), properties=[prop, prop])
 
 
 def test_errors_share_a_base_class():

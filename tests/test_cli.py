@@ -130,6 +130,8 @@ def test_info(capsys):
     assert code == 0
     assert "UNTRAINED" in out or "MODEL" in out.upper()
     assert "architecture:" in out and "parameters:" in out
+    # the default potential's radius graph has no neighbour cap to print
+    assert "graph:         radius, cutoff 5.0 Å, three-body cutoff 3.5 Å" in out and "max_neighbors" not in out
 
 
 def test_check_command(capsys):

@@ -218,6 +218,9 @@ def test_readers_round_trip(tmp_path):
     (folder / "id_prop.csv").write_text("\n".join(lines) + "\n")
     got = read_dataset(folder, "formation_energy")
     assert [r.labels["formation_energy"] for r in got] == pytest.approx([a.info["epa"] for a in frames])
+    for property_only in (tmp_path / "d.json", folder):  # no force-field labels in these formats
+        with pytest.raises(DatasetError, match="a force field trains on energy/forces/stress labels"):
+            read_dataset(property_only)
     assert np.allclose(got[1].atoms.positions, frames[1].positions, atol=1e-5)
     # extxyz with a SinglePointCalculator
     write(tmp_path / "d.extxyz", frames)
@@ -272,6 +275,8 @@ def test_bad_records_are_named_or_skipped(tmp_path, caplog):
         ({"task": {"loss": "mae"}}, "field 'loss' must be one of"),
         ({"data": {"split_ratios": [0.5, 0.5, 0.5]}}, "data.split_ratios"),
         ({"task": {"kind": "regression"}}, "task.target"),
+        ({"task": {"kind": "classification", "target": "c", "num_classes": 3},
+          "model": {"architecture": "alignn_atomwise"}}, "classifies into two classes only"),
     ],
 )
 def test_config_errors_name_the_field(patch, message):

@@ -392,6 +392,10 @@ def test_calculate_many_matches_the_calculator_one_by_one():
         assert r["energy"] == pytest.approx(atoms.get_potential_energy())
         np.testing.assert_allclose(r["forces"], atoms.get_forces())
         np.testing.assert_allclose(r["stress"], atoms.get_stress())
+    # a slab (periodic in two directions, 3D cell): stress like ALIGNNCalculator.predict gives it
+    slab = fcc111("Cu", size=(2, 2, 3), vacuum=5.0)
+    (r,) = calculate_many([slab], EMT(), progress=False)
+    assert not slab.pbc.all() and r["stress"].shape == (6,)
 
 
 def test_default_calculator():

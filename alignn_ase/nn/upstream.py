@@ -53,8 +53,9 @@ class ALIGNNConfig:
 class ALIGNNAtomwiseConfig:
     """Upstream ``ALIGNNAtomWiseConfig`` / ``ALIGNNAtomWisePureConfig``; same fields.
 
-    Defaults are those of ``alignn_atomwise``; :func:`atomwise_config` applies
-    the pure model's different defaults (penalty_factor 0.5).
+    Field defaults are ``alignn_atomwise``'s (the ``name`` default aside);
+    :func:`atomwise_defaults` gives the pure model's different ones
+    (penalty_factor 0.5).
     """
 
     name: Literal["alignn_atomwise", "alignn_atomwise_pure"] = "alignn_atomwise_pure"

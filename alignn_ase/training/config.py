@@ -175,6 +175,11 @@ class TrainConfig:
             )
         if t.kind == "classification" and t.num_classes < 2:
             raise ConfigError(f"config: field 'task.num_classes' must be >= 2, got {t.num_classes}")
+        if t.kind == "classification" and t.num_classes > 2 and self.model.architecture != "alignn":
+            raise ConfigError(
+                f"config: field 'task.num_classes' {t.num_classes} needs model.architecture 'alignn'; "
+                f"{self.model.architecture!r} (upstream's atomwise model) classifies into two classes only"
+            )
         if len(d.split_ratios) != 3 or any(r < 0 for r in d.split_ratios) or not 0.99 < sum(d.split_ratios) < 1.01:
             raise ConfigError(f"config: field 'data.split_ratios' must be 3 fractions summing to 1, got {d.split_ratios}")
         if d.split_counts is not None and (len(d.split_counts) != 3 or any(c < 0 for c in d.split_counts)):

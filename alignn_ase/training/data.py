@@ -69,7 +69,7 @@ def jarvis_atoms(d: dict[str, Any], rid: str) -> Atoms:
         raise DatasetError(f"record {rid}: unreadable JARVIS atoms dict ({type(exc).__name__}: {exc})") from None
 
 
-def read_jarvis_json(path: Path, target: str | None, id_key: str = "jid") -> Iterator[Record | DatasetError]:
+def read_jarvis_json(path: Path, target: str, id_key: str = "jid") -> Iterator[Record | DatasetError]:
     """Records of a JSON list of dicts with an ``atoms`` entry, as ``jarvis.db.figshare.data`` returns."""
     try:
         entries = json.loads(path.read_text())
@@ -82,15 +82,14 @@ def read_jarvis_json(path: Path, target: str | None, id_key: str = "jid") -> Ite
         if not isinstance(entry, dict) or "atoms" not in entry:
             yield DatasetError(f"record {rid}: no 'atoms' entry")
             continue
-        yield _guard(rid, lambda: Record(rid, jarvis_atoms(entry["atoms"], rid), _labels_from(entry, target, rid)))
+        yield _guard(rid, lambda: Record(rid, jarvis_atoms(entry["atoms"], rid), {target: _property(entry, target, rid)}))
 
 
-def read_id_prop(folder: Path, target: str | None) -> Iterator[Record | DatasetError]:
+def read_id_prop(folder: Path, target: str) -> Iterator[Record | DatasetError]:
     """Records of upstream's layout: ``id_prop.csv`` rows ``file,value`` beside the structure files."""
     table = folder / "id_prop.csv"
     if not table.is_file():
         raise DatasetError(f"{folder}: no id_prop.csv")
-    name = target or "target"
     with table.open(newline="") as fh:
         for row in csv.reader(fh):
             if not row or not row[0].strip():
@@ -100,8 +99,8 @@ def read_id_prop(folder: Path, target: str | None) -> Iterator[Record | DatasetE
             def make(rid: str = rid, row: list[str] = row) -> Record:
                 if len(row) < 2:
                     raise DatasetError(f"record {rid}: no value in id_prop.csv")
-                value = _number(row[1], f"target {name!r}", rid)
-                return Record(rid, _read_structure(folder / rid, rid), {name: value})
+                value = _number(row[1], f"target {target!r}", rid)
+                return Record(rid, _read_structure(folder / rid, rid), {target: value})
 
             yield _guard(rid, make)
 
@@ -111,10 +110,6 @@ def _read_structure(path: Path, rid: str) -> Atoms:
         return ase_read(path)
     except Exception as exc:  # ASE raises many types for unreadable files
         raise DatasetError(f"record {rid}: cannot read structure {path} ({type(exc).__name__}: {exc})") from None
-
-
-def _labels_from(source: dict[str, Any], target: str | None, rid: str) -> dict[str, Any]:
-    return {} if target is None else {target: _property(source, target, rid)}
 
 
 def _forcefield_labels(atoms: Atoms, rid: str) -> dict[str, Any]:
@@ -217,8 +212,8 @@ def read_dataset(
 ) -> list[Record]:
     """Read every record of a dataset.
 
-    ``target=None`` reads force-field labels (energy, forces, stress);
-    otherwise the named property. Bad records raise
+    ``target=None`` reads force-field labels (energy, forces, stress; extxyz
+    and ASE databases only); otherwise the named property. Bad records raise
     :class:`~alignn_ase.errors.DatasetError` naming the id, or with
     ``skip_invalid`` are skipped and counted in the log. Ids must be unique.
     """
@@ -226,6 +221,11 @@ def read_dataset(
     if not path.exists():
         raise DatasetError(f"dataset {path} does not exist")
     fmt = guess_format(path) if fmt == "auto" else fmt
+    if target is None and fmt in ("jarvis_json", "id_prop"):
+        raise DatasetError(
+            f"{path}: a force field trains on energy/forces/stress labels, which this reader takes from extxyz "
+            f"files and ASE databases only; {fmt} datasets hold property targets (set task.target)"
+        )
     if fmt == "jarvis_json":
         items = read_jarvis_json(path, target, id_key)
     elif fmt == "id_prop":

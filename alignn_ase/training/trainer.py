@@ -120,7 +120,9 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
                                       "architecture": m.architecture, "model": params}
         else:
             if t.kind == "classification":
-                params.update(classification=True, num_classes=t.num_classes)
+                params["classification"] = True
+                if m.architecture == "alignn":  # the atomwise models are binary (validated in TrainConfig)
+                    params["num_classes"] = t.num_classes
             if t.kind != "forcefield" and m.architecture != "alignn":
                 params.setdefault("calculate_gradient", False)
             config = {**m.graph, "model": {"name": m.architecture, **params}, "target": t.target}
@@ -411,15 +413,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         _restore_checkpoint(out / "best_model")
         best_model = load_model(out / "best_model").to(device=device, dtype=dtype)
         if sizes["test"]:
-            rows: list[dict[str, Any]] = []
-            one = _Dist()
-            _run_eval(best_model, task, sets["test"], _eval_batches(sizes["test"], o.batch_size, one), device,
-                      dtype, one, rows)
-            test_metrics = task.summary(rows)
-            _write_predictions(out / "predictions_test.csv", rows)
-            task.plot(rows, out)
-            (out / "test_metrics.json").write_text(json.dumps(test_metrics, indent=1) + "\n")
-            logger.info("test: %s", test_metrics)
+            test_metrics = _test(best_model, task, sets["test"], o.batch_size, device, dtype, out)
         card = _card(cfg, best_model, sizes, {"best_val_loss": best, "test": test_metrics})
         (out / "best_model" / "MODEL_CARD.md").write_text(card)
     if d.world_size > 1:

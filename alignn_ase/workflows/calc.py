@@ -50,7 +50,7 @@ def calculate_many(
         atoms.calc = calculator
         atoms.get_potential_energy()
         atoms.get_forces()
-        if atoms.pbc.all() and atoms.cell.volume > 1e-8 and "stress" in calculator.implemented_properties:
+        if atoms.cell.volume > 1e-8 and "stress" in calculator.implemented_properties:  # as ALIGNNCalculator
             atoms.get_stress()
         out.append({k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in calculator.results.items()})
     return out

@@ -109,6 +109,9 @@ def run_md(
         SimulationError: the watchdog fired (NaN energies or forces, atoms too close,
             runaway temperature, or a structure the calculator rejects); the message names
             the file holding the last good frame.
+
+    Returns an :class:`~alignn_ase.workflows.results.MDResult`: the final structure and the
+    logged steps (time fs, energies eV, temperature K, pressure GPa, volume Å³).
     """
     if ensemble not in ENSEMBLES:
         raise InvalidArgumentError(f"unknown ensemble {ensemble!r}; use one of {list(ENSEMBLES)}")

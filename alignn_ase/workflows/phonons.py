@@ -79,6 +79,10 @@ def phonons(
         symprec: symmetry tolerance, Å.
         acoustic_tolerance: THz; the acoustic frequencies at Γ must satisfy |ω| below it,
             and modes below ``-acoustic_tolerance`` elsewhere count as imaginary.
+
+    Returns a :class:`~alignn_ase.workflows.results.PhononResult`: the ``Phonopy`` object
+    (frequencies in THz), Γ frequencies (THz), imaginary modes, thermal properties
+    (kJ/mol, J/K/mol per mole of primitive cells) and the files written.
     """
     if not (atoms.pbc.all() and atoms.cell.volume > 1e-8):
         raise InvalidArgumentError("phonons need a 3D periodic cell")

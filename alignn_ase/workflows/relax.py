@@ -54,6 +54,9 @@ def relax(
             ``ALIGNNCalculator()``.
         pressure_GPa: external pressure for the cell relaxation, GPa.
         progress: show a tqdm progress bar.
+
+    Returns a :class:`~alignn_ase.workflows.results.RelaxResult`: the relaxed copy of ``atoms`` and
+    its energy (eV), largest force (eV/Å), stress (eV/Å³), step count and energy after every step (eV).
     """
     if optimizer not in OPTIMIZERS:
         raise InvalidArgumentError(f"unknown optimizer {optimizer!r}; use one of {list(OPTIMIZERS)}")

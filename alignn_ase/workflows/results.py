@@ -149,7 +149,8 @@ class PhononResult:
         acoustic_ok: whether the three acoustic frequencies at Γ satisfy |ω| < ``acoustic_tolerance``.
         acoustic_tolerance: THz.
         imaginary_modes: ``(frequency THz, q-point in reduced coordinates)`` of the lowest
-            mode at every band-path or mesh q-point (Γ excluded) whose frequency is below
+            mode at every band-path or mesh q-point away from Γ, and of the lowest optical mode
+            at Γ (the acoustic ones are judged by ``acoustic_ok``), whose frequency is below
             ``-acoustic_tolerance``, most negative first.
         temperatures: K.
         free_energy: Helmholtz vibrational free energy, kJ/mol (per mole of primitive cells).
@@ -171,7 +172,7 @@ class PhononResult:
 
     @property
     def stable(self) -> bool:
-        """No imaginary modes away from Γ and acoustic frequencies at Γ within tolerance."""
+        """No imaginary modes (see ``imaginary_modes``) and acoustic frequencies at Γ within tolerance."""
         return self.acoustic_ok and not self.imaginary_modes
 
     def summary(self) -> dict[str, Any]:
