@@ -94,7 +94,9 @@ class _Dist:
     def all_sum(self, values: list[float]) -> list[float]:
         if self.world_size == 1:
             return values
-        t = torch.tensor(values, dtype=torch.float64)
+        # NCCL reduces CUDA tensors only (the device set in train()); gloo, CPU ones
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+        t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t)
         return t.tolist()
 
