@@ -305,3 +305,26 @@ def test_cli_train_runs_a_yaml_config_and_names_bad_fields(tmp_path, dataset):
         f"alignn-ase: error: {tmp_path / 'bad.yaml'}: optim: unknown field(s) ['epochz']; known fields: "
         "['batch_size', 'ema_decay', 'epochs', 'grad_clip', 'lr', 'patience', 'scheduler', 'weight_decay']"
     ]
+
+
+def test_every_process_reduces_the_same_metric_list():
+    """Distributed evaluation sums one list per process; its length must not depend on the process's share of the
+    data (none at all, or no structure with stress), else the collective hangs or mixes metrics."""
+    from alignn_ase.training.config import TaskConfig
+    from alignn_ase.training.tasks import make_task
+    from alignn_ase.training.trainer import _Dist, _run_eval
+
+    from .helpers import smooth_model
+
+    class Recording(_Dist):
+        def all_sum(self, values):
+            self.lengths = [*getattr(self, "lengths", []), len(values)]
+            return values
+
+    for kind, target in (("forcefield", None), ("regression", "x")):
+        task = make_task(TaskConfig(kind=kind, target=target))
+        d = Recording(world_size=2, rank=1)
+        loss, metrics = _run_eval(smooth_model(), task, None, [], torch.device("cpu"), torch.float64, d)
+        assert d.lengths == [2 + 2 * len(task.metrics)] and metrics == {} and loss == 0.0
+    assert make_task(TaskConfig(kind="forcefield")).metrics == (
+        "energy_mae_eV_per_atom", "force_mae_eV_per_A", "stress_mae_GPa")

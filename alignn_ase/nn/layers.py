@@ -176,7 +176,7 @@ class RBFExpansion(nn.Module):
 
     def __init__(self, vmin: float = 0.0, vmax: float = 8.0, bins: int = 40, lengthscale: float | None = None):
         super().__init__()
-        centers = torch.linspace(vmin, vmax, bins, dtype=torch.float32)
+        centers = torch.linspace(vmin, vmax, bins, dtype=torch.float32, device="cpu")  # moved by .to(device)
         self.register_buffer("centers", centers)
         if lengthscale is None:
             self.gamma = 1.0 / float(np.diff(centers.numpy()).mean())

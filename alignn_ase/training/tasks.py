@@ -47,6 +47,9 @@ def _pointwise(kind: str, delta: float, pred: torch.Tensor, target: torch.Tensor
 class Task:
     """Base class; see module docstring."""
 
+    #: every metric :meth:`errors` can report, in a fixed order (processes reduce them in this order)
+    metrics: tuple[str, ...] = ()
+
     def __init__(self, config: TaskConfig):
         self.config = config
 
@@ -57,7 +60,7 @@ class Task:
         raise NotImplementedError
 
     def errors(self, pred: dict[str, torch.Tensor], batch: Batch) -> dict[str, tuple[float, float]]:
-        """``{metric: (sum of absolute errors, count)}`` of one batch."""
+        """``{metric: (sum of absolute errors, count)}`` of one batch, for some of :attr:`metrics`."""
         raise NotImplementedError
 
     def rows(self, ids: list[str], pred: dict[str, torch.Tensor], batch: Batch) -> list[dict[str, Any]]:
@@ -72,6 +75,8 @@ class Task:
 
 class RegressionTask(Task):
     """One scalar per structure, in the target's units; MAE, MAD and MAD:MAE on the test set."""
+
+    metrics = ("mae",)
 
     def predict(self, model: ALIGNNModel, graph: AtomGraph, training: bool) -> dict[str, torch.Tensor]:
         return evaluate(model, graph, forces=False, stress=False, create_graph=training)
@@ -102,6 +107,8 @@ class RegressionTask(Task):
 
 class ClassificationTask(Task):
     """Class log-probabilities per structure; accuracy and ROC AUC on the test set."""
+
+    metrics = ("error_rate",)
 
     def predict(self, model: ALIGNNModel, graph: AtomGraph, training: bool) -> dict[str, torch.Tensor]:
         return evaluate(model, graph, forces=False, stress=False, create_graph=training)
@@ -175,6 +182,9 @@ class ForceFieldTask(Task):
     components count.
     """
 
+    _metric = {"energy": "energy_mae_eV_per_atom", "forces": "force_mae_eV_per_A", "stress": "stress_mae_GPa"}
+    metrics = tuple(_metric.values())
+
     def predict(self, model: ALIGNNModel, graph: AtomGraph, training: bool) -> dict[str, torch.Tensor]:
         stress = self.config.stress_weight > 0 and bool((graph.volume() > 1e-8).all())
         return evaluate(model, graph, forces=True, stress=stress, create_graph=training)
@@ -201,11 +211,10 @@ class ForceFieldTask(Task):
         return total
 
     def errors(self, pred: dict[str, torch.Tensor], batch: Batch) -> dict[str, tuple[float, float]]:
-        units = {"energy": "energy_mae_eV_per_atom", "forces": "force_mae_eV_per_A", "stress": "stress_mae_GPa"}
         out = {}
         for name, (p, t) in self._parts(pred, batch).items():
             err = (p.detach() - t).abs()
-            out[units[name]] = (float(err.sum()), float(err.numel()))
+            out[self._metric[name]] = (float(err.sum()), float(err.numel()))
         return out
 
     def rows(self, ids: list[str], pred: dict[str, torch.Tensor], batch: Batch) -> list[dict[str, Any]]:

@@ -204,7 +204,9 @@ def _run_eval(
     model: ALIGNNModel, task: Task, dataset: GraphDataset, batches: list[list[int]], device: torch.device,
     dtype: torch.dtype, d: _Dist, rows: list[dict[str, Any]] | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """Mean loss and metrics over ``dataset`` (summed across processes)."""
+    """Mean loss and metrics over ``dataset`` (summed across processes). Every process reduces the same list
+    (the task's metrics in a fixed order, zeros for those its share of the data lacks, e.g. stress, or when it
+    has no batch at all); a metric that no process measured is left out."""
     model.eval()
     loss_sum, count, sums = 0.0, 0, {}
     for idx in batches:
@@ -218,9 +220,9 @@ def _run_eval(
             acc[1] += c
         if rows is not None:
             rows.extend(task.rows([dataset.ids[i] for i in idx], pred, batch))
-    keys = sorted(sums)
-    totals = d.all_sum([loss_sum, float(count)] + [x for k in keys for x in sums[k]])
-    metrics = {k: totals[2 + 2 * j] / max(totals[3 + 2 * j], 1.0) for j, k in enumerate(keys)}
+    keys = task.metrics
+    totals = d.all_sum([loss_sum, float(count)] + [x for k in keys for x in sums.get(k, (0.0, 0.0))])
+    metrics = {k: totals[2 + 2 * j] / totals[3 + 2 * j] for j, k in enumerate(keys) if totals[3 + 2 * j] > 0}
     return totals[0] / max(totals[1], 1.0), metrics
 
 
@@ -287,12 +289,12 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         config_from_dict(config) if isinstance(config, dict) else load_config(config)
     )
     d = _Dist.from_env()
-    if d.world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if cfg.device == "cuda" or (cfg.device is None and torch.cuda.is_available()) else "gloo"
-        dist.init_process_group(backend)
     device = resolve_device(cfg.device)
+    if d.world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda" and d.world_size > 1:
-        device = torch.device("cuda", d.local_rank)
+        # one GPU per process; modulo: a scheduler may show each process only its own GPU
+        device = torch.device("cuda", d.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     dtype = resolve_dtype(cfg.dtype)
     out = Path(cfg.output_dir)
@@ -371,8 +373,14 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
             batch = to_device(collate([sets["train"][i] for i in idx]), device, dtype)
             pred = objective(batch[0])
             loss = task.loss(pred, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower optim.lr?")
+            finite = bool(torch.isfinite(loss))
+            if d.world_size > 1:  # every process stops together (the others would wait in DDP's all-reduce)
+                finite = d.all_sum([float(not finite)])[0] == 0
+            if not finite:
+                raise FloatingPointError(
+                    f"training loss became non-finite ({float(loss)} on this process) at epoch {epoch + 1}; "
+                    "lower optim.lr?"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if o.grad_clip:
@@ -386,7 +394,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
             count += len(idx)
         train_loss_sum, train_count = d.all_sum([loss_sum, float(count)])
         val_loss, val_metrics = _run_eval(eval_model, task, val_set, val_batches, device, dtype, d)
-        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss_sum / train_count,
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss_sum / max(train_count, 1.0),
                "val_loss": val_loss, **{f"val_{k}": v for k, v in val_metrics.items()},
                "seconds": time.perf_counter() - t0}
         history.append(row)
