@@ -87,9 +87,9 @@ class ALIGNNCalculator(Calculator):
         compile: run the models through ``torch.compile`` (dynamic shapes;
             where compilation fails, eager). The first call pays the
             compilation (measured here for the default potential: 33 s with an empty
-            compiler cache, 5 s once the cache on disk holds it), and the first :meth:`predict` batch
+            compiler cache, 5-6 s once the cache on disk holds it), and the first :meth:`predict` batch
             after single calls compiles once more. Measured on two CPU threads:
-            1.2-1.5x faster per call from 8 to 10,648 atoms
+            1.2-1.6x faster per call from 8 to 10,648 atoms
             (``benchmarks/results/benchmark.md``, ``benchmarks/NOTES.md``).
 
     Results (``calc.results``): ``energy`` and ``free_energy`` (eV), ``forces``
