@@ -256,10 +256,13 @@ class ALIGNNCalculator(Calculator):
         # specialize_float: the models' float hyperparameters (cut-offs, RBF widths, norm eps) are constants; as
         # symbols they made dynamo restart its analysis once, ~4 s of the first call. The compiled artifacts,
         # autograd.Functions included (gather_rows, scatter_sum), are cached on disk between processes.
-        stack.enter_context(torch._dynamo.config.patch(
-            capture_dynamic_output_shape_ops=True, suppress_errors=True, specialize_float=True
-        ))
-        stack.enter_context(torch._functorch.config.patch(autograd_cache_allow_custom_autograd_functions=True))
+        # Options an older torch lacks are left out (they change speed, not results).
+        for config, options in (
+            (torch._dynamo.config,
+             {"capture_dynamic_output_shape_ops": True, "suppress_errors": True, "specialize_float": True}),
+            (torch._functorch.config, {"autograd_cache_allow_custom_autograd_functions": True}),
+        ):
+            stack.enter_context(config.patch({k: v for k, v in options.items() if hasattr(config, k)}))
         return stack
 
     def _run(self, model: ALIGNNModel, graph: AtomGraph, forces: bool, stress: bool) -> dict[str, torch.Tensor]:

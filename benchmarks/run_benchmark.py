@@ -34,6 +34,10 @@ Measured:
   ``get_stress``), where upstream's calculator, which bypasses ASE's cache,
   evaluates its model three times.
 
+With ``--device cuda`` every program computes on the GPU and the memory table
+holds peak GPU memory; with ``--side-python ''`` alignn-ase runs alone (a GPU
+machine without the peers) on a same-weights ``--checkpoint`` written beforehand.
+
 Writes ``results/benchmark.json`` (every sample) and ``results/benchmark.md``.
 """
 
@@ -82,7 +86,7 @@ def _si(n: int) -> Atoms:
     return bulk("Si", "diamond", a=5.43, cubic=True).repeat(n)
 
 
-def structures(quick: bool) -> list[Structure]:
+def structures(quick: bool, max_atoms: int = 10648) -> list[Structure]:
     out: list[Structure] = []
     si_main = (1, 2) if quick else (1, 2, 3, 4, 5)
     for n in si_main:
@@ -102,8 +106,9 @@ def structures(quick: bool) -> list[Structure]:
     ).repeat(2 if quick else 3)
     out.append(Structure(f"SrTiO3 perovskite {len(sto)}", sto, True, True))
     if not quick:
-        for n in (7, 8, 10, 11):
-            out.append(Structure(f"Si diamond {8 * n**3}", _si(n), False, False))
+        for n in (7, 8, 10, 11, 14, 17, 20, 25, 30):
+            if 8 * n**3 <= max_atoms:
+                out.append(Structure(f"Si diamond {8 * n**3}", _si(n), False, False))
     for i, s in enumerate(out):
         s.atoms.rattle(0.03, seed=100 + i)
     return out
@@ -369,7 +374,8 @@ def report(results: dict) -> str:
         lines.append(f"| {label} | {rec['n_atoms']} | {fmt_ms(d)} | {1e3 * d / rec['n_atoms']:.0f} | {fmt_ms(dc)} "
                      f"| {fmt_ms(ch)} | {fmt_ms(sv)} | {ratio(ch, d)} | {ratio(ch, dc)} | {ratio(sv, d)} |")
 
-    lines += ["", "## Peak memory of one E+F+S evaluation (resident set of the whole process, MB)", "",
+    what = "peak GPU memory allocated by torch" if meta.get("device") == "cuda" else "resident set of the whole process"
+    lines += ["", f"## Peak memory of one E+F+S evaluation ({what}, MB)", "",
               "| structure | N | alignn-ase fp32 | alignn-ase compiled | upstream fp32 | CHGNet | SevenNet |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for label, rec in data.items():
@@ -454,7 +460,11 @@ def report(results: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--side-python", default="/work/upvenv/bin/python",
-                   help="interpreter of the virtualenv with upstream alignn, chgnet and sevenn")
+                   help="interpreter of the virtualenv with upstream alignn, chgnet and sevenn; '' runs alignn-ase "
+                        "alone (e.g. on a GPU machine without the peers; then --checkpoint is needed)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="the same-weights checkpoint, written earlier by make_upstream_checkpoint.py (default: "
+                        "written now with the side venv)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--budget", type=float, default=1.0, help="seconds of calls per program per round (1-3 calls)")
@@ -467,6 +477,10 @@ def main() -> int:
     p.add_argument("--no-peers", action="store_true", help="skip CHGNet and SevenNet")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     p.add_argument("--quick", action="store_true", help="small structures, one round: a smoke test of the script")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where every program computes; cuda adds larger Si cells (up to --max-atoms) and reports "
+                        "peak GPU memory instead of resident memory")
+    p.add_argument("--max-atoms", type=int, default=10648, help="largest Si cell of the scaling table")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     if args.quick:
@@ -482,36 +496,45 @@ def main() -> int:
             env.pop(k, None)
 
     tmp = Path(tempfile.mkdtemp(prefix="alignn_ase_bench_"))
-    ckpt = tmp / "upstream_alignn_ff_2_2_64"
-    subprocess.run([args.side_python, str(HERE / "make_upstream_checkpoint.py"), str(ckpt)], check=True, env=env)
-    structs = structures(args.quick)
+    side = args.side_python or None
+    if args.checkpoint is not None:
+        ckpt = args.checkpoint
+    elif side is not None:
+        ckpt = tmp / "upstream_alignn_ff_2_2_64"
+        subprocess.run([side, str(HERE / "make_upstream_checkpoint.py"), str(ckpt)], check=True, env=env)
+    else:
+        p.error("without a side venv (--side-python ''), give the same-weights model with --checkpoint")
+    structs = structures(args.quick, args.max_atoms)
     xyz = tmp / "structures.extxyz"
     write(xyz, [s.atoms for s in structs])
     batch_n = 64
 
     def worker(name: str, python: str, *extra: str) -> Worker:
-        cmd = [python, str(HERE / "worker.py"), "--structures", str(xyz), "--threads", str(args.threads), *extra]
+        cmd = [python, str(HERE / "worker.py"), "--structures", str(xyz), "--threads", str(args.threads),
+               "--device", args.device, *extra]
         return Worker(name, cmd, env)
 
-    ours, side = sys.executable, args.side_python
+    ours = sys.executable
     workers = {
         "ours": worker("ours", ours, "--program", "alignn_ase", "--model", str(ckpt)),
         "ours64": worker("ours64", ours, "--program", "alignn_ase", "--model", str(ckpt), "--dtype", "float64"),
-        "upstream": worker("upstream", side, "--program", "upstream", "--model", str(ckpt)),
-        "upstream64": worker("upstream64", side, "--program", "upstream", "--model", str(ckpt), "--dtype", "float64"),
         "smooth": worker("smooth", ours, "--program", "alignn_ase", "--model", "default", "--skin", "1.0"),
         "smooth_noskin": worker("smooth_noskin", ours, "--program", "alignn_ase", "--model", "default", "--skin", "0"),
     }
+    if side is not None:
+        workers["upstream"] = worker("upstream", side, "--program", "upstream", "--model", str(ckpt))
+        workers["upstream64"] = worker("upstream64", side, "--program", "upstream", "--model", str(ckpt),
+                                       "--dtype", "float64")
     if not args.no_compile:
         workers["ours_compiled"] = worker("ours_compiled", ours, "--program", "alignn_ase", "--model", str(ckpt),
                                           "--compile")
         workers["smooth_compiled"] = worker("smooth_compiled", ours, "--program", "alignn_ase", "--model", "default",
                                             "--skin", "0", "--compile")
-    if not args.no_peers:
+    if not args.no_peers and side is not None:
         workers["chgnet"] = worker("chgnet", side, "--program", "chgnet")
         workers["sevenn"] = worker("sevenn", side, "--program", "sevenn")
 
-    versions = subprocess.run(
+    versions = "none (alignn-ase alone)" if side is None else subprocess.run(
         [side, "-c", "import importlib.metadata as m;"
          "print(', '.join(f'{p} {m.version(p)}' for p in ('alignn', 'chgnet', 'sevenn', 'torch')))"],
         capture_output=True, text=True, env=env,
@@ -523,7 +546,10 @@ def main() -> int:
         "meta": {
             "date": datetime.datetime.now().isoformat(timespec="minutes"),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
-                       "(shared with other jobs while measured)",
+                       "(shared with other jobs while measured)"
+                       + (f", GPU {torch.cuda.get_device_name(0)} (every program computes on it)"
+                          if args.device == "cuda" else ""),
+            "device": args.device,
             "threads": args.threads,
             "omp_wait_policy": env.get("OMP_WAIT_POLICY", "default"),
             "load_average_start": os.getloadavg(),
@@ -537,7 +563,8 @@ def main() -> int:
         "ehs": {},
     }
     data = results["ehs"]
-    same = ["ours", "ours_compiled", "upstream"] if not args.no_compile else ["ours", "upstream"]
+    same = [n for n in ("ours", "ours_compiled", "upstream") if n in workers]
+    both = [n for n in ("ours", "upstream") if n in workers]
     peers = [n for n in ("ours64", "upstream64", "smooth_noskin", "smooth_compiled", "chgnet", "sevenn")
              if n in workers]
     items = [(i, s, same + (peers if s.peers else [])) for i, s in enumerate(structs)]
@@ -560,14 +587,15 @@ def main() -> int:
                 checks[tag] = max(rel)
         results["energy_check"] = checks
         measure_memory(workers, items, data)
-        measure_breakdown(workers, [(i, s, ["ours", "upstream"]) for i, s in enumerate(structs) if s.main], data, 3)
-        measure_getters(workers, [(i, s, ["ours", "upstream"]) for i, s in enumerate(structs) if s.main and
-                                  len(s.atoms) <= 1000], data, 2)
+        measure_breakdown(workers, [(i, s, both) for i, s in enumerate(structs) if s.main], data, 3)
+        measure_getters(workers, [(i, s, both) for i, s in enumerate(structs) if s.main and len(s.atoms) <= 1000],
+                        data, 2)
         batch_specs = [("alignn-ase predict (one batch)", "ours", "predict"),
                        ("alignn-ase one by one", "ours", "loop"),
                        ("upstream one by one", "upstream", "loop")]
         if "ours_compiled" in workers:
             batch_specs.insert(1, ("alignn-ase compiled predict (one batch)", "ours_compiled", "predict"))
+        batch_specs = [spec for spec in batch_specs if spec[1] in workers]
         results["batch"] = measure_batch(workers, batch_specs, max(3, args.rounds), batch_n)
         si = sorted((i for i, s in enumerate(structs) if s.main and s.label.startswith("Si")),
                     key=lambda i: len(structs[i].atoms))
@@ -590,7 +618,8 @@ def main() -> int:
             except Exception:  # a dead worker must not hide the results
                 pass
     args.out.mkdir(parents=True, exist_ok=True)
-    tag = "quick" if args.quick else "benchmark" if args.threads == 2 else f"benchmark_{args.threads}thread"
+    tag = "quick" if args.quick else "benchmark_cuda" if args.device == "cuda" else (
+        "benchmark" if args.threads == 2 else f"benchmark_{args.threads}thread")
     (args.out / f"{tag}.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / f"{tag}.md").write_text(report(results))
     log(f"wrote {args.out / (tag + '.json')} and {args.out / (tag + '.md')}")

@@ -18,7 +18,8 @@ Commands (one JSON object per line; the answer is one JSON line):
   small cell's call.
 - ``getters``: the same through ``get_potential_energy``, ``get_forces`` and
   ``get_stress`` (what ASE's optimisers and MD pay).
-- ``memory``: peak resident memory (MB) of one evaluation (VmHWM reset first).
+- ``memory``: peak resident memory (MB) of one evaluation (VmHWM reset first); with
+  ``--device cuda``, the peak GPU memory torch allocated in it instead.
 - ``breakdown``: seconds in graph building and in the model, separately.
 - ``loop`` / ``predict``: the 64 small structures one by one / batched.
 - ``md``: velocity-Verlet steps; step time and time spent building graphs.
@@ -85,20 +86,20 @@ class Program:
         if a.program == "alignn_ase":
             from alignn_ase import ALIGNNCalculator
 
-            return ALIGNNCalculator(a.model, device="cpu", dtype=a.dtype, compile=a.compile, skin=a.skin)
+            return ALIGNNCalculator(a.model, device=a.device, dtype=a.dtype, compile=a.compile, skin=a.skin)
         if a.program == "upstream":
             torch.set_default_dtype(torch.float64 if a.dtype == "float64" else torch.float32)
             from alignn.ff.calculators import AlignnAtomwiseCalculator
 
-            return AlignnAtomwiseCalculator(path=a.model, device="cpu")
+            return AlignnAtomwiseCalculator(path=a.model, device=a.device)
         if a.program == "chgnet":
             from chgnet.model.dynamics import CHGNetCalculator
 
-            return CHGNetCalculator(use_device="cpu")
+            return CHGNetCalculator(use_device=a.device)
         if a.program == "sevenn":
             from sevenn.calculator import SevenNetCalculator
 
-            return SevenNetCalculator("7net-0", device="cpu")
+            return SevenNetCalculator("7net-0", device=a.device)
         raise SystemExit(f"unknown program {a.program}")
 
     def breakdown(self, atoms) -> tuple[float, float]:
@@ -133,7 +134,7 @@ class Program:
             )
             t1 = time.perf_counter()
             lattice = torch.tensor(np.array(atoms.cell)).type(torch.get_default_dtype())
-            result = calc.model((g, lg, lattice))
+            result = calc.model((g.to(calc.device), lg.to(calc.device), lattice.to(calc.device)))
             float(result["out"].sum())
             return t1 - t0, time.perf_counter() - t1
         raise SystemExit(f"no breakdown for {a.program}")
@@ -171,6 +172,12 @@ def cmd_time(prog, structures, msg, getters=False):
 def cmd_memory(prog, structures, msg):
     atoms = jittered(structures[msg["index"]], np.random.default_rng(1))
     trim()
+    if prog.args.device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+        prog.calc.calculate(atoms, PROPS, all_changes)
+        return {"peak_mb": torch.cuda.max_memory_allocated() / 2**20, "before_mb": before}
     reset_peak_rss()
     before = peak_rss_mb()
     prog.calc.calculate(atoms, PROPS, all_changes)
@@ -254,6 +261,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--skin", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--structures", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
