@@ -10,7 +10,7 @@ Commands (one JSON object per line; the answer is one JSON line):
 - ``time``: ``calls`` E+F+S evaluations of structure ``index``, each at the stored
   positions plus fresh N(0, 0.01 Å) noise, one ``calc.calculate(atoms,
   ["energy", "forces", "stress"])`` per call; wall and CPU seconds per call.
-  With ``settle_s``, ``time`` first makes untimed calls for that many seconds;
+  With ``settle_s``, ``time`` and ``getters`` first make untimed calls for that many seconds;
   with ``settle``, ``loop`` and ``predict`` first do one untimed evaluation.
   The driver switches between processes, and the first calls after a switch
   are slower (threads to wake, the previous process's threads still spinning,
