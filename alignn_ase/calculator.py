@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .compute import evaluate
 from .errors import CheckpointError, InvalidArgumentError
-from .graph import AtomGraph, GraphCache, build_graphs, check_skin
+from .graph import AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
 from .io import load_model
 from .neighbors import SELF_TOLERANCE
 from .nn.base import ALIGNNModel
@@ -187,12 +187,12 @@ class ALIGNNCalculator(Calculator):
             )
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        if "stress" in properties and not _has_3d_cell(atoms):
+        if "stress" in properties and not has_3d_cell(atoms):
             raise PropertyNotImplementedError("stress needs a 3D cell; this structure's cell volume is 0")
         graph = self._graphs(atoms)
         self._warn_isolated(graph)
         props = {name: cache(atoms) for name, cache in self._property_graphs.items()}
-        (self.results,) = self._evaluate(graph, props, _has_3d_cell(atoms))
+        (self.results,) = self._evaluate(graph, props, has_3d_cell(atoms))
 
     def _warn_isolated(self, graph: AtomGraph) -> None:
         """Log a warning (once per calculator) when an atom of a structure with more than one atom has
@@ -233,7 +233,7 @@ class ALIGNNCalculator(Calculator):
         for start in bar:
             chunk = list(range(start, min(start + batch_size, len(structures))))
             for want_stress in (True, False):
-                group = [i for i in chunk if _has_3d_cell(structures[i]) == want_stress]
+                group = [i for i in chunk if has_3d_cell(structures[i]) == want_stress]
                 if not group:
                     continue
                 atoms = [structures[i] for i in group]
@@ -312,6 +312,3 @@ class ALIGNNCalculator(Calculator):
                 res[name] = float(v) if v.ndim == 0 else v
         return results
 
-
-def _has_3d_cell(atoms: Atoms) -> bool:
-    return bool(atoms.cell.volume > 1e-8)

@@ -68,6 +68,11 @@ class GraphSettings:
             )
 
 
+def has_3d_cell(atoms: Atoms) -> bool:
+    """Whether ``atoms`` has a cell of non-zero volume (> 1e-8 Å³), so that a stress is defined."""
+    return bool(atoms.cell.volume > 1e-8)
+
+
 def validate_atoms(atoms: Atoms) -> None:
     """Raise :class:`InvalidStructureError` for input no model can take.
 

@@ -67,6 +67,11 @@ SLOW_CALL_S, SLOW_SAMPLES = 3.0, 3
 #: round's timed ones (every program alike): the first calls after the driver switches processes are slower
 #: (worker.py), by up to a few ms, most of a small cell's call.
 SETTLE_BELOW_S, SETTLE_S = 0.2, 0.05
+
+
+def settle_for(call_s: float) -> float:
+    """Seconds of untimed calls before a round's timed ones, for a program whose calls take ``call_s`` seconds."""
+    return SETTLE_S if call_s < SETTLE_BELOW_S else 0.0
 TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 
 
@@ -185,8 +190,7 @@ def time_structures(workers: dict[str, Worker], items, rounds: int, budget: floa
                 if est[name] > SLOW_CALL_S and len(rec[name].get("wall", [])) >= SLOW_SAMPLES:
                     continue  # slow programs: a few samples are enough
                 calls = int(max(1, min(3, budget // max(est[name], 1e-6))))
-                settle = SETTLE_S if est[name] < SETTLE_BELOW_S else 0.0
-                out = workers[name].ask(cmd="time", index=idx, calls=calls, seed=r, settle_s=settle)
+                out = workers[name].ask(cmd="time", index=idx, calls=calls, seed=r, settle_s=settle_for(est[name]))
                 entry = rec[name]
                 entry.setdefault("wall", []).extend(out["wall"])
                 entry.setdefault("cpu", []).extend(out["cpu"])
@@ -224,7 +228,7 @@ def measure_getters(workers, items, data, rounds: int) -> None:
     for idx, s, names in items:
         for r in range(rounds):
             for name in names:
-                settle = SETTLE_S if data[s.label][name]["median_ms"] < 1e3 * SETTLE_BELOW_S else 0.0
+                settle = settle_for(1e-3 * data[s.label][name]["median_ms"])
                 out = workers[name].ask(cmd="getters", index=idx, calls=2, seed=50 + r, settle_s=settle)
                 data[s.label][name].setdefault("getters_wall", []).extend(out["wall"])
         for name in names:

@@ -11,6 +11,8 @@ from ase.calculators.calculator import BaseCalculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm import tqdm
 
+from ..graph import has_3d_cell
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,7 +52,7 @@ def calculate_many(
         atoms.calc = calculator
         atoms.get_potential_energy()
         atoms.get_forces()
-        if atoms.cell.volume > 1e-8 and "stress" in calculator.implemented_properties:  # as ALIGNNCalculator
+        if has_3d_cell(atoms) and "stress" in calculator.implemented_properties:  # as ALIGNNCalculator.predict
             atoms.get_stress()
         out.append({k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in calculator.results.items()})
     return out
