@@ -16,7 +16,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from tqdm import tqdm
 
 from .compute import evaluate
-from .errors import CheckpointError, InvalidArgumentError
+from .errors import CheckpointError, InvalidArgumentError, InvalidStructureError
 from .graph import AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
 from .io import load_model
 from .neighbors import SELF_TOLERANCE
@@ -237,11 +237,30 @@ class ALIGNNCalculator(Calculator):
                 if not group:
                     continue
                 atoms = [structures[i] for i in group]
-                graph = self._build(self.model, atoms)
-                props = {name: self._build(m, atoms) for name, m in self.property_models.items()}
-                for i, res in zip(group, self._evaluate(graph, props, want_stress)):
-                    results[i] = res
+                try:
+                    graph = self._build(self.model, atoms)
+                    props = {name: self._build(m, atoms) for name, m in self.property_models.items()}
+                    for i, res in zip(group, self._evaluate(graph, props, want_stress)):
+                        results[i] = res
+                except InvalidStructureError as exc:
+                    if len(structures) == 1:
+                        raise
+                    raise self._naming_structure(exc, structures, group) from None
         return results
+
+    def _naming_structure(
+        self, exc: InvalidStructureError, structures: list[Atoms], group: list[int]
+    ) -> InvalidStructureError:
+        """``exc``, raised for a batch of ``structures[group]``, re-made with the index of the first structure
+        that raises on its own: a batch's message otherwise cannot say which structure it means."""
+        models = [self.model, *self.property_models.values()]
+        for i in group:
+            try:
+                for m in models:
+                    m.check_elements(self._build(m, [structures[i]]).numbers)
+            except InvalidStructureError as own:
+                return type(own)(f"structure {i} (of {len(structures)}): {own}")
+        return exc
 
     def _compile_settings(self) -> contextlib.AbstractContextManager:
         """With ``compile``: let the compiler trace the data-dependent sizes of

@@ -73,6 +73,12 @@ def has_3d_cell(atoms: Atoms) -> bool:
     return bool(atoms.cell.volume > 1e-8)
 
 
+def is_3d_periodic(atoms: Atoms) -> bool:
+    """Whether ``atoms`` is periodic along all three cell vectors and its cell has a non-zero volume:
+    what cell relaxation, NPT dynamics, phonons and equations of state need."""
+    return bool(atoms.pbc.all()) and has_3d_cell(atoms)
+
+
 def validate_atoms(atoms: Atoms) -> None:
     """Raise :class:`InvalidStructureError` for input no model can take.
 

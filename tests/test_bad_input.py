@@ -65,6 +65,24 @@ def _copy(tmp_path, name="pure_2_2_64_cgcnn"):
     shutil.copytree(UPSTREAM / name, dst)
     return dst
 
+@pytest.mark.parametrize(
+    "spoil, error, match",
+    [
+        (lambda a: a.positions.__setitem__((1, 0), np.nan), InvalidStructureError, "atom 1 .*non-finite"),
+        (lambda a: a.positions.__setitem__(1, a.positions[0] + 0.1), InvalidStructureError, "apart"),
+        (lambda a: a.numbers.__setitem__(0, 118), UnsupportedElementError, "Og"),
+    ],
+)
+def test_batch_errors_name_the_structure(spoil, error, match, calc):
+    structures = [bulk("Si", "diamond", a=5.43) for _ in range(5)]
+    spoil(structures[3])
+    # batches of two: structure 3 is the second of its batch, named by its index in the whole list
+    with pytest.raises(error, match=rf"^structure 3 \(of 5\): .*{match}"):
+        calc.predict(structures, batch_size=2, progress=False)
+    with pytest.raises(error, match=f"^(?!structure).*{match}"):  # one structure: its own message
+        calc.predict(structures[3:4], progress=False)
+
+
 
 def test_corrupt_weights(tmp_path):
     folder = _copy(tmp_path)

@@ -14,6 +14,7 @@ from ase.eos import EquationOfState, eos_names
 from matplotlib.figure import Figure
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
+from ..graph import is_3d_periodic
 from .calc import calculate_many, get_calculator
 from .results import EOSResult
 
@@ -43,7 +44,7 @@ def eos(
     Returns V0 (Å³), E0 (eV) and B0 (GPa). A minimum outside the sampled range is a
     :class:`~alignn_ase.errors.ConvergenceWarning` (the fit extrapolates).
     """
-    if not (atoms.pbc.all() and atoms.cell.volume > 1e-8):
+    if not is_3d_periodic(atoms):
         raise InvalidArgumentError("eos needs a 3D periodic cell")
     if eos_name not in eos_names:
         raise InvalidArgumentError(f"unknown EOS {eos_name!r}; use one of {eos_names}")

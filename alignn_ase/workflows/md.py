@@ -22,6 +22,7 @@ from ase.md.verlet import VelocityVerlet
 from tqdm import tqdm
 
 from ..errors import InvalidArgumentError, InvalidStructureError
+from ..graph import is_3d_periodic
 from .calc import get_calculator
 from .results import MDResult
 from .watchdog import Watchdog
@@ -123,7 +124,7 @@ def run_md(
     calc = get_calculator(atoms, calculator)
     atoms = atoms.copy()
     atoms.calc = calc
-    periodic_3d = bool(atoms.pbc.all() and atoms.cell.volume > 1e-8)
+    periodic_3d = is_3d_periodic(atoms)
     if ensemble.startswith("npt") and not periodic_3d:
         raise InvalidArgumentError(f"ensemble {ensemble!r} needs a 3D periodic cell")
     rng = np.random.default_rng(seed)
@@ -245,7 +246,7 @@ def _log_row(dyn: MolecularDynamics, atoms: Atoms, with_stress: bool) -> LogRow:
     epot = float(atoms.get_potential_energy())
     ekin = float(atoms.get_kinetic_energy())
     pressure = volume = np.nan
-    if atoms.pbc.all() and atoms.cell.volume > 1e-8:
+    if is_3d_periodic(atoms):
         volume = float(atoms.get_volume())
         if with_stress:
             pressure = float(-atoms.get_stress(include_ideal_gas=True)[:3].mean() / units.GPa)

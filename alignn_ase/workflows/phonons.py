@@ -17,6 +17,7 @@ from phonopy.structure.atoms import PhonopyAtoms
 from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
+from ..graph import is_3d_periodic
 from .calc import calculate_many, get_calculator
 from .results import PhononResult
 
@@ -84,7 +85,7 @@ def phonons(
     (frequencies in THz), Γ frequencies (THz), imaginary modes, thermal properties
     (kJ/mol, J/K/mol per mole of primitive cells) and the files written.
     """
-    if not (atoms.pbc.all() and atoms.cell.volume > 1e-8):
+    if not is_3d_periodic(atoms):
         raise InvalidArgumentError("phonons need a 3D periodic cell")
     if displacement <= 0:
         raise InvalidArgumentError(f"displacement must be positive (Å), got {displacement}")

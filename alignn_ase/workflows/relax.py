@@ -17,6 +17,7 @@ from ase.optimize import BFGS, FIRE, LBFGS
 from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
+from ..graph import is_3d_periodic
 from .calc import get_calculator
 from .results import RelaxResult
 
@@ -65,7 +66,7 @@ def relax(
     calc = get_calculator(atoms, calculator)
     atoms = atoms.copy()
     atoms.calc = calc
-    if relax_cell and not (atoms.pbc.all() and atoms.cell.volume > 1e-8):
+    if relax_cell and not is_3d_periodic(atoms):
         raise InvalidArgumentError(
             "relax_cell=True needs a 3D periodic cell; pass relax_cell=False for molecules and slabs"
         )
@@ -89,7 +90,7 @@ def relax(
         atoms=atoms,
         energy=float(atoms.get_potential_energy()),
         max_force=_max_force(atoms),
-        stress=atoms.get_stress() if atoms.pbc.all() and atoms.cell.volume > 1e-8 else None,
+        stress=atoms.get_stress() if is_3d_periodic(atoms) else None,
         steps=int(opt.nsteps),
         converged=converged,
         energies=np.array(energies),

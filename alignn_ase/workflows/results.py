@@ -12,6 +12,8 @@ from ase import Atoms
 from matplotlib.figure import Figure
 from phonopy import Phonopy
 
+from ..graph import is_3d_periodic
+
 
 def _floats(values: Any) -> Any:
     """Numpy arrays and scalars as plain Python lists and floats (for JSON)."""
@@ -53,7 +55,7 @@ class RelaxResult:
             "stress_eV_per_A3": _floats(self.stress),
             "cell_lengths_A": _floats(cell.lengths()) if self.atoms.pbc.any() else None,
             "cell_angles_deg": _floats(cell.angles()) if self.atoms.pbc.any() else None,
-            "volume_A3": float(self.atoms.get_volume()) if self.atoms.pbc.all() else None,
+            "volume_A3": float(self.atoms.get_volume()) if is_3d_periodic(self.atoms) else None,
         }
 
     def plot(self, path: str | Path) -> Path:
