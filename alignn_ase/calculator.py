@@ -317,9 +317,9 @@ class ALIGNNCalculator(Calculator):
             {"energy": float(e), "free_energy": float(e), "forces": f} for e, f in zip(energy, forces)
         ]
         if want_stress:
-            stress = out["stress"].cpu().numpy().astype(np.float64)
+            stress = full_3x3_to_voigt_6_stress(out["stress"].cpu().numpy().astype(np.float64))
             for res, s in zip(results, stress):
-                res["stress"] = full_3x3_to_voigt_6_stress(s)
+                res["stress"] = s
         if "energies" in out:
             energies = np.split(out["energies"].cpu().numpy().astype(np.float64), np.cumsum(n_atoms)[:-1])
             for res, e in zip(results, energies):

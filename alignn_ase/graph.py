@@ -91,14 +91,19 @@ def validate_atoms(atoms: Atoms) -> None:
     if len(atoms) == 0:
         raise InvalidStructureError("the structure has no atoms")
     pos = atoms.positions
-    bad = ~np.isfinite(pos).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    if not np.isfinite(pos).all():
+        i = int(np.flatnonzero(~np.isfinite(pos).all(axis=1))[0])
         raise InvalidStructureError(f"atom {i} ({atoms[i].symbol}) has a non-finite position {pos[i].tolist()}")
     cell = atoms.cell.array
     if not np.isfinite(cell).all():
         raise InvalidStructureError(f"the cell has non-finite entries: {cell.tolist()}")
     pbc = atoms.pbc
+    periodic = cell[pbc]
+    if len(periodic) == 0:
+        return
+    sv = np.linalg.svd(periodic, compute_uv=False)
+    if sv.min() >= 1e-6 * max(sv.max(), 1.0):
+        return
     lengths = np.linalg.norm(cell, axis=1)
     for axis in np.flatnonzero(pbc):
         if lengths[axis] < 1e-6:
@@ -106,13 +111,9 @@ def validate_atoms(atoms: Atoms) -> None:
                 f"direction {axis} is periodic but cell vector {axis} is {cell[axis].tolist()} (zero length); "
                 "give the structure a cell or set pbc=False along it"
             )
-    periodic = cell[pbc]
-    if len(periodic) > 0:
-        sv = np.linalg.svd(periodic, compute_uv=False)
-        if sv.min() < 1e-6 * max(sv.max(), 1.0):
-            raise InvalidStructureError(
-                f"the periodic cell vectors {periodic.tolist()} are linearly dependent (degenerate cell)"
-            )
+    raise InvalidStructureError(
+        f"the periodic cell vectors {periodic.tolist()} are linearly dependent (degenerate cell)"
+    )
 
 
 @dataclass

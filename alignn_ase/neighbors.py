@@ -45,8 +45,12 @@ def all_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: 
     """Every directed pair with ``d <= cutoff`` (Å), overlapping atoms included; one vesin call."""
     nl = NeighborList(cutoff=float(cutoff) * (1 + 1e-12), full_list=True)
     box = cell if np.any(pbc) else np.zeros((3, 3))
-    i, j, s, d = nl.compute(np.ascontiguousarray(positions, dtype=np.float64), box, [bool(p) for p in pbc], "ijSd")
-    return Edges(i.astype(np.int64), j.astype(np.int64), s.astype(np.int64), d).select(d <= cutoff)
+    # copy=False: views of vesin's buffers, copied once by the selection below while ``nl`` is alive
+    i, j, s, d = nl.compute(
+        np.ascontiguousarray(positions, dtype=np.float64), box, [bool(p) for p in pbc], "ijSd", copy=False
+    )
+    keep = d <= cutoff
+    return Edges(i[keep].astype(np.int64), j[keep].astype(np.int64), s[keep].astype(np.int64), d[keep])
 
 
 def radius_edges(
@@ -69,7 +73,11 @@ def within_cutoff(pairs: Edges, cutoff: float) -> Edges:
 
 def _rank_by_distance(edges: Edges, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
     """Sort edges by (src, distance); return the order and each sorted edge's rank within its src."""
-    order = np.lexsort((edges.distance, edges.src))
+    # np.lexsort((distance, src)) as two stable sorts, ~2x faster: the second one's keys as 16-bit integers
+    # (a radix sort) where the atom count allows
+    by_distance = np.argsort(edges.distance, kind="stable")
+    key = edges.src[by_distance].astype(np.uint16 if n_atoms <= 1 << 16 else np.int64)
+    order = by_distance[np.argsort(key, kind="stable")]
     src_sorted = edges.src[order]
     first = np.searchsorted(src_sorted, np.arange(n_atoms))
     rank = np.arange(len(order)) - first[src_sorted]

@@ -21,6 +21,7 @@ from alignn_ase import (
     build_graphs,
     load_model,
 )
+from alignn_ase.neighbors import Edges, _rank_by_distance
 from alignn_ase.nn import layers
 from alignn_ase.nn.layers import EdgeGatedGraphConv, edge_endpoints
 from alignn_ase.nn.smooth import SmoothALIGNN, SmoothConfig
@@ -199,6 +200,19 @@ def test_graphs_built_together_equal_graphs_built_one_by_one(name):
     apart = batch_graphs([build_graph(a, settings, torch.float64) for a in structures])
     for field in together.__dataclass_fields__:
         assert torch.equal(getattr(together, field), getattr(apart, field)), field
+
+
+@pytest.mark.parametrize("n_atoms", [50, 70_000])  # 16-bit and 64-bit source keys
+def test_distance_ranking_orders_as_lexsort(n_atoms):
+    rng = np.random.default_rng(0)
+    n = 5000
+    src = rng.integers(0, n_atoms, n)
+    distance = rng.choice(np.linspace(1.0, 5.0, 40), n)  # many exact ties, broken by position as lexsort does
+    edges = Edges(src, src, np.zeros((n, 3), dtype=np.int64), distance)
+    order, rank = _rank_by_distance(edges, n_atoms)
+    assert np.array_equal(order, np.lexsort((distance, src)))
+    first = np.searchsorted(src[order], src[order])
+    assert np.array_equal(rank, np.arange(n) - first)
 
 
 def test_predict_with_an_upstream_potential():
