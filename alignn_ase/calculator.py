@@ -252,14 +252,17 @@ class ALIGNNCalculator(Calculator):
         self, exc: InvalidStructureError, structures: list[Atoms], group: list[int]
     ) -> InvalidStructureError:
         """``exc``, raised for a batch of ``structures[group]``, re-made with the index of the first structure
-        that raises on its own: a batch's message otherwise cannot say which structure it means."""
+        that raises on its own (also as the attribute ``structure_index``): a batch's message otherwise
+        cannot say which structure it means."""
         models = [self.model, *self.property_models.values()]
         for i in group:
             try:
                 for m in models:
                     m.check_elements(self._build(m, [structures[i]]).numbers)
             except InvalidStructureError as own:
-                return type(own)(f"structure {i} (of {len(structures)}): {own}")
+                named = type(own)(f"structure {i} (of {len(structures)}): {own}")
+                named.structure_index = i
+                return named
         return exc
 
     def _compile_settings(self) -> contextlib.AbstractContextManager:

@@ -275,7 +275,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if output.suffix not in (".json", ".extxyz", ".xyz"):
         raise InvalidArgumentError(f"--output must end in .json or .extxyz, got {output}")
     sources = [(path, i, atoms) for path in args.structures for i, atoms in enumerate(read_structures(path, ":"))]
-    results = calculate_many([a for _, _, a in sources], make_calculator(args, args.property or None))
+    try:
+        results = calculate_many([a for _, _, a in sources], make_calculator(args, args.property or None))
+    except InvalidStructureError as exc:
+        if getattr(exc, "structure_index", None) is None:
+            raise
+        path, frame, _ = sources[exc.structure_index]
+        raise type(exc)(f"{path}, frame {frame}: {exc}") from None
     if output.suffix == ".json":
         records = [
             {"file": str(path), "index": i, "formula": atoms.get_chemical_formula(), **_jsonable(r)}

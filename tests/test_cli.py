@@ -116,6 +116,15 @@ def test_predict_json_and_extxyz(files, capsys):
     np.testing.assert_allclose(frames[0].get_forces(), first["forces"], atol=1e-5)
 
 
+def test_predict_names_the_file_and_frame_of_a_bad_structure(files, capsys):
+    bad = bulk("Si", "diamond", a=5.43)
+    bad.positions[1] = bad.positions[0] + 0.1
+    write("mixed.extxyz", [bulk("Cu", "fcc", a=3.6), bad])
+    code, _, err = run(capsys, "predict", "two.extxyz", "mixed.extxyz", "-o", "p.json")
+    assert code == 1
+    assert err.startswith("alignn-ase: error: mixed.extxyz, frame 1: structure 3 (of 4): atoms 0 (Si) and 1 (Si)")
+
+
 def test_predict_with_a_property_model(files, capsys):
     model = FIXTURES / "upstream" / "classic_link_log"  # a small upstream band-gap model
     code, _, _ = run(capsys, "predict", "two.extxyz", "--property", str(model), "-o", "p.extxyz")
