@@ -97,6 +97,24 @@ def test_relax_slab_positions_only_with_fixed_layers(optimizer):
 def test_relax_cell_needs_a_3d_cell():
     with pytest.raises(InvalidArgumentError, match="3D periodic"):
         relax(fcc111("Pt", size=(1, 1, 3), vacuum=6.0), calculator=EMT(), **QUIET)
+    with pytest.raises(InvalidArgumentError, match="needs relax_cell=True"):  # a pressure would be ignored
+        relax(bulk("Cu", cubic=True), relax_cell=False, pressure_GPa=5.0, calculator=EMT(), **QUIET)
+
+
+def test_relax_under_pressure_reports_the_enthalpy(emt_cu_a0, tmp_path):
+    start = bulk("Cu", cubic=True, a=emt_cu_a0)
+    start.calc = EMT()
+    result = relax(start, fmax=1e-3, optimizer="BFGS", pressure_GPa=10.0, **QUIET)
+    assert result.converged and result.atoms.get_volume() < start.get_volume()  # compressed
+    assert result.stress[:3].mean() == pytest.approx(-10.0 * units.GPa, rel=0.01)  # stress = -P
+    enthalpy = result.energy + 10.0 * units.GPa * result.atoms.get_volume()
+    assert result.enthalpy == pytest.approx(enthalpy, abs=1e-8)
+    assert len(result.enthalpies) == len(result.energies)
+    assert result.enthalpies[-1] < result.enthalpies[0]  # what the optimiser minimised
+    summary = result.summary()
+    assert summary["pressure_GPa"] == 10.0 and summary["enthalpy_eV"] == pytest.approx(enthalpy, abs=1e-8)
+    assert relax(start, fmax=0.01, **QUIET).summary()["enthalpy_eV"] is None
+    assert result.plot(tmp_path / "relax.png").stat().st_size > 1000
 
 
 def test_relax_with_default_potential_runs_and_reports(tmp_path):
@@ -199,7 +217,7 @@ def test_md_writes_csv_and_trajectory(tmp_path):
     result = run_md(
         atoms,
         "nvt_langevin",
-        steps=20,
+        steps=22,
         log_interval=5,
         trajectory="md.traj",
         output_dir=tmp_path,
@@ -208,12 +226,15 @@ def test_md_writes_csv_and_trajectory(tmp_path):
     )
     with open(tmp_path / "md.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 5 and float(rows[-1]["time_fs"]) == pytest.approx(20.0)
-    assert [float(r["step"]) for r in rows] == [0, 5, 10, 15, 20]
+    # every log_interval steps, and the last step too
+    assert [float(r["step"]) for r in rows] == [0, 5, 10, 15, 20, 22]
+    assert float(rows[-1]["time_fs"]) == pytest.approx(22.0) and result.time_fs[-1] == pytest.approx(22.0)
     assert float(rows[-1]["total_energy_eV"]) == pytest.approx(result.total_energy[-1])
     assert float(rows[-1]["volume_A3"]) == pytest.approx(atoms.get_volume())
     assert np.isfinite(float(rows[-1]["pressure_GPa"]))
-    assert len(read(tmp_path / "md.traj", ":")) == 5
+    frames = read(tmp_path / "md.traj", ":")
+    assert len(frames) == 6
+    np.testing.assert_array_equal(frames[-1].positions, result.atoms.positions)
     assert result.plot(tmp_path / "md.png").stat().st_size > 1000
     assert result.summary()["csv"] == str(tmp_path / "md.csv")
 
@@ -233,6 +254,8 @@ def test_md_rejects_bad_options():
         run_md(bulk("Cu"), "nve", timestep_fs=0, calculator=EMT())
     with pytest.raises(InvalidArgumentError, match="3D periodic"):
         run_md(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]]), "npt_mtk", calculator=EMT(), output_dir=None)
+    with pytest.raises(InvalidArgumentError, match="at least 2 atoms"):  # its momenta would become NaN
+        run_md(bulk("Cu"), "nvt_langevin", calculator=EMT(), output_dir=None)
 
 
 # ------------------------------------------------------------------ watchdog
@@ -281,6 +304,8 @@ def test_watchdog_names_the_close_pair():
     assert "atoms 0 and 1" in problem and "0.400 Å" in problem
     atoms.positions[1, 2] = 2.6
     assert Watchdog(min_distance=0.5).problem(atoms) is None
+    atoms.set_momenta(np.full((3, 3), np.nan))
+    assert Watchdog(min_distance=0.5).problem(atoms) == "non-finite momenta"
 
 
 # ------------------------------------------------------------------ phonons
@@ -322,6 +347,15 @@ def test_supercell_from_minimum_length():
     np.testing.assert_array_equal(supercell_matrix(prim, (2, 3, 4)), np.diag([2, 3, 4]))
     with pytest.raises(InvalidArgumentError):
         supercell_matrix(prim, (2, 2))
+    with pytest.raises(InvalidArgumentError, match="positive"):
+        supercell_matrix(prim, 0.0)
+    with pytest.raises(InvalidArgumentError, match="positive determinant"):  # left-handed
+        supercell_matrix(prim, (-2, 2, 2))
+
+
+def test_phonons_reject_a_supercell_too_small_for_any_force():
+    with pytest.raises(InvalidArgumentError, match="too small"):
+        phonons(bulk("Cu", a=3.6), supercell=(1, 1, 1), calculator=EMT(), output_dir=None)
 
 
 # ------------------------------------------------------------------ equation of state

@@ -81,7 +81,11 @@ def eos(
             writer.writerow(["volume_A3", "energy_eV"])
             writer.writerows(zip(volumes, energies))
         fig = Figure(figsize=(4.5, 3.5), layout="tight")
-        fit.plot(ax=fig.subplots())
+        ax = fig.subplots()
+        fit.plot(ax=ax)
+        ax.set_title(  # ASE's one-line title is wider than the figure
+            f"{eos_name}: V0 = {result.v0:.3f} Å³, E0 = {result.e0:.4f} eV\nB0 = {result.b0:.1f} GPa", fontsize=9
+        )
         fig.savefig(result.files["plot"], dpi=120)
     logger.info("EOS (%s): V0 = %.4f Å³, E0 = %.6f eV, B0 = %.2f GPa", eos_name, result.v0, result.e0, result.b0)
     return result

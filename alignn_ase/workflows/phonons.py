@@ -34,14 +34,17 @@ def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[S
     giving the smallest diagonal supercell at least that thick in every direction.
     """
     if np.ndim(supercell) == 0:
+        if not float(supercell) > 0:
+            raise InvalidArgumentError(f"the supercell's minimum thickness must be positive (Å), got {supercell!r}")
         heights = 1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1)
         return np.diag(np.maximum(1, np.ceil(float(supercell) / heights - 1e-9)).astype(int))
     matrix = np.asarray(supercell)
     if matrix.shape == (3,):
         matrix = np.diag(matrix)
-    if matrix.shape != (3, 3) or not np.all(matrix == np.round(matrix)) or round(abs(np.linalg.det(matrix))) < 1:
+    if matrix.shape != (3, 3) or not np.all(matrix == np.round(matrix)) or round(np.linalg.det(matrix)) < 1:
         raise InvalidArgumentError(
-            f"supercell must be a length in Å, three positive integers or a 3x3 integer matrix; got {supercell!r}"
+            "supercell must be a length in Å, three positive integers or a 3x3 integer matrix with a positive "
+            f"determinant; got {supercell!r}"
         )
     return matrix.astype(int)
 
@@ -107,6 +110,11 @@ def phonons(
     ph.forces = np.array([r["forces"] for r in results[1:]]) - results[0]["forces"]
     ph.produce_force_constants()
     ph.symmetrize_force_constants()
+    if np.abs(ph.force_constants).max() < 1e-8:
+        raise InvalidArgumentError(
+            f"every force constant is zero: the supercell {ph.supercell_matrix.tolist()} is too small (an atom "
+            "displaced with all its periodic images feels no force); use a larger supercell"
+        )
 
     ph.auto_band_structure(npoints=51)
     ph.run_mesh(mesh, is_gamma_center=True)

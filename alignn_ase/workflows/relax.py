@@ -70,8 +70,13 @@ def relax(
         raise InvalidArgumentError(
             "relax_cell=True needs a 3D periodic cell; pass relax_cell=False for molecules and slabs"
         )
+    if pressure_GPa and not relax_cell:
+        raise InvalidArgumentError(
+            f"pressure_GPa={pressure_GPa} needs relax_cell=True: with a fixed cell an external pressure changes nothing"
+        )
     target = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * units.GPa) if relax_cell else atoms
     energies: list[float] = []
+    enthalpies: list[float] = []  # what the optimiser minimises under pressure: E + PV (the filter's energy)
     with ExitStack() as stack:
         opt = stack.enter_context(OPTIMIZERS[optimizer](target, logfile=logfile))
         if trajectory is not None:
@@ -80,6 +85,8 @@ def relax(
 
         def observe() -> None:
             energies.append(atoms.get_potential_energy())
+            if pressure_GPa:
+                enthalpies.append(target.get_potential_energy())
             if progress:
                 bar.update(1 if opt.nsteps else 0)
                 bar.set_postfix(energy=f"{energies[-1]:.4f} eV", fmax=f"{_criterion(target):.3g}")
@@ -94,6 +101,8 @@ def relax(
         steps=int(opt.nsteps),
         converged=converged,
         energies=np.array(energies),
+        pressure_GPa=float(pressure_GPa),
+        enthalpies=np.array(enthalpies) if pressure_GPa else None,
     )
     if converged:
         logger.info(

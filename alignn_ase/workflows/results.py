@@ -33,6 +33,9 @@ class RelaxResult:
         steps: optimiser steps taken.
         converged: whether the force criterion was reached within ``max_steps``.
         energies: potential energy after every step (index 0 = start), eV.
+        pressure_GPa: the external pressure of the cell relaxation, GPa.
+        enthalpies: under a non-zero pressure, the enthalpy E + PV after every step (what the
+            optimiser minimises), eV; None at zero pressure.
     """
 
     atoms: Atoms
@@ -42,6 +45,13 @@ class RelaxResult:
     steps: int
     converged: bool
     energies: np.ndarray
+    pressure_GPa: float = 0.0
+    enthalpies: np.ndarray | None = None
+
+    @property
+    def enthalpy(self) -> float | None:
+        """Final enthalpy E + PV under ``pressure_GPa``, eV; None at zero pressure."""
+        return None if self.enthalpies is None else float(self.enthalpies[-1])
 
     def summary(self) -> dict[str, Any]:
         """Scalars and small arrays, with units in the key names."""
@@ -51,6 +61,8 @@ class RelaxResult:
             "converged": self.converged,
             "steps": self.steps,
             "energy_eV": self.energy,
+            "pressure_GPa": self.pressure_GPa,
+            "enthalpy_eV": self.enthalpy,
             "max_force_eV_per_A": self.max_force,
             "stress_eV_per_A3": _floats(self.stress),
             "cell_lengths_A": _floats(cell.lengths()) if self.atoms.pbc.any() else None,
@@ -59,14 +71,16 @@ class RelaxResult:
         }
 
     def plot(self, path: str | Path) -> Path:
-        """Energy per atom vs optimiser step, written as a PNG to ``path``."""
+        """Energy per atom (the enthalpy E + PV under pressure) vs optimiser step, written as a PNG to ``path``."""
         fig = Figure(figsize=(4.5, 3.2), layout="tight")
         ax = fig.subplots()
-        ax.plot(self.energies / len(self.atoms), marker=".")
+        under_pressure = self.enthalpies is not None
+        ax.plot((self.enthalpies if under_pressure else self.energies) / len(self.atoms), marker=".")
         ax.set(
             xlabel="optimiser step",
-            ylabel="energy (eV/atom)",
-            title=f"relaxation of {self.atoms.get_chemical_formula()}",
+            ylabel=f"{'enthalpy' if under_pressure else 'energy'} (eV/atom)",
+            title=f"relaxation of {self.atoms.get_chemical_formula()}"
+            + (f" at {self.pressure_GPa:g} GPa" if under_pressure else ""),
         )
         fig.savefig(path, dpi=120)
         return Path(path)

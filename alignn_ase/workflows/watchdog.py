@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 class Watchdog:
     """Checks every MD frame; raises :class:`~alignn_ase.errors.SimulationError` on the first bad one.
 
-    A frame is bad when its energy or forces are not finite, two atoms are closer
+    A frame is bad when its energy, forces, positions or momenta are not finite, two atoms are closer
     than ``min_distance`` (Å), or its temperature exceeds ``max_temperature_K``
     (K). The last frame that passed (positions, momenta, cell, energy, forces)
     is written as extended XYZ to ``frame_path`` (when given) before raising.
@@ -50,6 +50,8 @@ class Watchdog:
         positions = atoms.get_positions()
         if not np.isfinite(positions).all():
             return "non-finite positions"
+        if not np.isfinite(atoms.get_momenta()).all():
+            return "non-finite momenta"
         box = atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3))
         i, j, d = self._neighbors.compute(positions, box, [bool(p) for p in atoms.pbc], "ijd")
         if len(d) and d.min() < self.min_distance:
