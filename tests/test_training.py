@@ -328,3 +328,83 @@ def test_every_process_reduces_the_same_metric_list():
         assert d.lengths == [2 + 2 * len(task.metrics)] and metrics == {} and loss == 0.0
     assert make_task(TaskConfig(kind="forcefield")).metrics == (
         "energy_mae_eV_per_atom", "force_mae_eV_per_A", "stress_mae_GPa")
+
+
+def test_labels_read_where_ase_puts_them(tmp_path):
+    """ASE moves energy/magmom from the comment line to a calculator; a virial (eV) becomes -W/V."""
+    a = bulk("Cu", "fcc", a=3.6, cubic=True)
+    path = tmp_path / "labels.extxyz"
+    path.write_text(
+        "4\nLattice=\"3.6 0 0 0 3.6 0 0 0 3.6\" Properties=species:S:1:pos:R:3 energy=-1.5 magmom=1.25 "
+        "virial=\"4.0 0 0 0 4.0 0 0 0 4.0\" pbc=\"T T T\"\n"
+        + "".join(f"Cu {x} {y} {z}\n" for x, y, z in a.positions)
+    )
+    (prop,) = read_dataset(path, "magmom")
+    assert prop.labels == {"magmom": 1.25}
+    (ff,) = read_dataset(path)
+    np.testing.assert_allclose(ff.labels["stress"], [-4.0 / 3.6**3] * 3 + [0.0] * 3)
+
+
+def test_bad_force_field_labels_are_named(tmp_path):
+    frames = emt_frames(2, seed=5)
+    forces = frames[1].get_forces()
+    forces[2, 0] = np.nan
+    frames[1].calc = SinglePointCalculator(frames[1], energy=-1.0, forces=forces)
+    write(tmp_path / "nan.extxyz", frames)
+    with pytest.raises(DatasetError, match=r"record s1: forces hold non-finite values \(atoms \[2\]\)"):
+        read_dataset(tmp_path / "nan.extxyz")
+    frames[1].calc = SinglePointCalculator(frames[1], energy=-1.0, stress=np.full(6, 2.0))  # 320 GPa: in GPa?
+    write(tmp_path / "gpa.extxyz", frames)
+    with pytest.warns(UserWarning, match="record s1: a stress component of 2 eV/Å³"):
+        read_dataset(tmp_path / "gpa.extxyz")
+
+
+def test_data_the_model_cannot_take_is_refused_before_training(tmp_path, dataset):
+    frames = emt_frames(12, seed=3)
+    frames[5].symbols[0] = "Pu"
+    write(tmp_path / "pu.extxyz", frames)
+    ff = train(run_config(tmp_path / "ff", dataset, "forcefield", optim={"epochs": 1}), progress=False)
+    cfg = run_config(tmp_path / "ft", tmp_path / "pu.extxyz", "forcefield", model={"init_from": str(ff.best_model)})
+    with pytest.raises(DatasetError, match="record s5: element.*Pu"):
+        train(cfg, progress=False)
+
+    for a, c in zip(frames, [0, 1, 2] * 4):
+        a.info["c"] = c
+    frames[5].symbols[0] = "Cu"
+    write(tmp_path / "c3.extxyz", frames)
+    cfg = run_config(tmp_path / "cls", tmp_path / "c3.extxyz", "classification", task={"target": "c"})
+    with pytest.raises(DatasetError, match=r"class 2 is outside 0..1 \(task.num_classes = 2\)"):
+        train(cfg, progress=False)
+
+
+def test_finetuning_into_another_task_kind_is_refused(tmp_path, dataset):
+    prop = train(run_config(tmp_path / "p", dataset, "regression", optim={"epochs": 1}), progress=False)
+    cfg = run_config(tmp_path / "c", dataset, "classification", task={"threshold": -3.0},
+                     model={"init_from": str(prop.best_model)})
+    with pytest.raises(ConfigError, match="is a regression model; task.kind is 'classification'"):
+        train(cfg, progress=False)
+
+
+def test_resume_continues_the_same_run_only_and_remembers_early_stopping(tmp_path, dataset, caplog):
+    cfg = run_config(tmp_path, dataset, "regression", optim={"epochs": 6, "patience": 0})
+    first = train(cfg, progress=False)
+    assert len(first.history) == 1  # patience 0: stops after the first epoch
+    again = train(cfg, progress=False)  # the same command again: the run is over, nothing trains
+    assert again.history == first.history
+    longer = run_config(tmp_path, dataset, "regression", optim={"epochs": 9, "patience": 0})
+    with pytest.raises(ConfigError, match=r"another config \(optim.epochs: 6 -> 9\)"):
+        train(longer, progress=False)
+
+
+def test_split_problems_are_logged_and_a_lone_last_structure_joins_a_batch(tmp_path, dataset, caplog):
+    from alignn_ase.training.graphs import epoch_batches
+
+    assert [len(b) for b in epoch_batches(9, 2, 0, 0, True)] == [2, 2, 2, 3]
+    assert sorted(i for b in epoch_batches(9, 2, 0, 0, True) for i in b) == list(range(9))
+    # two processes: the last global batch (one structure) joins the first, 5 structures cut 3 + 2
+    assert [[len(b) for b in epoch_batches(5, 2, 0, 0, True, world_size=2, rank=r)] for r in (0, 1)] == [[3], [2]]
+    cfg = run_config(tmp_path, dataset, "regression", optim={"epochs": 1})
+    cfg["data"]["split_counts"] = [38, 0, 2]
+    with caplog.at_level("WARNING"):
+        train(cfg, progress=False)
+    assert "no validation structures" in caplog.text

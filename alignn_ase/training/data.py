@@ -16,12 +16,13 @@ import csv
 import json
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.io import read as ase_read
 from ase.stress import full_3x3_to_voigt_6_stress
@@ -128,22 +129,56 @@ def _forcefield_labels(atoms: Atoms, rid: str) -> dict[str, Any]:
         if value is not None:
             labels[key] = value
     if "energy" not in labels:
-        raise DatasetError(f"record {rid}: no energy label")
+        raise DatasetError(
+            f"record {rid}: no energy label (read from the structure's calculator results, info['energy'], "
+            "arrays['forces'] and info['stress'] or info['virial'])"
+        )
     labels["energy"] = _number(labels["energy"], "energy", rid)
     n = len(atoms)
     if "forces" in labels:
         f = np.asarray(labels["forces"], dtype=float)
-        if f.shape != (n, 3) or not np.isfinite(f).all():
-            raise DatasetError(f"record {rid}: forces must be a finite ({n}, 3) array, got shape {f.shape}")
+        if f.shape != (n, 3):
+            raise DatasetError(f"record {rid}: forces must be a ({n}, 3) array, got shape {f.shape}")
+        if not np.isfinite(f).all():
+            raise DatasetError(f"record {rid}: forces hold non-finite values (atoms {_bad_rows(f)})")
         labels["forces"] = f
+    if "stress" not in labels and "virial" in atoms.info:
+        labels["stress"] = _stress_from_virial(atoms, atoms.info["virial"], rid)
     if "stress" in labels:
         s = np.asarray(labels["stress"], dtype=float)
         if s.shape == (3, 3):
             s = full_3x3_to_voigt_6_stress(s)
         if s.shape != (6,) or not np.isfinite(s).all():
             raise DatasetError(f"record {rid}: stress must be a finite Voigt 6-vector or 3x3, got shape {s.shape}")
+        if np.abs(s).max() > MAX_PLAUSIBLE_STRESS:
+            largest = float(np.abs(s).max())
+            warnings.warn(
+                f"record {rid}: a stress component of {largest:.3g} eV/Å³ ({largest / units.GPa:.0f} GPa); stresses "
+                "are read in eV/Å³ (ASE's unit): values in GPa or kbar would be 160x or 1600x too large",
+                stacklevel=2,
+            )
         labels["stress"] = s
     return labels
+
+
+#: Stresses above this (eV/Å³; 160 GPa) are more likely a unit mistake than a label.
+MAX_PLAUSIBLE_STRESS = 1.0
+
+
+def _bad_rows(values: np.ndarray) -> list[int]:
+    return np.flatnonzero(~np.isfinite(values).all(axis=1))[:5].tolist()
+
+
+def _stress_from_virial(atoms: Atoms, virial: Any, rid: str) -> np.ndarray:
+    """Stress (eV/Å³, 3x3, ASE sign) from a virial W (eV, extxyz convention): sigma = -W / V."""
+    w = np.asarray(virial, dtype=float)
+    if w.shape == (9,):
+        w = w.reshape(3, 3)
+    if w.shape != (3, 3):
+        raise DatasetError(f"record {rid}: virial must be a 3x3 matrix (eV), got shape {w.shape}")
+    if not atoms.cell.volume > 1e-8:
+        raise DatasetError(f"record {rid}: a virial needs a 3D cell to become a stress")
+    return -w / atoms.cell.volume
 
 
 def read_extxyz(path: Path, target: str | None) -> Iterator[Record | DatasetError]:
@@ -157,7 +192,9 @@ def read_extxyz(path: Path, target: str | None) -> Iterator[Record | DatasetErro
         if target is None:
             yield _guard(rid, lambda: Record(rid, atoms, _forcefield_labels(atoms, rid)))
         else:
-            yield _guard(rid, lambda: Record(rid, atoms, {target: _property(atoms.info, target, rid)}))
+            # ASE moves some keys (energy, free_energy, magmom, ...) from the comment line to a calculator
+            source = {**(atoms.calc.results if atoms.calc is not None else {}), **atoms.info}
+            yield _guard(rid, lambda: Record(rid, atoms, {target: _property(source, target, rid)}))
 
 
 def read_ase_db(path: Path, target: str | None, id_key: str = "jid") -> Iterator[Record | DatasetError]:
@@ -177,6 +214,8 @@ def read_ase_db(path: Path, target: str | None, id_key: str = "jid") -> Iterator
             if target is None:
                 return Record(rid, atoms, _forcefield_labels(atoms, rid))
             source = {**(row.get("data") or {}), **row.key_value_pairs}
+            if target not in source and row.get(target) is not None:  # a column: energy, magmom, charge, ...
+                source[target] = row.get(target)
             return Record(rid, atoms, {target: _property(source, target, rid)})
 
         yield _guard(rid, make)

@@ -32,8 +32,11 @@ FLOAT_FIELDS = ("positions", "cell", "shift")
 Sample = tuple[AtomGraph, dict[str, torch.Tensor]]
 
 
-def label_tensors(record: Record, task: str, target: str | None, threshold: float | None) -> dict[str, torch.Tensor]:
-    """Tensors of a record's labels for ``task``: force-field energy (eV), forces (eV/Å), stress (eV/Å³); or the target."""
+def label_tensors(
+    record: Record, task: str, target: str | None, threshold: float | None, num_classes: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Tensors of a record's labels for ``task``: force-field energy (eV), forces (eV/Å), stress (eV/Å³); or the
+    target (a class index in ``0 .. num_classes - 1`` for classification)."""
     lab = record.labels
     if task == "forcefield":
         out = {"energy": torch.tensor([lab["energy"]], dtype=torch.float64)}
@@ -50,6 +53,10 @@ def label_tensors(record: Record, task: str, target: str | None, threshold: floa
         cls = int(value > threshold) if threshold is not None else int(value)
         if threshold is None and cls != value:
             raise DatasetError(f"record {record.id}: class label {value!r} is not an integer (set task.threshold?)")
+        if num_classes is not None and not 0 <= cls < num_classes:
+            raise DatasetError(
+                f"record {record.id}: class {cls} is outside 0..{num_classes - 1} (task.num_classes = {num_classes})"
+            )
         return {"target": torch.tensor([cls], dtype=torch.long)}
     return {"target": torch.tensor([value], dtype=torch.float64)}
 
@@ -101,6 +108,7 @@ class GraphDataset(torch.utils.data.Dataset):
         min_distance: float = 0.0,
         in_memory: bool = True,
         progress: bool = True,
+        num_classes: int | None = None,
     ):
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.ids = [r.id for r in records]
@@ -110,7 +118,7 @@ class GraphDataset(torch.utils.data.Dataset):
         self.samples: list[Sample] | None = [] if in_memory else None
         built = 0
         for record in tqdm(records, desc="graphs", disable=not progress, leave=False):
-            labels = label_tensors(record, task, target, threshold)
+            labels = label_tensors(record, task, target, threshold, num_classes)
             path = cache_dir / f"{_key(record, settings, labels)}.pt"
             sample = None
             if not path.exists():
@@ -158,16 +166,14 @@ def epoch_batches(
 
     The order depends only on (seed, epoch), so a resumed run sees the same
     batches. Under torchrun each global batch of ``batch_size * world_size``
-    indices is cut into one contiguous slice per rank; a final global batch too
-    small to give every rank a structure is dropped.
+    indices is cut into one contiguous slice per rank. A final global batch
+    too small to give every rank two structures joins the one before it (a
+    batch of a single 1-atom cell would stop batch normalisation); with no
+    batch before it, it is used as it is if every rank gets a structure.
     """
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
     step = batch_size * world_size
-    batches = []
-    for start in range(0, n, step):
-        chunk = order[start : start + step]
-        if len(chunk) < world_size:
-            break
-        parts = np.array_split(chunk, world_size)
-        batches.append(parts[rank].tolist())
-    return batches
+    chunks = [order[start : start + step] for start in range(0, n, step)]
+    if len(chunks) > 1 and len(chunks[-1]) < 2 * world_size:
+        chunks[-2:] = [np.concatenate(chunks[-2:])]
+    return [np.array_split(c, world_size)[rank].tolist() for c in chunks if len(c) >= world_size]

@@ -33,18 +33,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from ase.data import chemical_symbols
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..calculator import resolve_device, resolve_dtype
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError, UnsupportedElementError
 from ..io import FORMAT, FORMAT_VERSION, build_model, load_model, save_model
 from ..nn.base import ALIGNNModel
 from ..nn.smooth import SmoothALIGNN
 from ..nn.config import parse_config
 from .config import TaskConfig, TrainConfig, config_from_dict, load_config
-from .data import read_dataset
+from .data import Record, read_dataset
 from .graphs import GraphDataset, collate, epoch_batches, to_device
 from .splits import load_split, make_split, save_split
 from .tasks import Task, make_task
@@ -113,6 +114,20 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
         if t.kind != "forcefield":
             if model.is_potential:
                 raise ConfigError(f"config: model.init_from {m.init_from!r} is a force field, not a property model")
+            classifier = bool(getattr(model.config, "classification", False))
+            if classifier != (t.kind == "classification"):
+                raise ConfigError(
+                    f"config: model.init_from {m.init_from!r} is a {'classification' if classifier else 'regression'} "
+                    f"model; task.kind is {t.kind!r}"
+                )
+            classes = getattr(model.config, "num_classes", 2) if classifier else None
+            if classifier and type(model).__name__ == "ALIGNNAtomwise":
+                classes = 2  # upstream's atomwise classifiers are binary
+            if classes is not None and classes != t.num_classes:
+                raise ConfigError(
+                    f"config: model.init_from {m.init_from!r} has {classes} classes; "
+                    f"task.num_classes is {t.num_classes}"
+                )
             model.property_name = t.target
     else:
         params = dict(m.params)
@@ -137,6 +152,68 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
     if frozen:
         logger.info("froze %d parameter tensors", len(frozen))
     return model
+
+
+def _check_elements(model: ALIGNNModel, records: list[Record]) -> None:
+    """Raise :class:`DatasetError` naming the first record with an element ``model`` does not cover
+    (before any graph is built, rather than when its batch comes up)."""
+    for r in records:
+        try:
+            model.check_elements(torch.as_tensor(r.atoms.numbers))
+        except UnsupportedElementError as exc:
+            raise DatasetError(f"record {r.id}: {exc}") from None
+
+
+def _warn_about_split(sets: dict[str, GraphDataset]) -> None:
+    """Log what a split silently costs: no validation (the best model is picked on the training loss),
+    no test, or elements that no training structure holds (their reference energies and embeddings stay
+    untrained)."""
+    if not len(sets["val"]):
+        logger.warning("no validation structures: the best model is chosen on the training loss")
+    if not len(sets["test"]):
+        logger.warning("no test structures: no test metrics")
+    seen = {int(z) for n in sets["train"].numbers for z in n}
+    elsewhere = {int(z) for part in ("val", "test") for n in sets[part].numbers for z in n} - seen
+    if elsewhere:
+        logger.warning(
+            "element(s) %s occur only in validation/test structures: the model learns nothing about them",
+            ", ".join(chemical_symbols[z] for z in sorted(elsewhere)),
+        )
+
+
+#: Config entries that may change between a run and its resumption: where things are, not what is computed.
+_RESUMABLE_CHANGES = {"output_dir", "device", "resume", "card", "data.cache_dir", "data.in_memory"}
+
+
+def _run_identity(cfg: TrainConfig) -> dict[str, Any]:
+    """The config entries that define a run, flattened (``optim.lr``, ...); a resumed run must match them."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif prefix not in _RESUMABLE_CHANGES:
+            flat[prefix] = json.dumps(value, sort_keys=True)
+
+    walk("", asdict(cfg))
+    return flat
+
+
+def _check_same_run(cfg: TrainConfig, saved: dict[str, Any] | None, out: Path) -> None:
+    """Raise :class:`ConfigError` when the run in ``out`` was made with another config (``saved``: its
+    :func:`_run_identity`; None for a state written before it was recorded)."""
+    if saved is None:
+        return
+    now = _run_identity(cfg)
+    changed = sorted(k for k in set(now) | set(saved) if now.get(k) != saved.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k, '-')} -> {now.get(k, '-')}" for k in changed[:5])
+        raise ConfigError(
+            f"{out} holds a run with another config ({detail}); resuming continues the same run only. "
+            "Use a new output_dir (to fine-tune it: model.init_from pointing at its best_model), or resume: false "
+            "to start over"
+        )
 
 
 def _init_output(model: ALIGNNModel, dataset: GraphDataset, task: str) -> None:
@@ -321,16 +398,20 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     by_id = {r.id: r for r in records}
 
     model = _make_model(cfg, sorted({s for r in records for s in r.atoms.get_chemical_symbols()}))
+    _check_elements(model, records)
+    classes = cfg.task.num_classes if cfg.task.kind == "classification" else None
     sets = {
         part: GraphDataset(
             [by_id[i] for i in split[part]], model.graph_settings, cfg.cache_dir, cfg.task.kind, cfg.task.target,
-            cfg.task.threshold, model.min_distance, cfg.data.in_memory, show,
+            cfg.task.threshold, model.min_distance, cfg.data.in_memory, show, classes,
         )
         for part in ("train", "val", "test")
     }
     del records, by_id
     sizes = {k: len(v) for k, v in sets.items()}
     logger.info("split: %s", sizes)
+    if d.main:
+        _warn_about_split(sets)
     if not cfg.model.init_from:
         _init_output(model, sets["train"], cfg.task.kind)
     model.to(device=device, dtype=dtype)
@@ -350,8 +431,10 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(o.ema_decay)) if o.ema_decay else None
 
     start, best, stale, history = 0, math.inf, 0, []
+    stopped = False
     if resuming:
         st = torch.load(state_path, map_location=device, weights_only=True)
+        _check_same_run(cfg, st.get("config"), out)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         if sched is not None:
@@ -359,12 +442,13 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         if ema is not None:
             ema.load_state_dict(st["ema"])
         start, best, stale, history = st["epoch"], st["best"], st["stale"], st["history"]
-        logger.info("resuming %s after epoch %d", out, start)
+        stopped = bool(st.get("stopped", False))
+        logger.info("%s %s after epoch %d", "finishing (stopped early)" if stopped else "resuming", out, start)
 
     eval_model = ema.module if ema is not None else model
     val_set = sets["val"] if sizes["val"] else sets["train"]
     val_batches = _eval_batches(len(val_set), o.batch_size, d)
-    for epoch in range(start, o.epochs):
+    for epoch in range(start, o.epochs if not stopped else start):
         t0 = time.perf_counter()
         model.train()
         loss_sum, count = 0.0, 0
@@ -400,6 +484,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         history.append(row)
         improved = val_loss < best
         best, stale = (val_loss, 0) if improved else (best, stale + 1)
+        stopped = o.patience is not None and stale >= o.patience
         logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
         if d.main:
             _write_history(out, history)
@@ -410,9 +495,10 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict() if sched is not None else {},
                      "ema": ema.state_dict() if ema is not None else {},
-                     "epoch": epoch + 1, "best": best, "stale": stale, "history": history}
+                     "epoch": epoch + 1, "best": best, "stale": stale, "history": history, "stopped": stopped,
+                     "config": _run_identity(cfg)}
             _write_atomically(state_path, lambda tmp: torch.save(state, tmp))
-        if o.patience is not None and stale >= o.patience:
+        if stopped:
             logger.info("early stopping: no better validation loss in %d epochs", o.patience)
             break
 
@@ -467,10 +553,12 @@ def evaluate_dataset(
     m = model if isinstance(model, ALIGNNModel) else load_model(model)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     records = read_dataset(data_path, None if task_cfg.kind == "forcefield" else task_cfg.target)
+    _check_elements(m, records)
     out = Path(output_dir)
+    classes = task_cfg.num_classes if task_cfg.kind == "classification" else None
     with tempfile.TemporaryDirectory() as cache:
         dataset = GraphDataset(records, m.graph_settings, Path(cache), task_cfg.kind, task_cfg.target,
-                               task_cfg.threshold, m.min_distance)
+                               task_cfg.threshold, m.min_distance, num_classes=classes)
         return _test(m.to(device=dev, dtype=dt), make_task(task_cfg), dataset, batch_size, dev, dt, out)
 
 
