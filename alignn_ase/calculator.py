@@ -6,12 +6,12 @@ import contextlib
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, Parameters, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 from tqdm import tqdm
 
@@ -26,6 +26,16 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ModelSpec = str | Path | ALIGNNModel
+#: Graphs keep positions and cell in float64 whatever the model's dtype: bond vectors are differences of
+#: absolute coordinates, which float32 would round by ~1e-6 of their size (measured: force errors of 1e-4 eV/Å
+#: for a molecule 100 Å from the origin, 2.5e-2 at 10^4 Å); the model takes them in its own dtype.
+GRAPH_DTYPE = torch.float64
+#: Keyword arguments passed on to ASE's ``Calculator``.
+_ASE_ARGUMENTS = frozenset({"label", "atoms", "directory"})
+
+
+def _provenance(model: ALIGNNModel) -> str:
+    return str(model.source) if model.source else type(model).__name__
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -119,6 +129,16 @@ class ALIGNNCalculator(Calculator):
         compile: bool = False,
         **kwargs: Any,
     ):
+        unknown = sorted(set(kwargs) - _ASE_ARGUMENTS)
+        if unknown:
+            hint = (
+                " (upstream ALIGNN's calculator takes the checkpoint as path=/model_filename=; here it is model=)"
+                if {"path", "model_filename", "model_path"} & set(unknown) else ""
+            )
+            raise InvalidArgumentError(
+                f"unknown argument(s) {unknown}{hint}; ALIGNNCalculator takes model, device, dtype, properties, "
+                f"skin, compile and ASE's {sorted(_ASE_ARGUMENTS)}"
+            )
         super().__init__(**kwargs)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
@@ -158,13 +178,27 @@ class ALIGNNCalculator(Calculator):
         # bond list's self tolerance (such a pair is left out of a build but would be a bond later).
         reusable = self.model.graph_settings.strategy == "radius" and self.model.min_distance > SELF_TOLERANCE
         self.skin = skin if reusable else 0.0
+        # what made the results, for ASE's records (todict(), ase.db's calculator_parameters); fixed, see set()
+        self.parameters = Parameters(
+            model=_provenance(self.model), device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+            skin=self.skin, compile=self.compiled,
+            properties={name: _provenance(m) for name, m in self.property_models.items()},
+        )
         self._graphs = self._cache(self.model, self.skin)
         self._property_graphs = {name: self._cache(m, 0.0) for name, m in self.property_models.items()}
         self.n_model_evaluations = 0
         self._warned_isolated = False
 
+    def set(self, **kwargs: Any) -> dict[str, Any]:
+        """Refuse to change settings: the model, dtype and graphs are fixed when the calculator is made."""
+        if kwargs:
+            raise InvalidArgumentError(
+                f"cannot set {sorted(kwargs)} on an ALIGNNCalculator; make a new one with the settings you want"
+            )
+        return {}
+
     def _cache(self, model: ALIGNNModel, skin: float) -> GraphCache:
-        return GraphCache(model.graph_settings, self.dtype, self.device, model.min_distance, skin)
+        return GraphCache(model.graph_settings, GRAPH_DTYPE, self.device, model.min_distance, skin)
 
     @property
     def n_graph_builds(self) -> int:
@@ -189,10 +223,11 @@ class ALIGNNCalculator(Calculator):
         atoms = self.atoms
         if "stress" in properties and not has_3d_cell(atoms):
             raise PropertyNotImplementedError("stress needs a 3D cell; this structure's cell volume is 0")
-        graph = self._graphs(atoms)
-        self._warn_isolated(graph)
-        props = {name: cache(atoms) for name, cache in self._property_graphs.items()}
-        (self.results,) = self._evaluate(graph, props, has_3d_cell(atoms))
+        with torch.inference_mode(False):  # forces need autograd, also when the caller is in inference mode
+            graph = self._graphs(atoms)
+            self._warn_isolated(graph)
+            props = {name: cache(atoms) for name, cache in self._property_graphs.items()}
+            (self.results,) = self._evaluate(graph, props, has_3d_cell(atoms))
 
     def _warn_isolated(self, graph: AtomGraph) -> None:
         """Log a warning (once per calculator) when an atom of a structure with more than one atom has
@@ -230,7 +265,14 @@ class ALIGNNCalculator(Calculator):
         results: list[dict[str, Any]] = [{} for _ in structures]
         starts = range(0, len(structures), batch_size)
         bar = tqdm(starts, desc="predict", unit="batch", disable=not progress or len(starts) < 2, leave=False)
-        for start in bar:
+        with torch.inference_mode(False):
+            self._predict_batches(structures, bar, batch_size, results)
+        return results
+
+    def _predict_batches(
+        self, structures: list[Atoms], starts: Iterable[int], batch_size: int, results: list[dict[str, Any]]
+    ) -> None:
+        for start in starts:
             chunk = list(range(start, min(start + batch_size, len(structures))))
             for want_stress in (True, False):
                 group = [i for i in chunk if has_3d_cell(structures[i]) == want_stress]
@@ -246,7 +288,6 @@ class ALIGNNCalculator(Calculator):
                     if len(structures) == 1:
                         raise
                     raise self._naming_structure(exc, structures, group) from None
-        return results
 
     def _naming_structure(
         self, exc: InvalidStructureError, structures: list[Atoms], group: list[int]
@@ -304,7 +345,7 @@ class ALIGNNCalculator(Calculator):
                 return evaluate(model, graph, forces=forces, stress=stress)
 
     def _build(self, model: ALIGNNModel, structures: list[Atoms]) -> AtomGraph:
-        return build_graphs(structures, model.graph_settings, self.dtype, self.device, model.min_distance)
+        return build_graphs(structures, model.graph_settings, GRAPH_DTYPE, self.device, model.min_distance)
 
     def _evaluate(
         self, graph: AtomGraph, property_graphs: dict[str, AtomGraph], want_stress: bool
@@ -314,8 +355,13 @@ class ALIGNNCalculator(Calculator):
         out = self._run(self.model, graph, forces=True, stress=want_stress)
         self.n_model_evaluations += 1
         n_atoms = graph.n_atoms.tolist()
+        starts = np.cumsum(n_atoms)[:-1]
         energy = out["energy"].cpu().numpy().astype(np.float64)
-        forces = np.split(out["forces"].cpu().numpy().astype(np.float64), np.cumsum(n_atoms)[:-1])
+        if "energies" in out:
+            # the site energies summed in float64: a float32 sum over many atoms loses ~1e-3 eV at 1000 atoms
+            energies = np.split(out["energies"].cpu().numpy().astype(np.float64), starts)
+            energy = np.array([e.sum() for e in energies])
+        forces = np.split(out["forces"].cpu().numpy().astype(np.float64), starts)
         results: list[dict[str, Any]] = [
             {"energy": float(e), "free_energy": float(e), "forces": f} for e, f in zip(energy, forces)
         ]
@@ -324,7 +370,6 @@ class ALIGNNCalculator(Calculator):
             for res, s in zip(results, stress):
                 res["stress"] = s
         if "energies" in out:
-            energies = np.split(out["energies"].cpu().numpy().astype(np.float64), np.cumsum(n_atoms)[:-1])
             for res, e in zip(results, energies):
                 res["energies"] = e
         for name, m in self.property_models.items():

@@ -41,16 +41,18 @@ def evaluate(
     asked of a structure without a 3D cell.
     """
     model.check_elements(graph.numbers)
+    # bond vectors in the graph's dtype (float64 in the calculator: exact wherever the atoms sit), then the model's
+    bonds = graph.bond_vectors().to(model.float_dtype)
     if not model.is_potential or not (forces or stress):
         with torch.set_grad_enabled(create_graph):
-            return dict(model(graph, graph.bond_vectors()))
+            return dict(model(graph, bonds))
 
     if stress:
         volume = graph.volume()
         if bool((volume < 1e-8).any()):
             raise InvalidStructureError("stress needs a 3D cell, but the structure's cell volume is 0")
     with torch.enable_grad():
-        r = graph.bond_vectors().detach().requires_grad_(True)
+        r = bonds.detach().requires_grad_(True)
         out = dict(model(graph, r))
         total = out["energy"]
         if "gradient_only_energy" in out:
@@ -60,7 +62,7 @@ def evaluate(
         g = torch.zeros_like(r)
 
     if forces:
-        out["forces"] = torch.zeros_like(graph.positions).index_add_(0, graph.src, g).index_add_(0, graph.dst, -g)
+        out["forces"] = g.new_zeros(graph.positions.shape).index_add_(0, graph.src, g).index_add_(0, graph.dst, -g)
     if stress:
         outer = (r.detach().unsqueeze(2) * g.unsqueeze(1)).reshape(-1, 9)
         virial = torch.zeros(graph.num_graphs, 9, dtype=g.dtype, device=g.device).index_add_(0, graph.edge_graph, outer)

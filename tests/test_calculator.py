@@ -5,12 +5,13 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.io import read
 
-from alignn_ase import ALIGNNCalculator, available_models, load_model, predict, save_model
+from alignn_ase import ALIGNNCalculator, InvalidArgumentError, available_models, load_model, predict, save_model
 
 from .conftest import ROOT, UPSTREAM
 from .helpers import calc64, random_crystal, smooth_model
@@ -93,6 +94,47 @@ def test_float32_agrees_with_float64():
         results[dtype] = (a.get_potential_energy(), a.get_forces())
     assert np.isclose(results["float32"][0], results["float64"][0], rtol=1e-5)
     assert np.abs(results["float32"][1] - results["float64"][1]).max() < 1e-4
+
+
+def test_float32_accuracy_does_not_depend_on_where_the_atoms_sit_or_how_many_there_are():
+    model = smooth_model()
+    f64 = ALIGNNCalculator(model, dtype="float64")
+    f32 = ALIGNNCalculator(model, dtype="float32")
+    molecule = Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0.05]])
+    reference = f64.get_forces(molecule)
+    for offset in (0.0, 1e3, 1e4):  # float32 coordinates would round bond vectors by ~1e-3 Å at 1e4 Å
+        far = molecule.copy()
+        far.translate([offset] * 3)
+        assert np.abs(f32.get_forces(far) - reference).max() < 1e-4, offset
+    big = bulk("Si", "diamond", a=5.43, cubic=True).repeat((5, 5, 5))  # 1000 atoms
+    big.rattle(0.05, seed=1)
+    e32, e64 = f32.get_potential_energy(big), f64.get_potential_energy(big)
+    assert e32 == pytest.approx(f32.results["energies"].sum(), abs=1e-9)  # summed in float64
+    assert abs(e32 - e64) < 2e-4  # a float32 sum over 1000 site energies was off by ~1e-3 eV
+
+
+def test_calculator_arguments_are_checked_and_recorded():
+    with pytest.raises(InvalidArgumentError, match=r"\['path'\] \(upstream ALIGNN's calculator .* model="):
+        ALIGNNCalculator(path="/nonexistent/model")
+    with pytest.raises(InvalidArgumentError, match="skn"):
+        ALIGNNCalculator(skn=0.0)
+    calc = ALIGNNCalculator(dtype="float64", skin=0.5, directory=".")
+    with pytest.raises(InvalidArgumentError, match="make a new one"):
+        calc.set(dtype="float32")
+    record = calc.todict()  # what ase.db stores as calculator_parameters
+    assert record["model"].endswith("alignn-ase-distill-v5") and record["dtype"] == "float64"
+    assert record["skin"] == 0.5 and record["properties"] == {}
+
+
+def test_forces_also_under_inference_mode():
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.05, seed=2)
+    calc = calc64()
+    expected = calc.get_forces(atoms)
+    calc.reset()
+    with torch.inference_mode():
+        np.testing.assert_allclose(calc.get_forces(atoms), expected, atol=1e-12)
+        np.testing.assert_allclose(calc.predict([atoms])[0]["forces"], expected, atol=1e-12)
 
 
 def test_save_and_reload_round_trip(tmp_path):

@@ -54,6 +54,11 @@ class ALIGNNModel(nn.Module):
         self.register_buffer("_feature_table", table.float(), persistent=False)
         self.register_buffer("_known_elements", element_mask(elements, known), persistent=False)
 
+    @property
+    def float_dtype(self) -> torch.dtype:
+        """The dtype of the model's weights, in which it takes its bond vectors."""
+        return self._feature_table.dtype
+
     def check_elements(self, numbers: torch.Tensor) -> None:
         """Raise :class:`~alignn_ase.errors.UnsupportedElementError` for elements the model lacks."""
         check_elements(numbers, self._known_elements)
