@@ -70,9 +70,11 @@ def write_structures(path: Path, images: Atoms | list[Atoms]) -> None:
     write(path, images, format="extxyz" if path.suffix in (".extxyz", ".xyz") else None)
 
 
-def make_calculator(args: argparse.Namespace, properties: Sequence[str] | None = None) -> ALIGNNCalculator:
+def make_calculator(
+    args: argparse.Namespace, properties: Sequence[str] | None = None, default_dtype: str = "float32"
+) -> ALIGNNCalculator:
     return ALIGNNCalculator(
-        args.model, device=args.device, dtype=args.dtype, properties=properties, compile=args.compile
+        args.model, device=args.device, dtype=args.dtype or default_dtype, properties=properties, compile=args.compile
     )
 
 
@@ -348,18 +350,19 @@ def add_check(sub: argparse._SubParsersAction, parents: Parents) -> None:
         description="Check forces and stress against finite differences, stress units and sign, rotation "
         "invariance and supercell extensivity on built-in structures. Exit status 1 if any check fails.",
     )
-    p.set_defaults(func=cmd_check, dtype="float64")
+    p.set_defaults(func=cmd_check)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    scale = 1.0 if args.dtype == "float64" else 30.0
-    results = run_checks(make_calculator(args), tolerance_scale=scale)
+    dtype = args.dtype or "float64"
+    scale = 1.0 if dtype == "float64" else 30.0
+    results = run_checks(make_calculator(args, default_dtype=dtype), tolerance_scale=scale)
     for r in results:
         print(r.line())
     counts = {
         k: sum(r.passed is v for r in results) for k, v in (("passed", True), ("failed", False), ("skipped", None))
     }
-    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped ({args.dtype})")
+    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped ({dtype})")
     return 1 if counts["failed"] else 0
 
 
@@ -422,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     compute = argparse.ArgumentParser(add_help=False)
     compute.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     compute.add_argument(
-        "--dtype", choices=["float32", "float64"], default="float32", help="(default float32; for check: float64)"
+        # default None, resolved per command: set_defaults on one subcommand would change the shared option for all
+        "--dtype", choices=["float32", "float64"], default=None, help="(default float32; for check: float64)"
     )
     compute.add_argument(
         "--compile", action="store_true",

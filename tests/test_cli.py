@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.io import read, write
@@ -239,3 +240,11 @@ def test_compile_option_reaches_the_calculator():
         argv = [command] if command == "check" else [command, "Si.cif"]
         assert make_calculator(build_parser().parse_args([*argv, "--compile"])).compiled
         assert not make_calculator(build_parser().parse_args(argv)).compiled
+
+
+def test_commands_compute_in_float32_unless_told_and_check_in_float64():
+    """check's float64 default must not leak into the other commands (argparse shares the option between them)."""
+    parser = build_parser()
+    for command in ("relax", "md", "phonons", "eos", "predict"):
+        assert make_calculator(parser.parse_args([command, "Si.cif"])).dtype == torch.float32, command
+        assert make_calculator(parser.parse_args([command, "Si.cif", "--dtype", "float64"])).dtype == torch.float64
