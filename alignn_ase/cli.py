@@ -23,11 +23,12 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
-from ase.io.formats import UnknownFileTypeError
+from ase.io.formats import UnknownFileTypeError, filetype, ioformats
 
 from .calculator import ALIGNNCalculator
 from .check import run_checks
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
+from .graph import is_3d_periodic
 from .io import available_models, load_model
 from .workflows import ENSEMBLES, calculate_many, eos, phonons, relax, run_md
 
@@ -41,6 +42,8 @@ Parents = dict[str, argparse.ArgumentParser]
 def read_structures(path: str | Path, index: str = "-1") -> list[Atoms]:
     """Structures in ``path`` (any format ASE reads); ``index`` as in ``ase.io.read`` (``":"`` = all)."""
     path = Path(path)
+    if path.is_dir():
+        raise InvalidStructureError(f"{path} is a folder, not a structure file")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
@@ -62,6 +65,24 @@ def add_structure(p: argparse.ArgumentParser, help: str = "input structure (any 
     """The positional input file and ``--index`` of commands that work on one structure."""
     p.add_argument("structure", help=help)
     p.add_argument("--index", default="-1", help="which frame of the file (ASE index; default -1, the last)")
+
+
+def output_path(path: str | Path, structures: bool = True) -> Path:
+    """``path`` checked before any computation, its folder made: a run must not end in a write that fails.
+    With ``structures``, its name must give a format ASE can write."""
+    path = Path(path)
+    if structures and path.suffix not in (".extxyz", ".xyz"):
+        try:
+            fmt = filetype(str(path), read=False)
+        except UnknownFileTypeError:
+            fmt = None
+        if fmt not in ioformats or not ioformats[fmt].can_write:
+            raise InvalidArgumentError(
+                f"cannot write structures to {path}: no structure format ASE can write has this name "
+                "(e.g. .extxyz, .cif, .traj, POSCAR)"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_structures(path: Path, images: Atoms | list[Atoms]) -> None:
@@ -105,6 +126,11 @@ def add_relax(sub: argparse._SubParsersAction, parents: Parents) -> None:
 
 def cmd_relax(args: argparse.Namespace) -> int:
     atoms = read_one(args)
+    output = output_path(args.output or f"{Path(args.structure).stem}_relaxed.extxyz")
+    if not args.fixed_cell and not is_3d_periodic(atoms):
+        raise InvalidArgumentError(
+            f"{args.structure} has no 3D periodic cell, so its cell cannot relax; use --fixed-cell (molecules, slabs)"
+        )
     result = relax(
         atoms,
         fmax=args.fmax,
@@ -115,7 +141,6 @@ def cmd_relax(args: argparse.Namespace) -> int:
         calculator=make_calculator(args),
         pressure_GPa=args.pressure,
     )
-    output = Path(args.output or f"{Path(args.structure).stem}_relaxed.extxyz")
     write_structures(output, result.atoms)
     print_json({**result.summary(), "output": str(output)})
     return 0
@@ -276,6 +301,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix not in (".json", ".extxyz", ".xyz"):
         raise InvalidArgumentError(f"--output must end in .json or .extxyz, got {output}")
+    output = output_path(output, structures=False)
     sources = [(path, i, atoms) for path in args.structures for i, atoms in enumerate(read_structures(path, ":"))]
     try:
         results = calculate_many([a for _, _, a in sources], make_calculator(args, args.property or None))
@@ -289,8 +315,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
             {"file": str(path), "index": i, "formula": atoms.get_chemical_formula(), **_jsonable(r)}
             for (path, i, atoms), r in zip(sources, results)
         ]
-        units = {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (Voigt xx yy zz yz xz xy, positive = tensile)"}
-        output.write_text(json.dumps({"units": units, "structures": records}, indent=1) + "\n")
+        units = {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (Voigt xx yy zz yz xz xy, positive = tensile)",
+                 "energies": "eV per atom", "properties": "the units of each property model's target"}
+        try:
+            text = json.dumps({"units": units, "structures": records}, indent=1, allow_nan=False)
+        except ValueError:  # JSON has no NaN or infinity
+            bad = next(r for r in records if not all(np.isfinite(np.asarray(v, dtype=float)).all()
+                                                    for k, v in r.items() if k not in ("file", "index", "formula")))
+            raise AlignnAseError(
+                f"the model gave non-finite results for {bad['file']}, frame {bad['index']}; nothing written"
+            ) from None
+        output.write_text(text + "\n")
     else:
         write_structures(output, [_with_results(atoms, r) for (_, _, atoms), r in zip(sources, results)])
     print(f"{len(results)} structure(s) -> {output}")

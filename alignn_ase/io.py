@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -43,6 +44,8 @@ FORMAT = "alignn-ase"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Where upstream-style training checkpoints keep the state_dict (or it is the whole file).
+STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict")
 CARD_FILE = "MODEL_CARD.md"
 UPSTREAM_STRATEGIES = ("k-nearest", "radius_graph", "pure_torch")
 ATOM_FEATURE_WIDTH = {"cgcnn": 92, "atomic_number": 1}
@@ -88,10 +91,18 @@ def _weights_rank(name: str) -> tuple[int, int] | None:
 
 
 def _pick(names: list[str], source: str) -> tuple[str, str, str | None]:
-    """Choose config, weights and card among member names of one folder level."""
-    configs = sorted((n for n in names if PurePosixPath(n).name == CONFIG_FILE), key=lambda n: n.count("/"))
+    """Choose config, weights and card among member names: the checkpoint at the top level, else the one
+    in a sub-folder (upstream's zips hold one folder); several sub-folders with a config are ambiguous."""
+    configs = sorted(n for n in names if PurePosixPath(n).name == CONFIG_FILE and n.count("/") <= 1)
     if not configs:
-        raise CheckpointError(f"{source}: no {CONFIG_FILE} found")
+        raise CheckpointError(f"{source}: no {CONFIG_FILE} found (at the top level or in a sub-folder)")
+    if CONFIG_FILE not in configs and len(configs) > 1:
+        folders = [str(PurePosixPath(n).parent) for n in configs]
+        raise CheckpointError(
+            f"{source}: holds {len(folders)} models ({', '.join(folders[:5])}{', ...' if len(folders) > 5 else ''}); "
+            "give the path of one of them"
+        )
+    configs = [CONFIG_FILE] if CONFIG_FILE in configs else configs
     folder = str(PurePosixPath(configs[0]).parent)
     here = [n for n in names if str(PurePosixPath(n).parent) == folder]
     ranked = [(r, n) for n in here if (r := _weights_rank(n)) is not None]
@@ -106,23 +117,24 @@ def _pick(names: list[str], source: str) -> tuple[str, str, str | None]:
 
 def _read_files(path: Path) -> _Files:
     source = str(path)
-    if path.is_dir():
-        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
-        cfg, weights, card = _pick(names, source)
-        return _Files(
-            source,
-            (path / cfg).read_bytes(),
-            weights,
-            (path / weights).read_bytes(),
-            (path / card).read_text() if card else None,
-        )
     try:
+        if path.is_dir():
+            top = list(path.iterdir())  # the top level and one sub-folder level (see _pick)
+            files = [p for p in top if p.is_file()] + [q for p in top if p.is_dir() for q in p.iterdir() if q.is_file()]
+            cfg, weights, card = _pick([p.relative_to(path).as_posix() for p in files], source)
+            return _Files(
+                source, (path / cfg).read_bytes(), weights, (path / weights).read_bytes(),
+                (path / card).read_bytes().decode(errors="replace") if card else None,
+            )
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
             cfg, weights, card = _pick(names, source)
-            return _Files(source, zf.read(cfg), weights, zf.read(weights), zf.read(card).decode() if card else None)
+            text = zf.read(card).decode(errors="replace") if card else None
+            return _Files(source, zf.read(cfg), weights, zf.read(weights), text)
     except zipfile.BadZipFile:
         raise CheckpointError(f"{source}: not a folder and not a readable zip file") from None
+    except (OSError, RuntimeError, NotImplementedError, zlib.error) as exc:  # permissions, encrypted, compression
+        raise CheckpointError(f"{source}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def _read_state_dict(files: _Files) -> dict[str, torch.Tensor]:
@@ -135,14 +147,25 @@ def _read_state_dict(files: _Files) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(io.BytesIO(files.weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or objects that weights_only refuses
+        detail = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0][:300]
         raise CheckpointError(
-            f"{where} cannot be read safely as PyTorch weights (corrupt, or holds objects other than tensors): "
-            f"{str(exc).splitlines()[0][:300]}"
+            f"{where} cannot be read safely as PyTorch weights: it is corrupt or holds objects other than tensors "
+            "(e.g. an optimiser or scheduler saved beside the weights), and alignn-ase unpickles tensors only. "
+            "If you trust the file, keep just the weights: "
+            "torch.save(torch.load(f, weights_only=False)['model'], 'best_model.pt'). "
+            f"({detail})"
         ) from None
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
+    if isinstance(obj, dict):
+        for key in STATE_DICT_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise CheckpointError(f"{where} holds no state_dict (a mapping of names to tensors)")
+        found = f"; its top-level keys: {sorted(map(str, obj))[:8]}" if isinstance(obj, dict) else ""
+        raise CheckpointError(
+            f"{where} holds no state_dict (a mapping of names to tensors, alone or under {list(STATE_DICT_KEYS)})"
+            + found
+        )
     return obj
 
 
@@ -151,6 +174,8 @@ def _graph_settings_upstream(cfg: dict[str, Any], where: str) -> GraphSettings:
         strategy = cfg["neighbor_strategy"]
         cutoff = cfg["cutoff"]
         max_neighbors = cfg["max_neighbors"]
+        if isinstance(max_neighbors, float) and not max_neighbors.is_integer():
+            raise CheckpointError(f"{where}: max_neighbors must be a whole number, got {max_neighbors}")
         use_canonize = cfg.get("use_canonize", True)
     except KeyError as exc:
         raise CheckpointError(f"{where}: missing graph field {exc.args[0]!r}") from None
@@ -195,20 +220,23 @@ def _build_upstream(config: dict[str, Any], where: str) -> ALIGNNModel:
         raise CheckpointError(f"{where}: no \"model\" object with a \"name\" (is this an ALIGNN config.json?)")
     name = model_cfg["name"]
     atom_features = config.get("atom_features", "cgcnn")
-    if atom_features not in ATOM_FEATURE_WIDTH:
+    if not isinstance(atom_features, str) or atom_features not in ATOM_FEATURE_WIDTH:
         raise CheckpointError(
             f"{where}: atom_features {atom_features!r} not supported (supported: {tuple(ATOM_FEATURE_WIDTH)})"
         )
     settings = _graph_settings_upstream(config, where)
     target = config.get("target")
     where_model = f"{where}: model"
-    if name == "alignn":
-        mcfg = parse_config(ALIGNNConfig, model_cfg, where_model)
-        model: ALIGNNModel = ALIGNN(mcfg, settings, atom_features, target)
-    elif name in ("alignn_atomwise", "alignn_atomwise_pure"):
-        mcfg = parse_config(ALIGNNAtomwiseConfig, {**atomwise_defaults(name), **model_cfg}, where_model)
-        model = ALIGNNAtomwise(mcfg, settings, atom_features, target)
-    else:
+    try:
+        if name == "alignn":
+            mcfg = parse_config(ALIGNNConfig, model_cfg, where_model)
+            model: ALIGNNModel = ALIGNN(mcfg, settings, atom_features, target)
+        elif name in ("alignn_atomwise", "alignn_atomwise_pure"):
+            mcfg = parse_config(ALIGNNAtomwiseConfig, {**atomwise_defaults(name), **model_cfg}, where_model)
+            model = ALIGNNAtomwise(mcfg, settings, atom_features, target)
+    except CheckpointError as exc:  # the architectures name their config, not the file
+        raise CheckpointError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    if name not in ("alignn", "alignn_atomwise", "alignn_atomwise_pure"):
         raise CheckpointError(
             f"{where}: model name {name!r} not supported (supported: alignn, alignn_atomwise, alignn_atomwise_pure)"
         )
@@ -247,16 +275,20 @@ def _load_weights(model: ALIGNNModel, state: dict[str, torch.Tensor], where: str
 
 
 def _resolve(path_or_name: str | Path) -> Path:
-    path = Path(path_or_name).expanduser()
-    if path.exists():
-        return path
+    """A shipped model's folder for its name (before a path of the same name: ``./default`` for that),
+    else the path."""
     from .potentials import DEFAULT, PROPERTY_MODELS
 
+    path = Path(path_or_name).expanduser()
     name = str(path_or_name)
-    name = DEFAULT if name == "default" else PROPERTY_MODELS.get(name, name)
-    candidate = potentials_dir() / name
-    if "/" not in name and (candidate / CONFIG_FILE).is_file():
-        return candidate
+    if isinstance(path_or_name, str) and name in available_models():
+        shipped = potentials_dir() / (DEFAULT if name == "default" else PROPERTY_MODELS.get(name, name))
+        if path.exists():
+            logger.warning("%r names a shipped model and a path here; loading the shipped one (./%s for the path)",
+                           name, name)
+        return shipped
+    if path.exists():
+        return path
     raise UnknownModelError(
         f"unknown model {str(path_or_name)!r}: not an existing path and not a shipped potential "
         f"(available: {', '.join(available_models())})"

@@ -1,7 +1,9 @@
 """Bad input gets a clear alignn-ase exception that names the problem."""
 
 import json
+import re
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -65,6 +67,7 @@ def _copy(tmp_path, name="pure_2_2_64_cgcnn"):
     shutil.copytree(UPSTREAM / name, dst)
     return dst
 
+
 @pytest.mark.parametrize(
     "spoil, error, match",
     [
@@ -100,6 +103,66 @@ def test_pickled_objects_are_refused(tmp_path):
     folder = _copy(tmp_path)
     torch.save({"model": Payload()}, folder / "best_model.pt")
     with pytest.raises(CheckpointError, match="cannot be read safely"):
+        load_model(folder)
+
+
+def test_training_checkpoints_are_read_for_their_weights_only(tmp_path):
+    folder = _copy(tmp_path)
+    weights = torch.load(folder / "best_model.pt", weights_only=True)
+    reference = load_model(folder).state_dict()
+    for key in ("state_dict", "model_state_dict"):
+        torch.save({key: weights, "epoch": 3}, folder / "best_model.pt")
+        loaded = load_model(folder).state_dict()
+        assert all(torch.equal(loaded[k], reference[k]) for k in reference)
+    torch.save({"weights": weights}, folder / "best_model.pt")
+    with pytest.raises(CheckpointError, match=r"holds no state_dict .*top-level keys: \['weights'\]"):
+        load_model(folder)
+    torch.save({"model": weights, "lr_scheduler": {"anneal_func": Payload()}}, folder / "best_model.pt")
+    with pytest.raises(CheckpointError, match=r"If you trust the file, keep just the weights") as info:
+        load_model(folder)
+    assert "\x1b[" not in str(info.value)  # torch's message carries terminal colour codes
+
+
+def test_a_folder_or_zip_of_several_models_is_ambiguous(tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(UPSTREAM / "pure_2_2_64_cgcnn", tmp_path / "two" / name)
+    with pytest.raises(CheckpointError, match=r"holds 2 models \(a, b\); give the path of one"):
+        load_model(tmp_path / "two")
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as zf:
+        for f in (tmp_path / "two").rglob("*"):
+            zf.write(f, f.relative_to(tmp_path / "two").as_posix())
+    with pytest.raises(CheckpointError, match="holds 2 models"):
+        load_model(tmp_path / "two.zip")
+    assert load_model(tmp_path / "two" / "a").source == str(tmp_path / "two" / "a")
+
+
+def test_a_shipped_name_wins_over_a_local_folder_of_that_name(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()  # e.g. an output folder
+    with caplog.at_level("WARNING"):
+        model = load_model("default")
+    assert model.source.endswith("alignn-ase-distill-v5") and "./default for the path" in caplog.text
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_model("./default")
+
+
+def test_odd_checkpoint_files_give_checkpoint_errors(tmp_path):
+    folder = _copy(tmp_path)
+    (folder / "MODEL_CARD.md").write_bytes(b"caf\xe9 \xff card")  # not UTF-8: read with replacements
+    assert "caf" in load_model(folder).card
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["atom_features"] = ["cgcnn"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="atom_features"):
+        load_model(folder)
+    cfg["atom_features"], cfg["max_neighbors"] = "cgcnn", 12.5
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="max_neighbors must be a whole number"):
+        load_model(folder)
+    cfg["max_neighbors"] = 12
+    cfg["model"]["energy_mult_natoms"] = False
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(folder))}.*energy_mult_natoms=false"):
         load_model(folder)
 
 

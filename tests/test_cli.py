@@ -12,10 +12,12 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.io import read, write
 
+from alignn_ase import save_model
 from alignn_ase.check import builtin_structures, run_checks
 from alignn_ase.cli import build_parser, main, make_calculator
 
 from .conftest import FIXTURES
+from .helpers import smooth_model
 
 
 @pytest.fixture
@@ -248,3 +250,28 @@ def test_commands_compute_in_float32_unless_told_and_check_in_float64():
     for command in ("relax", "md", "phonons", "eos", "predict"):
         assert make_calculator(parser.parse_args([command, "Si.cif"])).dtype == torch.float32, command
         assert make_calculator(parser.parse_args([command, "Si.cif", "--dtype", "float64"])).dtype == torch.float64
+
+
+def test_outputs_are_checked_before_the_work(files, capsys):
+    code, out, err = run(capsys, "relax", "POSCAR", "-o", "r.foo")
+    assert code == 1 and out == "" and "cannot write structures to r.foo" in err
+    assert not list(files.glob("*_relaxed*"))
+    code, _, _ = run(capsys, "relax", "POSCAR", "--max-steps", "1", "-o", "new/folder/r.extxyz")
+    assert code == 0 and len(read(files / "new" / "folder" / "r.extxyz")) == 8
+    write("h2o.xyz", molecule("H2O"))
+    code, _, err = run(capsys, "relax", "h2o.xyz")
+    assert code == 1 and "use --fixed-cell" in err
+    (files / "folder").mkdir()
+    code, _, err = run(capsys, "predict", "folder")
+    assert code == 1 and "folder is a folder, not a structure file" in err
+
+
+def test_predict_refuses_to_write_non_finite_json(files, capsys):
+    model = smooth_model()
+    with torch.no_grad():
+        for weight in model.readout.parameters():
+            weight.fill_(3e38)  # finite weights, site energies float32 cannot hold
+    save_model(model, files / "overflowing")
+    code, _, err = run(capsys, "predict", "two.extxyz", "--model", "overflowing", "-o", "p.json")
+    assert code == 1 and "non-finite results for two.extxyz, frame 0; nothing written" in err
+    assert not (files / "p.json").exists()
