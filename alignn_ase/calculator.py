@@ -67,8 +67,9 @@ def _as_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> ALIG
     A model passed as an object is copied, so the caller's model is left as it
     was (dtype, device, trainable parameters).
     """
-    model = copy.deepcopy(spec) if isinstance(spec, ALIGNNModel) else load_model(spec)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    with torch.inference_mode(False):  # weights made in inference mode could not take part in the force backward
+        model = copy.deepcopy(spec) if isinstance(spec, ALIGNNModel) else load_model(spec)
+        return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 class ALIGNNCalculator(Calculator):

@@ -135,6 +135,8 @@ def test_forces_also_under_inference_mode():
     with torch.inference_mode():
         np.testing.assert_allclose(calc.get_forces(atoms), expected, atol=1e-12)
         np.testing.assert_allclose(calc.predict([atoms])[0]["forces"], expected, atol=1e-12)
+        made_inside = calc64()  # its weights made in inference mode too
+        np.testing.assert_allclose(made_inside.get_forces(atoms), expected, atol=1e-12)
 
 
 def test_save_and_reload_round_trip(tmp_path):
