@@ -148,7 +148,7 @@ class ALIGNNCalculator(Calculator):
         if not self.model.is_potential:
             raise CheckpointError(
                 f"{self.model.source or 'this model'} is a property model ({self.model.property_name!r}); "
-                "pass it as properties=[...] next to a potential"
+                "pass it as properties=[...] next to a potential (command line: --property, with predict)"
             )
         self.property_models: dict[str, ALIGNNModel] = {}
         items = properties.items() if isinstance(properties, Mapping) else [(None, p) for p in properties or []]
