@@ -369,7 +369,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"source:        {model.source}")
     print(f"architecture:  {type(model).__name__}")
     print(f"kind:          {'potential' if model.is_potential else f'property model ({model.property_name})'}")
-    cap = f", max_neighbors {s.max_neighbors}" if s.strategy in ("pure_torch", "k-nearest") else ""
+    cap = f", max_neighbors {s.max_neighbors or 'none (no cap)'}" if s.strategy in ("pure_torch", "k-nearest") else ""
     three_body = f", three-body cutoff {s.three_body_cutoff} Å" if s.three_body_cutoff is not None else ""
     print(f"graph:         {s.strategy}, cutoff {s.cutoff} Å{cap}{three_body}")
     print(f"parameters:    {sum(p.numel() for p in model.parameters()):,}")

@@ -41,7 +41,8 @@ class GraphSettings:
     Attributes:
         strategy: neighbour strategy (see :mod:`alignn_ase.neighbors`).
         cutoff: bond cutoff radius (Å).
-        max_neighbors: neighbour count for ``k-nearest`` / ``pure_torch``.
+        max_neighbors: neighbour count for ``k-nearest`` / ``pure_torch``; for ``pure_torch``
+            None means no cap (upstream: ``max_neighbors`` null or <= 0).
         use_canonize: deduplicate ``k-nearest`` pairs as undirected edges.
         three_body_cutoff: only bonds with length <= this (Å) form line-graph
             pairs; ``None`` lets every bond take part.
@@ -50,7 +51,7 @@ class GraphSettings:
 
     strategy: Strategy = "radius"
     cutoff: float = 5.0
-    max_neighbors: int = 12
+    max_neighbors: int | None = 12
     use_canonize: bool = True
     three_body_cutoff: float | None = None
     cutoff_extra: float = 3.5
@@ -60,8 +61,10 @@ class GraphSettings:
             raise InvalidArgumentError(f"unknown neighbor strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if not (np.isfinite(self.cutoff) and self.cutoff > 0):
             raise InvalidArgumentError(f"cutoff must be a positive number of Å, got {self.cutoff!r}")
-        if self.max_neighbors < 1:
-            raise InvalidArgumentError(f"max_neighbors must be >= 1, got {self.max_neighbors!r}")
+        if self.max_neighbors is None and self.strategy == "k-nearest":
+            raise InvalidArgumentError("the k-nearest strategy needs max_neighbors")
+        if self.max_neighbors is not None and self.max_neighbors < 1:
+            raise InvalidArgumentError(f"max_neighbors must be >= 1 (or None), got {self.max_neighbors!r}")
         if self.three_body_cutoff is not None and not (0 < self.three_body_cutoff <= self.cutoff):
             raise InvalidArgumentError(
                 f"three_body_cutoff must lie in (0, cutoff={self.cutoff}] Å, got {self.three_body_cutoff!r}"
@@ -260,7 +263,7 @@ def build_graphs(
     if settings.strategy in ("radius", "pure_torch"):
         # selections within each source atom's bonds: made once on all structures' pairs together
         edges = within_cutoff(_join(pair_lists, offsets), settings.cutoff)
-        if settings.strategy == "pure_torch":
+        if settings.strategy == "pure_torch" and settings.max_neighbors is not None:
             edges = nearest_per_source(edges, n_total, settings.max_neighbors)
     else:
         edges = _join([_grown_edges(a, settings, p) for a, p in zip(structures, pair_lists)], offsets)

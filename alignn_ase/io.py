@@ -169,13 +169,23 @@ def _read_state_dict(files: _Files) -> dict[str, torch.Tensor]:
     return obj
 
 
+def _neighbor_cap(strategy: str, value: Any, where: str) -> Any:
+    """Upstream's ``max_neighbors`` (``Optional[int]``) as :class:`GraphSettings` takes it: a whole number, or
+    None for ``pure_torch`` without a cap (upstream caps only when it is > 0); ``radius_graph`` does not use it."""
+    if isinstance(value, float) and not value.is_integer():
+        raise CheckpointError(f"{where}: max_neighbors must be a whole number, got {value}")
+    if strategy == "pure_torch" and (value is None or (isinstance(value, (int, float)) and value <= 0)):
+        return None
+    if strategy == "radius_graph" and value is None:
+        return GraphSettings.max_neighbors
+    return value
+
+
 def _graph_settings_upstream(cfg: dict[str, Any], where: str) -> GraphSettings:
     try:
         strategy = cfg["neighbor_strategy"]
         cutoff = cfg["cutoff"]
-        max_neighbors = cfg["max_neighbors"]
-        if isinstance(max_neighbors, float) and not max_neighbors.is_integer():
-            raise CheckpointError(f"{where}: max_neighbors must be a whole number, got {max_neighbors}")
+        max_neighbors = _neighbor_cap(strategy, cfg["max_neighbors"], where)
         use_canonize = cfg.get("use_canonize", True)
     except KeyError as exc:
         raise CheckpointError(f"{where}: missing graph field {exc.args[0]!r}") from None
@@ -188,7 +198,7 @@ def _graph_settings_upstream(cfg: dict[str, Any], where: str) -> GraphSettings:
         return GraphSettings(
             strategy=strategy,
             cutoff=float(cutoff),
-            max_neighbors=int(max_neighbors),
+            max_neighbors=None if max_neighbors is None else int(max_neighbors),
             use_canonize=bool(use_canonize),
             three_body_cutoff=None if three_body is None else float(three_body),
         )

@@ -1,5 +1,6 @@
 """Bad input gets a clear alignn-ase exception that names the problem."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ from alignn_ase import (
     InvalidStructureError,
     UnknownModelError,
     UnsupportedElementError,
+    build_graph,
     load_model,
 )
 
@@ -233,3 +235,26 @@ def test_unknown_property_device_dtype(calc):
 def test_errors_share_a_base_class():
     for exc in (InvalidStructureError, UnsupportedElementError, CheckpointError, InvalidArgumentError):
         assert issubclass(exc, AlignnAseError) and issubclass(exc, ValueError)
+
+
+def test_upstream_max_neighbors_null_means_no_cap_for_pure_torch(tmp_path):
+    folder = _copy(tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["neighbor_strategy"] == "pure_torch"
+    for value in (None, 0):  # upstream caps only when max_neighbors > 0
+        cfg["max_neighbors"] = value
+        (folder / "config.json").write_text(json.dumps(cfg))
+        settings = load_model(folder).graph_settings
+        assert settings.max_neighbors is None
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.02, seed=0)
+    uncapped = build_graph(atoms, settings)
+    capped = build_graph(atoms, dataclasses.replace(settings, max_neighbors=12))
+    huge = build_graph(atoms, dataclasses.replace(settings, max_neighbors=10_000))
+    assert uncapped.num_edges == huge.num_edges > capped.num_edges == 12 * len(atoms)
+    assert torch.equal(uncapped.triplet_e1, huge.triplet_e1) and torch.equal(uncapped.triplet_e2, huge.triplet_e2)
+    cfg["neighbor_strategy"] = "k-nearest"
+    cfg["max_neighbors"] = None
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="k-nearest strategy needs max_neighbors"):
+        load_model(folder)
