@@ -81,7 +81,8 @@ class ALIGNNCalculator(Calculator):
             ALIGNN or alignn-ase format), or a loaded model (the calculator
             works on its own copy).
         device: ``None`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``.
-        dtype: ``"float32"`` or ``"float64"``.
+        dtype: ``"float32"`` or ``"float64"``: the models' weights and arithmetic. Positions, cell
+            and bond vectors are formed in float64 either way, and site energies summed in float64.
         properties: property models to evaluate at every geometry, as a list
             of names/paths/models (result key: the model's target name) or a
             mapping ``{result_key: name/path/model}``.
@@ -273,6 +274,7 @@ class ALIGNNCalculator(Calculator):
     def _predict_batches(
         self, structures: list[Atoms], starts: Iterable[int], batch_size: int, results: list[dict[str, Any]]
     ) -> None:
+        """Fill ``results`` (one dict per structure) batch by batch; see :meth:`predict`."""
         for start in starts:
             chunk = list(range(start, min(start + batch_size, len(structures))))
             for want_stress in (True, False):
