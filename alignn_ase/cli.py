@@ -412,6 +412,10 @@ def add_train(sub: argparse._SubParsersAction, parents: Parents) -> None:
     )
     p.add_argument("config", help="training config file (.yaml, .yml or .json)")
     p.add_argument("--no-resume", action="store_true", help="start over even if output_dir holds a checkpoint")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="override a config entry, e.g. --set data.path=train.extxyz --set optim.lr=5e-4 (repeatable)",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -420,7 +424,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .training import load_config, train
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
     if args.no_resume:
         config = replace(config, resume=False)
     result = train(config)

@@ -18,7 +18,7 @@ from ase.io import write
 
 from alignn_ase import ALIGNNCalculator, load_model
 from alignn_ase.errors import ConfigError, DatasetError
-from alignn_ase.training import config_from_dict, read_dataset, train
+from alignn_ase.training import config_from_dict, load_config, read_dataset, train
 
 TINY = {"hidden_features": 16, "embedding_features": 16, "alignn_layers": 1, "gcn_layers": 1}
 
@@ -305,6 +305,19 @@ def test_cli_train_runs_a_yaml_config_and_names_bad_fields(tmp_path, dataset):
         f"alignn-ase: error: {tmp_path / 'bad.yaml'}: optim: unknown field(s) ['epochz']; known fields: "
         "['batch_size', 'ema_decay', 'epochs', 'grad_clip', 'lr', 'patience', 'scheduler', 'weight_decay']"
     ]
+
+    # --set overrides entries (paths of another machine, a learning rate) before validation
+    moved = tmp_path / "elsewhere"
+    assert main(["train", str(tmp_path / "bad.yaml"), "--set", "optim.epochz=null", "--set", f"output_dir={moved}",
+                 "--set", "optim.lr=1e-3"]) == 1  # an override cannot delete a key: epochz is still unknown
+    del cfg["optim"]["epochz"]
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "ok.yaml"), "--set", f"output_dir={moved}", "--set", "optim.lr=1e-3"]) == 0
+    saved = json.loads((moved / "best_model" / "MODEL_CARD.md").read_text().split("Training config:")[1]
+                       .split("```json")[1].split("```")[0])
+    assert saved["output_dir"] == str(moved) and saved["optim"]["lr"] == 1e-3
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        load_config(tmp_path / "ok.yaml", ["optim.lr"])
 
 
 def test_every_process_reduces_the_same_metric_list():

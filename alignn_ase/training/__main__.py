@@ -1,15 +1,19 @@
-"""``python -m alignn_ase.training config.yaml`` — the entry point for ``torchrun``.
+"""``python -m alignn_ase.training config.yaml [--set KEY=VALUE ...]`` — the entry point for ``torchrun``.
 
-Example: ``torchrun --nproc-per-node 2 -m alignn_ase.training config.yaml``.
+Example: ``torchrun --nproc-per-node 2 -m alignn_ase.training config.yaml --set output_dir=runs/a``.
 """
 
+import argparse
 import logging
-import sys
 
+from .config import load_config
 from .trainer import train
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m alignn_ase.training CONFIG.yaml")
+    parser = argparse.ArgumentParser(prog="python -m alignn_ase.training")
+    parser.add_argument("config", help="training config file (.yaml, .yml or .json)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override a config entry (repeatable)")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    train(sys.argv[1])
+    train(load_config(args.config, args.overrides))

@@ -11,10 +11,11 @@ Example (YAML)::
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import yaml
 
@@ -202,8 +203,35 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig
     return parse_config(TrainConfig, data, where, error=ConfigError, strict=True)
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a YAML (``.yaml``/``.yml``) or JSON training config."""
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], where: str = "config") -> dict[str, Any]:
+    """``data`` with ``KEY=VALUE`` overrides applied: dotted keys (``data.path``, ``optim.lr``) into nested
+    sections, values parsed as JSON where they are JSON (``1e-3`` a number, ``null`` None, ``[1, 2]`` a list),
+    else as YAML (``train.extxyz`` a string)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{where}: override {item!r} is not KEY=VALUE (e.g. data.path=train.extxyz)")
+        try:
+            value = json.loads(text)  # YAML 1.1 would read 1e-3 as a string
+        except json.JSONDecodeError:
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{where}: override {item!r}: value is not valid YAML ({exc})") from None
+        *parents, leaf = key.strip().split(".")
+        section = data
+        for name in parents:
+            section = section.setdefault(name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{where}: override {item!r}: {name!r} is not a section")
+        section[leaf] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read and validate a YAML (``.yaml``/``.yml``) or JSON training config, with ``KEY=VALUE``
+    ``overrides`` (see :func:`apply_overrides`) applied before validation."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -213,4 +241,8 @@ def load_config(path: str | Path) -> TrainConfig:
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = apply_overrides(data, overrides, str(path))
     return config_from_dict(data, str(path))

@@ -23,6 +23,7 @@ Writes scripts/distill/results/teacher_choice.json and teacher_choice.md.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import time
@@ -216,6 +217,10 @@ def markdown(results: dict[str, dict], chosen: str, why: str) -> str:
 
 def main() -> None:
     """Run both teachers, write JSON + markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help=f"folder for teacher_choice.json and .md (default: the committed {OUT})")
+    out = parser.parse_args().out
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(1)
     results = {name: evaluate(load_teacher(name)) for name in TEACHERS}
@@ -225,11 +230,11 @@ def main() -> None:
             name, r["mae_V0_pct"], r["mae_B0_pct"], r["mae_a_pct"], 1e3 * r["time_per_call_16_atoms_s"],
         )
     chosen, why = choose(results)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     payload = {"chosen": chosen, "reason": why, "elements": list(ELEMENTS),
                "compounds_experimental_a": {k: v[1] for k, v in COMPOUNDS.items()}, "results": results}
-    (OUT / "teacher_choice.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (OUT / "teacher_choice.md").write_text(markdown(results, chosen, why))
+    (out / "teacher_choice.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / "teacher_choice.md").write_text(markdown(results, chosen, why))
     log.info("chosen teacher: %s (%s)", chosen, why)
 
 

@@ -143,18 +143,34 @@ def claim(chunk_dir: Path, index: int, finished_ok: bool = False) -> bool:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         owner = lock.read_text().strip()
-        if not owner or owner == str(os.getpid()):
-            return False  # being written this instant, or ours
-        try:
-            os.kill(int(owner), 0)
-            return False  # owner alive
-        except ProcessLookupError:
-            log.warning("chunk %04d: taking over the claim of dead process %s", index, owner)
-            lock.unlink(missing_ok=True)
-            return claim(chunk_dir, index, finished_ok)
+        if owner == str(os.getpid()) and index not in _CLAIMED:
+            stale = True  # left by an earlier process that had our pid (e.g. before a restart)
+        elif not owner.isdigit():
+            log.info("chunk %04d: claim %s holds no process id (being written, or left by a crash); skipped; "
+                     "delete it if no other worker runs", index, lock)
+            return False
+        else:
+            try:
+                os.kill(int(owner), 0)
+                stale = False
+            except ProcessLookupError:
+                stale = True
+            except PermissionError:  # a live process of another user
+                stale = False
+        if not stale:
+            log.info("chunk %04d: claimed by live process %s; skipped", index, owner)
+            return False
+        log.warning("chunk %04d: taking over the stale claim of process %s", index, owner)
+        lock.unlink(missing_ok=True)
+        return claim(chunk_dir, index, finished_ok)
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
+    _CLAIMED.add(index)
     return True
+
+
+#: Chunks this process claimed (a claim file with our pid but not in here is stale).
+_CLAIMED: set[int] = set()
 
 
 def retry(chunk_dir: Path, by_id: dict[str, dict], teacher: Teacher, s: Settings) -> None:
@@ -238,6 +254,10 @@ def main() -> None:
                      "all workers: %d/%d chunks done", k, chunk["frames"], len(chunk["failed"]), chunk["seconds"],
                      done, frames, elapsed / 60, finished, len(chunks))
     log.info("done: %d chunks this run, %d frames", done, frames)
+    left = [k for k in range(len(chunks)) if not (chunk_dir / f"{k:04d}.json").exists()]
+    if left:
+        log.warning("%d chunk(s) not finished (claimed by other workers, or --max-chunks): %s%s; run again once "
+                    "other workers have ended", len(left), left[:10], " ..." if len(left) > 10 else "")
 
 
 if __name__ == "__main__":
