@@ -62,6 +62,8 @@ def main() -> None:
             "formation_energy_peratom": e_form,
             "group": atoms.info.get("group"),
             "teacher": atoms.info.get("teacher"),
+            "teacher_package": atoms.info.get("teacher_package"),
+            "seed": atoms.info.get("seed"),
         }
         out.append(labelled)
     if skipped:
