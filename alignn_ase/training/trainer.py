@@ -43,6 +43,7 @@ from ..errors import ConfigError, DatasetError, UnsupportedElementError
 from ..io import FORMAT, FORMAT_VERSION, build_model, load_model, save_model
 from ..nn.base import ALIGNNModel
 from ..nn.smooth import SmoothALIGNN
+from ..nn.upstream import ALIGNNAtomwise
 from ..nn.config import parse_config
 from .config import TaskConfig, TrainConfig, config_from_dict, load_config
 from .data import Record, read_dataset
@@ -121,7 +122,7 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
                     f"model; task.kind is {t.kind!r}"
                 )
             classes = getattr(model.config, "num_classes", 2) if classifier else None
-            if classifier and type(model).__name__ == "ALIGNNAtomwise":
+            if classifier and isinstance(model, ALIGNNAtomwise):
                 classes = 2  # upstream's atomwise classifiers are binary
             if classes is not None and classes != t.num_classes:
                 raise ConfigError(
@@ -387,6 +388,9 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     ids = [r.id for r in records]
     state_path = out / STATE_FILE
     resuming = cfg.resume and state_path.exists()
+    st = torch.load(state_path, map_location=device, weights_only=True) if resuming else None
+    if st is not None:  # before any graph is built
+        _check_same_run(cfg, st.get("config"), out)
     if cfg.data.split_file:
         split = load_split(cfg.data.split_file, ids)
     elif resuming and (out / "split.json").exists():
@@ -432,9 +436,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
 
     start, best, stale, history = 0, math.inf, 0, []
     stopped = False
-    if resuming:
-        st = torch.load(state_path, map_location=device, weights_only=True)
-        _check_same_run(cfg, st.get("config"), out)
+    if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         if sched is not None:
@@ -448,7 +450,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     eval_model = ema.module if ema is not None else model
     val_set = sets["val"] if sizes["val"] else sets["train"]
     val_batches = _eval_batches(len(val_set), o.batch_size, d)
-    for epoch in range(start, o.epochs if not stopped else start):
+    for epoch in range(start, start if stopped else o.epochs):
         t0 = time.perf_counter()
         model.train()
         loss_sum, count = 0.0, 0
