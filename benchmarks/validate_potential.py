@@ -32,8 +32,10 @@ benchmarks/VALIDATION.md):
    10 ps (``--md-ps``), from the ideal crystal at the experimental lattice constant: Si (64 atoms),
    Cu (32), NaCl (64), SrTiO3 (40) and α-Al2O3 (30, the hexagonal cell). Reported: whether the watchdog fired
    (non-finite energies/forces, atoms closer than 0.5 Å, T above 11000 K), the mean temperature
-   over the second half, the largest atomic force seen (logged frames, every 10 fs), the wall
-   time and the time per step.
+   over the second half, the largest atomic force seen (logged frames, every 10 fs), the RMS
+   displacement of the atoms from their starting sites over the second half (does the crystal
+   hold?), the total-energy drift of 1 ps of NVE continuing from the end state, the wall time and
+   the time per step.
 
 Statics (1-3) run in float64, MD in float32 (what a user runs). Every element and system is
 measured on its own: a failure is recorded with its error and the run goes on. The JSON and
@@ -90,6 +92,7 @@ TEACHER_CHOICE = ROOT / "scripts" / "distill" / "results" / "teacher_choice.json
 MD_TEMPERATURE_K = 1000.0
 MD_TIMESTEP_FS = 1.0
 MD_LOG_INTERVAL = 10
+NVE_STEPS = 1000  # 1 ps of NVE from each stability run's end state
 QUICK_MD_PS = 0.2
 
 log = logging.getLogger("validate_potential")
@@ -207,8 +210,9 @@ def stability(name: str, model: ALIGNNModel, md_ps: float, workdir: Path) -> dic
         "watchdog_fired": False,
     }
     t0, cpu0 = time.perf_counter(), time.process_time()
+    result = None
     try:
-        run_md(
+        result = run_md(
             atoms,
             ensemble="nvt_langevin",
             temperature_K=MD_TEMPERATURE_K,
@@ -238,8 +242,26 @@ def stability(name: str, model: ALIGNNModel, md_ps: float, workdir: Path) -> dic
     out["ms_per_step"] = 1e3 * out["wall_s"] / max(out["steps_completed"], 1)
     out["cpu_ms_per_step"] = 1e3 * out["cpu_s"] / max(out["steps_completed"], 1)
     out["csv"] = str(out_dir / "md.csv")
+    if frames:
+        out["rms_displacement_A_second_half"] = rms_displacement(frames[0], frames[len(frames) // 2 :])
+    if result is not None:  # the NVT end state, continued without thermostat: is energy conserved?
+        nve = run_md(result.atoms, ensemble="nve", steps=NVE_STEPS, timestep_fs=MD_TIMESTEP_FS, init_velocities=False,
+                     log_interval=MD_LOG_INTERVAL, output_dir=None, calculator=ALIGNNCalculator(model), progress=False)
+        drift = nve.total_energy[-1] - nve.total_energy[0]
+        out["nve_drift_eV_per_atom_per_ps"] = float(drift / len(atoms) / (NVE_STEPS * MD_TIMESTEP_FS / 1000.0))
     out["passed"] = not out["watchdog_fired"] and out["steps_completed"] == steps
     return out
+
+
+def rms_displacement(start: Atoms, frames: list[Atoms]) -> float:
+    """Root-mean-square distance (Å) of the atoms from their starting sites over ``frames``, the drift of the
+    centre of mass removed: a few tenths of an Å for a hot crystal, growing without bound for a liquid."""
+    squares = []
+    for frame in frames:
+        d = frame.positions - start.positions
+        d -= d.mean(axis=0)
+        squares.append(np.mean(np.sum(d**2, axis=1)))
+    return float(np.sqrt(np.mean(squares)))
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -410,19 +432,23 @@ def _stability_table(ours: dict, md_ps: float) -> list[str]:
         "",
         f"Langevin NVT (friction 0.01/fs), 1000 K, 1 fs steps, {md_ps:g} ps requested, from the ideal crystal at the "
         "experimental lattice constant, float32. Watchdog: non-finite energy/forces, atoms closer than 0.5 Å, "
-        "T > 11000 K. ps done, mean T over the second half and max |F| from the frames logged every 10 fs.",
+        "T > 11000 K. ps done, mean T over the second half and max |F| from the frames logged every 10 fs; "
+        "RMS displacement: of the atoms from their starting sites over the second half (centre-of-mass drift "
+        "removed; a few tenths of an Å for a hot crystal, growing for a liquid); NVE drift: total energy change "
+        f"over {NVE_STEPS * MD_TIMESTEP_FS / 1000:g} ps of NVE continuing from the run's end state.",
         "",
-        "| system | atoms | structure | ps done | watchdog fired | mean T (K) | max \\|F\\| (eV/Å) | wall (s) "
-        "| ms/step (wall) | ms/step (CPU) |",
-        "|---|---:|---|---:|---|---:|---:|---:|---:|---:|",
+        "| system | atoms | structure | ps done | watchdog fired | mean T (K) | max \\|F\\| (eV/Å) "
+        "| RMS displacement (Å) | NVE drift (eV/atom/ps) | wall (s) | ms/step (wall) | ms/step (CPU) |",
+        "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in ours.items():
         if "error" in r:
-            lines.append(_row([name, "", "", "", "error", "", "", "", "", ""]))
+            lines.append(_row([name, "", "", "", "error", "", "", "", "", "", "", ""]))
             continue
         lines.append(_row([
             name, r["atoms"], r["structure"], f"{r['time_ps']:g}", "**yes**" if r["watchdog_fired"] else "no",
             _fmt(r["mean_temperature_K_second_half"], ".0f"), _fmt(r["max_force_eV_per_A"], ".2f"),
+            _fmt(r.get("rms_displacement_A_second_half"), ".2f"), _fmt(r.get("nve_drift_eV_per_atom_per_ps"), ".1e"),
             f"{r['wall_s']:.0f}", f"{r['ms_per_step']:.1f}", f"{r['cpu_ms_per_step']:.1f}",
         ]))
     fired = {k: v["watchdog_message"] for k, v in ours.items() if v.get("watchdog_fired")}
