@@ -28,7 +28,6 @@ from ase.io.formats import UnknownFileTypeError, filetype, ioformats
 from .calculator import ALIGNNCalculator
 from .check import run_checks
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
-from .graph import is_3d_periodic
 from .io import available_models, load_model
 from .workflows import ENSEMBLES, calculate_many, eos, phonons, relax, run_md
 
@@ -67,11 +66,15 @@ def add_structure(p: argparse.ArgumentParser, help: str = "input structure (any 
     p.add_argument("--index", default="-1", help="which frame of the file (ASE index; default -1, the last)")
 
 
+#: File name suffixes written as extended XYZ whatever ASE would guess from the rest of the name.
+EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
+
+
 def output_path(path: str | Path, structures: bool = True) -> Path:
     """``path`` checked before any computation, its folder made: a run must not end in a write that fails.
     With ``structures``, its name must give a format ASE can write."""
     path = Path(path)
-    if structures and path.suffix not in (".extxyz", ".xyz"):
+    if structures and path.suffix not in EXTXYZ_SUFFIXES:
         try:
             fmt = filetype(str(path), read=False)
         except UnknownFileTypeError:
@@ -88,7 +91,7 @@ def output_path(path: str | Path, structures: bool = True) -> Path:
 def write_structures(path: Path, images: Atoms | list[Atoms]) -> None:
     """Write with the format of the file name's extension (``.extxyz``/``.xyz`` always extended XYZ,
     even where ASE would guess from the name, e.g. ``POSCAR_relaxed.extxyz``)."""
-    write(path, images, format="extxyz" if path.suffix in (".extxyz", ".xyz") else None)
+    write(path, images, format="extxyz" if path.suffix in EXTXYZ_SUFFIXES else None)
 
 
 def make_calculator(
@@ -127,10 +130,6 @@ def add_relax(sub: argparse._SubParsersAction, parents: Parents) -> None:
 def cmd_relax(args: argparse.Namespace) -> int:
     atoms = read_one(args)
     output = output_path(args.output or f"{Path(args.structure).stem}_relaxed.extxyz")
-    if not args.fixed_cell and not is_3d_periodic(atoms):
-        raise InvalidArgumentError(
-            f"{args.structure} has no 3D periodic cell, so its cell cannot relax; use --fixed-cell (molecules, slabs)"
-        )
     result = relax(
         atoms,
         fmax=args.fmax,
@@ -299,7 +298,7 @@ def add_predict(sub: argparse._SubParsersAction, parents: Parents) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     output = Path(args.output)
-    if output.suffix not in (".json", ".extxyz", ".xyz"):
+    if output.suffix not in (".json", *EXTXYZ_SUFFIXES):
         raise InvalidArgumentError(f"--output must end in .json or .extxyz, got {output}")
     output = output_path(output, structures=False)
     sources = [(path, i, atoms) for path in args.structures for i, atoms in enumerate(read_structures(path, ":"))]

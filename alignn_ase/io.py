@@ -244,12 +244,12 @@ def _build_upstream(config: dict[str, Any], where: str) -> ALIGNNModel:
         elif name in ("alignn_atomwise", "alignn_atomwise_pure"):
             mcfg = parse_config(ALIGNNAtomwiseConfig, {**atomwise_defaults(name), **model_cfg}, where_model)
             model = ALIGNNAtomwise(mcfg, settings, atom_features, target)
+        else:
+            raise CheckpointError(
+                f"{where}: model name {name!r} not supported (supported: alignn, alignn_atomwise, alignn_atomwise_pure)"
+            )
     except CheckpointError as exc:  # the architectures name their config, not the file
         raise CheckpointError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
-    if name not in ("alignn", "alignn_atomwise", "alignn_atomwise_pure"):
-        raise CheckpointError(
-            f"{where}: model name {name!r} not supported (supported: alignn, alignn_atomwise, alignn_atomwise_pure)"
-        )
     width = ATOM_FEATURE_WIDTH[atom_features]
     if mcfg.atom_input_features != width:
         raise CheckpointError(

@@ -28,6 +28,7 @@ from ase.io import read as ase_read
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..errors import DatasetError
+from ..graph import has_3d_cell
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def _stress_from_virial(atoms: Atoms, virial: Any, rid: str) -> np.ndarray:
         w = w.reshape(3, 3)
     if w.shape != (3, 3):
         raise DatasetError(f"record {rid}: virial must be a 3x3 matrix (eV), got shape {w.shape}")
-    if not atoms.cell.volume > 1e-8:
+    if not has_3d_cell(atoms):
         raise DatasetError(f"record {rid}: a virial needs a 3D cell to become a stress")
     return -w / atoms.cell.volume
 

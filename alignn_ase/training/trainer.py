@@ -121,14 +121,13 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
                     f"config: model.init_from {m.init_from!r} is a {'classification' if classifier else 'regression'} "
                     f"model; task.kind is {t.kind!r}"
                 )
-            classes = getattr(model.config, "num_classes", 2) if classifier else None
-            if classifier and isinstance(model, ALIGNNAtomwise):
-                classes = 2  # upstream's atomwise classifiers are binary
-            if classes is not None and classes != t.num_classes:
-                raise ConfigError(
-                    f"config: model.init_from {m.init_from!r} has {classes} classes; "
-                    f"task.num_classes is {t.num_classes}"
-                )
+            if classifier:
+                classes = 2 if isinstance(model, ALIGNNAtomwise) else model.config.num_classes  # atomwise: binary
+                if classes != t.num_classes:
+                    raise ConfigError(
+                        f"config: model.init_from {m.init_from!r} has {classes} classes; "
+                        f"task.num_classes is {t.num_classes}"
+                    )
             model.property_name = t.target
     else:
         params = dict(m.params)

@@ -68,7 +68,8 @@ def relax(
     atoms.calc = calc
     if relax_cell and not is_3d_periodic(atoms):
         raise InvalidArgumentError(
-            "relax_cell=True needs a 3D periodic cell; pass relax_cell=False for molecules and slabs"
+            "relax_cell=True needs a 3D periodic cell; pass relax_cell=False for molecules and slabs "
+            "(command line: use --fixed-cell)"
         )
     if pressure_GPa and not relax_cell:
         raise InvalidArgumentError(
