@@ -15,7 +15,7 @@ from ase.calculators.calculator import Calculator, Parameters, PropertyNotImplem
 from ase.stress import full_3x3_to_voigt_6_stress
 from tqdm import tqdm
 
-from .compute import evaluate
+from .compute import autograd_derivatives, evaluate, functional_derivatives
 from .errors import CheckpointError, InvalidArgumentError, InvalidStructureError
 from .graph import AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
 from .io import load_model
@@ -96,12 +96,14 @@ class ALIGNNCalculator(Calculator):
             rounding (:class:`~alignn_ase.graph.GraphCache`). Upstream
             checkpoints (``k-nearest`` or neighbour-capped graphs, discontinuous
             in the positions) rebuild at every call.
-        compile: run the models through ``torch.compile`` (dynamic shapes;
-            where compilation fails, eager). The first call pays the
-            compilation (measured here for the default potential: 33 s with an empty
-            compiler cache, 5-6 s once the cache on disk holds it), and the first :meth:`predict` batch
+        compile: run the models through ``torch.compile`` (dynamic shapes; the
+            potential's forward and backward as one program, see
+            :func:`~alignn_ase.compute.functional_derivatives`; where compilation
+            fails, eager, with a logged warning). The first call pays the
+            compilation (measured here for the default potential: 31 s with an empty
+            compiler cache, 3-6 s once the cache on disk holds it), and the first :meth:`predict` batch
             after single calls compiles once more. Measured on two CPU threads:
-            1.2-1.6x faster per call from 8 to 10,648 atoms
+            1.2-1.9x faster per call from 8 to 10,648 atoms
             (``benchmarks/results/benchmark.md``, ``benchmarks/NOTES.md``).
 
     Results (``calc.results``): ``energy`` and ``free_energy`` (eV), ``forces``
@@ -167,11 +169,16 @@ class ALIGNNCalculator(Calculator):
             self.property_models[name] = m
         self.compiled = bool(compile)
         self._compile_failed = False
+        self._derivatives = autograd_derivatives
         if self.compiled:
-            # Module guards stay: compiled code is cached per code object, so without them a second model of the
-            # same class (e.g. another width) would run the first one's compiled graph (NOTES.md item 15).
-            for m in (self.model, *self.property_models.values()):
-                m.compile(dynamic=True, options={"size_asserts": False})
+            # The potential: forward and backward compiled together as one program (torch.func.grad); property
+            # models: their forward. Module guards stay: compiled code is cached per code object, so without them a
+            # second model of the same class (e.g. another width) would run the first one's compiled graph
+            # (NOTES.md item 15).
+            options = {"size_asserts": False}
+            self._derivatives = torch.compile(functional_derivatives, dynamic=True, options=options)
+            for m in self.property_models.values():
+                m.compile(dynamic=True, options=options)
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"]
         if self.model.has_site_energies:
             self.implemented_properties.append("energies")
@@ -311,9 +318,8 @@ class ALIGNNCalculator(Calculator):
 
     def _compile_settings(self) -> contextlib.AbstractContextManager:
         """With ``compile``: let the compiler trace the data-dependent sizes of
-        :func:`~alignn_ase.nn.layers.edge_endpoints` instead of splitting the graph there,
-        and fall back to eager execution (with a logged warning) where compilation fails;
-        after a failure of the lazily compiled backward (see :meth:`_run`), run eagerly."""
+        :func:`~alignn_ase.nn.layers.edge_endpoints` instead of splitting the graph there;
+        after a failure of compilation (see :meth:`_run`), run eagerly."""
         if not self.compiled:
             return contextlib.nullcontext()
         if self._compile_failed:
@@ -325,27 +331,27 @@ class ALIGNNCalculator(Calculator):
         # Options an older torch lacks are left out (they change speed, not results).
         for config, options in (
             (torch._dynamo.config,
-             {"capture_dynamic_output_shape_ops": True, "suppress_errors": True, "specialize_float": True}),
+             {"capture_dynamic_output_shape_ops": True, "specialize_float": True}),
             (torch._functorch.config, {"autograd_cache_allow_custom_autograd_functions": True}),
         ):
             stack.enter_context(config.patch({k: v for k, v in options.items() if hasattr(config, k)}))
         return stack
 
     def _run(self, model: ALIGNNModel, graph: AtomGraph, forces: bool, stress: bool) -> dict[str, torch.Tensor]:
-        """:func:`~alignn_ase.compute.evaluate` under :meth:`_compile_settings`. The backward is compiled
-        lazily, at the first gradient, outside the compiler's own fallback: if that compilation fails
+        """:func:`~alignn_ase.compute.evaluate` under :meth:`_compile_settings`. If compilation fails
         (e.g. no working C++ compiler), log a warning and evaluate eagerly from then on."""
         try:
             with self._compile_settings():
-                return evaluate(model, graph, forces=forces, stress=stress)
+                return evaluate(model, graph, forces=forces, stress=stress, derivatives=self._derivatives)
         except torch._dynamo.exc.TorchDynamoException as exc:
             if not self.compiled or self._compile_failed:
                 raise
             self._compile_failed = True
+            self._derivatives = autograd_derivatives
             logger.warning("torch.compile failed (%s); this calculator evaluates its models eagerly from now on",
                            " ".join(str(exc).split())[:300])
             with self._compile_settings():
-                return evaluate(model, graph, forces=forces, stress=stress)
+                return evaluate(model, graph, forces=forces, stress=stress, derivatives=self._derivatives)
 
     def _build(self, model: ALIGNNModel, structures: list[Atoms]) -> AtomGraph:
         return build_graphs(structures, model.graph_settings, GRAPH_DTYPE, self.device, model.min_distance)

@@ -21,6 +21,8 @@ from alignn_ase import (
     build_graphs,
     load_model,
 )
+from alignn_ase import compute
+from alignn_ase.compute import evaluate
 from alignn_ase.neighbors import Edges, _rank_by_distance
 from alignn_ase.nn import layers
 from alignn_ase.nn.layers import EdgeGatedGraphConv, edge_endpoints
@@ -259,8 +261,9 @@ def test_line_graph_gates_on_touched_bonds_only():
 
 
 def test_compiled_calculator_equals_eager():
-    """``compile=True`` (inductor, with the gather/scatter operators it calls as they are) gives the eager numbers,
-    also when the skin graph is reused (one compilation: the batch dimension is 1 for every call here)."""
+    """``compile=True`` (inductor; the potential's forward and backward compiled together through torch.func.grad,
+    with the gather/scatter operators it calls as they are) gives the eager numbers, also when the skin graph is
+    reused, and for a batch of structures with and without a cell."""
     model = smooth_model(seed=5)
     eager = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0)
     compiled = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.5, compile=True)
@@ -277,6 +280,9 @@ def test_compiled_calculator_equals_eager():
     eager_other = ALIGNNCalculator(other, dtype="float64", device="cpu", skin=0.0)
     _assert_same(_results(compiled_other, atoms), _results(eager_other, atoms))
     _assert_same(_results(compiled, atoms), _results(eager, atoms))
+    batch = _mixed_structures()[2:5]  # a crystal, a molecule, a slab
+    for a, b in zip(compiled.predict(batch, progress=False), eager.predict(batch, progress=False)):
+        _assert_same(a, b)
 
 
 def test_gather_and_scatter_operators_and_their_gradients():
@@ -293,9 +299,9 @@ def test_gather_and_scatter_operators_and_their_gradients():
     torch.autograd.gradcheck(lambda v: layers._GatherRows.apply(v, index), (x,))
 
 
-def test_compile_failure_falls_back_to_eager():
-    """A compiler that cannot build (here: no working C++ compiler) leaves a working calculator: the error of the
-    lazily compiled backward is caught, logged, and the models run eagerly from then on."""
+def test_compile_failure_falls_back_to_eager(caplog):
+    """A compiler that cannot build (here: no working C++ compiler) leaves a working calculator: the error is
+    caught, logged, and the models run eagerly from then on."""
     torch.compiler.reset()  # no compiled code from earlier tests: this calculator must compile (and fail)
     model = smooth_model(seed=7)
     eager = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0)
@@ -305,3 +311,19 @@ def test_compile_failure_falls_back_to_eager():
         for seed in (4, 5):
             atoms = random_crystal("Si2O3Na", seed=seed)
             _assert_same(_results(compiled, atoms), _results(eager, atoms))
+    assert sum("torch.compile failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_functional_derivatives_equal_autograd_derivatives():
+    """The compiled path's torch.func.grad derivatives, run eagerly, give autograd's energy, forces and stress;
+    they refuse to keep a graph for training."""
+    model = smooth_model(seed=3).double().requires_grad_(False)
+    atoms = random_crystal("Si2O3Na", seed=3)
+    graph = build_graph(atoms, model.graph_settings, torch.float64)
+    a = evaluate(model, graph, derivatives=compute.autograd_derivatives)
+    b = evaluate(model, graph, derivatives=compute.functional_derivatives)
+    assert set(a) == set(b) == {"energy", "energies", "forces", "stress"}
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-12)
+    with pytest.raises(InvalidArgumentError, match="inference"):
+        evaluate(model, graph, create_graph=True, derivatives=compute.functional_derivatives)
