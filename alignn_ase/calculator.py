@@ -103,7 +103,7 @@ class ALIGNNCalculator(Calculator):
             compilation (measured here for the default potential: 31 s with an empty
             compiler cache, 3-6 s once the cache on disk holds it), and the first :meth:`predict` batch
             after single calls compiles once more. Measured on two CPU threads:
-            1.2-1.9x faster per call from 8 to 10,648 atoms
+            1.2-1.8x faster per call from 8 to 1,000 atoms
             (``benchmarks/results/benchmark.md``, ``benchmarks/NOTES.md``).
 
     Results (``calc.results``): ``energy`` and ``free_energy`` (eV), ``forces``

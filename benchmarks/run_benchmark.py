@@ -606,8 +606,10 @@ def main() -> int:
                     key=lambda i: len(structs[i].atoms))
         results["meta"]["md_steps"] = steps = 5 if args.quick else 20
         results["md"] = {}
-        for idx in dict.fromkeys([si[min(1, len(si) - 1)], si[-1]]):  # Si 64 and the largest
+        for idx in dict.fromkeys([si[0], si[min(1, len(si) - 1)], si[-1]]):  # Si 8, 64 and the largest
             md_specs = [("default potential", "smooth", 1.0), ("default potential, no skin", "smooth_noskin", 0.0)]
+            if "smooth_compiled" in workers:
+                md_specs.append(("default potential, compiled, no skin", "smooth_compiled", 0.0))
             if "chgnet" in workers:
                 md_specs.append(("CHGNet", "chgnet", None))
             if idx == si[-1]:
