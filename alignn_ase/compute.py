@@ -107,9 +107,11 @@ def functional_derivatives(
     """:func:`autograd_derivatives` by ``torch.func.grad``, for inference under ``torch.compile``.
 
     Compiled, forward and backward become one program, without the autograd
-    engine and the wrappers between two compiled halves: 1.5x faster for an
-    8-atom cell (benchmarks/NOTES.md). Eagerly it is ~2x slower than
-    :func:`autograd_derivatives`; it does not keep the graph for training.
+    engine and the wrappers between two compiled halves: for an 8-atom cell
+    the evaluation is ~1.5x and the whole calculator call ~1.2x faster than
+    compiling the forward alone (benchmarks/NOTES.md item 22). Eagerly it is
+    ~2x slower than :func:`autograd_derivatives`; it does not keep the graph
+    for training.
     """
     if create_graph:
         raise InvalidArgumentError("functional_derivatives is for inference; train with autograd_derivatives")
