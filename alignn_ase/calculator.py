@@ -230,13 +230,14 @@ class ALIGNNCalculator(Calculator):
             )
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        if "stress" in properties and not has_3d_cell(atoms):
+        with_stress = has_3d_cell(atoms)
+        if "stress" in properties and not with_stress:
             raise PropertyNotImplementedError("stress needs a 3D cell; this structure's cell volume is 0")
         with torch.inference_mode(False):  # forces need autograd, also when the caller is in inference mode
             graph = self._graphs(atoms)
             self._warn_isolated(graph)
             props = {name: cache(atoms) for name, cache in self._property_graphs.items()}
-            (self.results,) = self._evaluate(graph, props, has_3d_cell(atoms))
+            (self.results,) = self._evaluate(graph, props, with_stress)
 
     def _warn_isolated(self, graph: AtomGraph) -> None:
         """Log a warning (once per calculator) when an atom of a structure with more than one atom has
