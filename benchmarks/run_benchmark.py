@@ -123,41 +123,72 @@ def structures(quick: bool, max_atoms: int = 10648) -> list[Structure]:
 # worker processes
 
 
+class WorkerError(RuntimeError):
+    """A worker answered a command with an error (out of memory, say), or died."""
+
+
 @dataclass
 class Worker:
     name: str
     cmd: list[str]
     env: dict[str, str]
+    log_path: Path
     proc: subprocess.Popen | None = None
-    log: list[str] = field(default_factory=list)
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the process; :meth:`wait_ready` reads its first line (workers load in parallel)."""
         self.proc = subprocess.Popen(
-            self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env
+            self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_path.open("w"), text=True,
+            env=self.env,
         )
-        ready = self._read()
-        assert ready.get("ready"), ready
 
-    def _read(self) -> dict:
+    def wait_ready(self) -> None:
+        ready = self.receive()
+        if not ready.get("ready"):
+            raise WorkerError(f"worker {self.name} did not start: {ready}")
+
+    def _tail(self) -> str:
+        return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-3:])
+
+    def receive(self) -> dict:
         assert self.proc is not None and self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"worker {self.name} died (exit code {self.proc.poll()})")
-        return json.loads(line)
+            raise WorkerError(f"worker {self.name} died (exit code {self.proc.poll()}): {self._tail()}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise WorkerError(f"{self.name}: {answer['error']}")
+        return answer
 
-    def ask(self, **msg) -> dict:
-        if self.proc is None:
-            self.start()
+    def send(self, **msg) -> None:
         assert self.proc is not None and self.proc.stdin is not None
+        if self.proc.poll() is not None:
+            raise WorkerError(f"worker {self.name} died (exit code {self.proc.poll()}): {self._tail()}")
         self.proc.stdin.write(json.dumps(msg) + "\n")
         self.proc.stdin.flush()
-        return self._read()
+
+    def ask(self, **msg) -> dict:
+        self.send(**msg)
+        return self.receive()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
             self.proc.stdin.flush()
             self.proc.wait(timeout=60)
+
+
+def start_workers(workers: dict[str, Worker], unavailable: dict[str, str]) -> None:
+    """Start every worker at once; drop (into ``unavailable``, with the reason) those that fail to start."""
+    for w in workers.values():
+        w.launch()
+    for name, w in list(workers.items()):
+        try:
+            w.wait_ready()
+        except WorkerError as exc:
+            unavailable[name] = str(exc)
+            del workers[name]
+            log(f"{name} unavailable: {exc}")
 
 
 def med(xs) -> float:
@@ -172,79 +203,158 @@ def log(msg: str) -> None:
 # measurements
 
 
-def time_structures(workers: dict[str, Worker], items, rounds: int, budget: float, data: dict) -> None:
-    """Interleaved E+F+S timing: for each structure, rounds x programs (order rotating)."""
+def time_structures(workers: dict[str, Worker], items, rounds: int, budget: float, data: dict,
+                    give_up_s: float) -> None:
+    """Interleaved E+F+S timing: for each structure, rounds x programs (order rotating).
+
+    A program that fails on a structure (its error is recorded under ``error``), or whose calls took longer
+    than ``give_up_s`` seconds, is not run on the larger cells of the scaling series (``main`` False) that follow.
+    """
+    retired: dict[str, str] = {}
     for idx, s, names in items:
-        log(f"E+F+S  {s.label}: {', '.join(names)}")
         rec = data.setdefault(s.label, {"n_atoms": len(s.atoms), "index": idx})
+        if not s.main:
+            for name in [n for n in names if n in retired]:
+                rec.setdefault(name, {})["skipped"] = retired[name]
+            names = [n for n in names if n not in retired]
+        log(f"E+F+S  {s.label}: {', '.join(names)}")
         est = {}
         for name in names:
             t0 = time.perf_counter()
-            w = workers[name].ask(cmd="time", index=idx, calls=2, seed=999)
+            try:
+                w = workers[name].ask(cmd="time", index=idx, calls=2, seed=999)
+            except WorkerError as exc:
+                rec.setdefault(name, {})["error"] = str(exc)
+                retired[name] = f"failed on {s.label}"
+                log(f"   {exc}")
+                continue
             rec.setdefault(name, {})["warmup_s"] = w["wall"]
             est[name] = w["wall"][-1]
             log(f"   warm-up {name}: {w['wall'][0]:.3f} s, {w['wall'][1]:.4f} s ({time.perf_counter() - t0:.1f} s)")
+        names = [n for n in names if n in est]
         for r in range(rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)] if names else []
             for name in order:
+                if "error" in rec[name]:
+                    continue
                 if est[name] > SLOW_CALL_S and len(rec[name].get("wall", [])) >= SLOW_SAMPLES:
                     continue  # slow programs: a few samples are enough
                 calls = int(max(1, min(3, budget // max(est[name], 1e-6))))
-                out = workers[name].ask(cmd="time", index=idx, calls=calls, seed=r, settle_s=settle_for(est[name]))
+                try:
+                    out = workers[name].ask(cmd="time", index=idx, calls=calls, seed=r,
+                                            settle_s=settle_for(est[name]))
+                except WorkerError as exc:
+                    rec[name]["error"] = str(exc)
+                    retired[name] = f"failed on {s.label}"
+                    log(f"   {exc}")
+                    continue
                 entry = rec[name]
                 entry.setdefault("wall", []).extend(out["wall"])
                 entry.setdefault("cpu", []).extend(out["cpu"])
                 entry.setdefault("energy_by_round", []).append(out["energy"][0])
                 est[name] = med(entry["wall"])
         for name in names:
+            if not rec[name].get("wall"):
+                continue
             rec[name]["median_ms"] = 1e3 * med(rec[name]["wall"])
             rec[name]["median_cpu_ms"] = 1e3 * med(rec[name]["cpu"])
-            workers[name].ask(cmd="trim")
-        log("   " + "  ".join(f"{n}={rec[n]['median_ms']:.1f} ms" for n in names))
+            if rec[name]["median_ms"] > 1e3 * give_up_s:
+                retired.setdefault(name, f"slower than {give_up_s:g} s per call on {s.label}")
+            attempt(workers[name], "trim")
+        log("   " + "  ".join(f"{n}={rec[n]['median_ms']:.1f} ms" for n in names if "median_ms" in rec[n]))
+
+
+def attempt(worker: Worker, cmd: str, **msg) -> dict | None:
+    """``worker.ask(cmd=cmd, **msg)``, or None (logged) if it fails."""
+    try:
+        return worker.ask(cmd=cmd, **msg)
+    except WorkerError as exc:
+        log(f"   {exc}")
+        return None
+
+
+def timed_names(data: dict, label: str, names) -> list[str]:
+    """The programs of ``names`` with an E+F+S median for structure ``label``."""
+    return [n for n in names if "median_ms" in data[label].get(n, {})]
 
 
 def measure_memory(workers, items, data) -> None:
     for idx, s, names in items:
+        names = timed_names(data, s.label, names)
         for name in names:
-            out = workers[name].ask(cmd="memory", index=idx)
-            data[s.label][name]["peak_mb"] = out["peak_mb"]
-            workers[name].ask(cmd="trim")
-        log(f"memory {s.label}: " + "  ".join(f"{n}={data[s.label][n]['peak_mb']:.0f} MB" for n in names))
+            out = attempt(workers[name], "memory", index=idx)
+            data[s.label][name]["peak_mb"] = None if out is None else out["peak_mb"]
+            attempt(workers[name], "trim")
+        log(f"memory {s.label}: " + "  ".join(f"{n}={fmt_mb(data[s.label][n]['peak_mb'])}" for n in names))
+
+
+def fmt_mb(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0f} MB"
 
 
 def measure_breakdown(workers, items, data, calls: int) -> None:
     for idx, s, names in items:
+        names = timed_names(data, s.label, names)
         for name in names:
-            out = workers[name].ask(cmd="breakdown", index=idx, calls=calls)
-            g, m = med(out["graph"]), med(out["model"])
-            data[s.label][name]["graph_ms"] = 1e3 * g
-            data[s.label][name]["model_ms"] = 1e3 * m
+            out = attempt(workers[name], "breakdown", index=idx, calls=calls)
+            if out is not None:
+                data[s.label][name]["graph_ms"] = 1e3 * med(out["graph"])
+                data[s.label][name]["model_ms"] = 1e3 * med(out["model"])
         log(f"breakdown {s.label}: " + "  ".join(
-            f"{n} graph {data[s.label][n]['graph_ms']:.1f} / model {data[s.label][n]['model_ms']:.1f} ms" for n in names
+            f"{n} graph {data[s.label][n]['graph_ms']:.1f} / model {data[s.label][n]['model_ms']:.1f} ms"
+            for n in names if "graph_ms" in data[s.label][n]
         ))
 
 
 def measure_getters(workers, items, data, rounds: int) -> None:
     for idx, s, names in items:
+        names = timed_names(data, s.label, names)
         for r in range(rounds):
             for name in names:
                 settle = settle_for(1e-3 * data[s.label][name]["median_ms"])
-                out = workers[name].ask(cmd="getters", index=idx, calls=2, seed=50 + r, settle_s=settle)
-                data[s.label][name].setdefault("getters_wall", []).extend(out["wall"])
+                out = attempt(workers[name], "getters", index=idx, calls=2, seed=50 + r, settle_s=settle)
+                if out is not None:
+                    data[s.label][name].setdefault("getters_wall", []).extend(out["wall"])
         for name in names:
-            data[s.label][name]["getters_ms"] = 1e3 * med(data[s.label][name]["getters_wall"])
+            if data[s.label][name].get("getters_wall"):
+                data[s.label][name]["getters_ms"] = 1e3 * med(data[s.label][name]["getters_wall"])
 
 
 def measure_batch(workers, specs, rounds: int, n: int) -> dict:
-    """specs: list of (label, worker name, command)."""
+    """specs: list of (label, worker name, command); a spec whose warm-up fails is left out."""
+    specs = [spec for spec in specs if attempt(workers[spec[1]], spec[2], n=n) is not None]  # warm-up
     res = {label: [] for label, _, _ in specs}
-    for _label, name, cmd in specs:  # warm-up
-        workers[name].ask(cmd=cmd, n=n)
     for _round in range(rounds):
         for label, name, cmd in specs:
-            res[label].append(workers[name].ask(cmd=cmd, n=n, settle=True)["wall"])
-    out = {label: {"wall": v, "median_ms": 1e3 * med(v)} for label, v in res.items()}
+            out = attempt(workers[name], cmd, n=n, settle=True)
+            if out is not None:
+                res[label].append(out["wall"])
+    out = {label: {"wall": v, "median_ms": 1e3 * med(v)} for label, v in res.items() if v}
     log("batch: " + "  ".join(f"{k}={v['median_ms']:.1f} ms" for k, v in out.items()))
+    return out
+
+
+def measure_capacity(workers, names, repeats, budget_s: float) -> dict:
+    """For each worker of ``names``: one E+F+S call on Si diamond cells of 8 n³ atoms for n in ``repeats``
+    (growing), until a call fails (out of memory, say) or the worker's calls have taken ``budget_s`` seconds."""
+    out = {}
+    for name in names:
+        rows, spent = [], 0.0
+        for n in repeats:
+            t0 = time.perf_counter()
+            try:
+                r = workers[name].ask(cmd="capacity", n=n)
+            except WorkerError as exc:
+                rows.append({"n_atoms": 8 * n**3, "error": str(exc)})
+                log(f"capacity {name}: {8 * n**3} atoms failed: {exc}")
+                break
+            spent += time.perf_counter() - t0
+            rows.append({"n_atoms": r["n_atoms"], "wall_s": r["wall"], "peak_mb": r["peak_mb"]})
+            log(f"capacity {name}: {r['n_atoms']} atoms in {r['wall']:.1f} s, peak {r['peak_mb']:.0f} MB")
+            attempt(workers[name], "trim")
+            if spent > budget_s:
+                break
+        out[name] = rows
     return out
 
 
@@ -262,7 +372,9 @@ def measure_md(workers, specs, idx: int, steps: int) -> dict:
     """MD steps of ``idx`` with each (label, worker, skin) of ``specs``; graph time where the worker has it."""
     out = {}
     for label, name, skin in specs:
-        r = workers[name].ask(cmd="md", index=idx, steps=steps)
+        r = attempt(workers[name], "md", index=idx, steps=steps)
+        if r is None:
+            continue
         step = med(r["step"])
         g = r["graph_total"]
         out[label] = {
@@ -274,7 +386,7 @@ def measure_md(workers, specs, idx: int, steps: int) -> dict:
             "skin": skin,
             "steps_wall": r["step"],
         }
-        workers[name].ask(cmd="trim")
+        attempt(workers[name], "trim")
         log(f"md {label}: {out[label]['step_ms']:.1f} ms/step, {r['builds']} builds in {r['steps']} steps")
     return out
 
@@ -299,6 +411,15 @@ def ratio(a, b) -> str:
 
 def get(rec: dict, name: str, key: str):
     return rec.get(name, {}).get(key)
+
+
+WORKER_LABELS = {
+    "ours": "alignn-ase fp32 (same weights)", "ours64": "alignn-ase fp64 (same weights)",
+    "ours_compiled": "alignn-ase fp32 compiled (same weights)", "upstream": "upstream fp32",
+    "upstream64": "upstream fp64", "smooth": "default potential (skin 1 Å)",
+    "smooth_noskin": "default potential", "smooth_compiled": "default potential compiled",
+    "chgnet": "CHGNet", "sevenn": "SevenNet",
+}
 
 
 def report(results: dict) -> str:
@@ -456,6 +577,27 @@ def report(results: dict) -> str:
         for label, rec in getter_rows:
             a, u = get(rec, "ours", "getters_ms"), get(rec, "upstream", "getters_ms")
             lines.append(f"| {label} | {rec['n_atoms']} | {fmt_ms(a)} | {fmt_ms(u)} | {ratio(a, u)} |")
+
+    if results.get("capacity"):
+        lines += ["", "## Largest cell: one E+F+S call on Si diamond supercells, growing until one fails", "",
+                  f"| program | N | time | peak memory ({what}) |", "|---|---:|---:|---:|"]
+        for name, rows in results["capacity"].items():
+            for row in rows:
+                if "error" in row:
+                    lines.append(f"| {WORKER_LABELS.get(name, name)} | {row['n_atoms']} | failed: {row['error'][:120]} "
+                                 "| – |")
+                else:
+                    lines.append(f"| {WORKER_LABELS.get(name, name)} | {row['n_atoms']} "
+                                 f"| {fmt_ms(1e3 * row['wall_s'])} | {row['peak_mb']:.0f} MB |")
+
+    problems = [f"- {WORKER_LABELS.get(n, n)} could not start: {why[:300]}" for n, why in meta.get("unavailable", {}).items()]
+    for label, rec in data.items():
+        for name, entry in rec.items():
+            if isinstance(entry, dict) and ("error" in entry or "skipped" in entry):
+                what_happened = f"failed: {entry['error'][:200]}" if "error" in entry else f"not run ({entry['skipped']})"
+                problems.append(f"- {label}, {WORKER_LABELS.get(name, name)}: {what_happened}")
+    if problems:
+        lines += ["", "## Not measured", "", *problems]
     return "\n".join(lines) + "\n"
 
 
@@ -486,10 +628,20 @@ def main() -> int:
                    help="where every program computes; cuda adds larger Si cells (up to --max-atoms) and reports "
                         "peak GPU memory instead of resident memory")
     p.add_argument("--max-atoms", type=int, default=10648, help="largest Si cell of the scaling table")
+    p.add_argument("--give-up-s", type=float, default=30.0,
+                   help="a program slower than this per call (s) is not run on the larger cells of the scaling table")
+    p.add_argument("--capacity", type=int, nargs="*", default=None, metavar="N",
+                   help="after the rest, one E+F+S call of alignn-ase (same weights and default potential) on Si "
+                        "cells of 8 N^3 atoms for each N, growing, until one fails: the largest cell that fits "
+                        "(default with --device cuda: 20 25 30 35 40 45 50 55 60; without: none)")
+    p.add_argument("--capacity-budget-s", type=float, default=120.0,
+                   help="stop the capacity series of a program once its calls have taken this long (s)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     if args.quick:
         args.rounds = 1
+    if args.capacity is None:
+        args.capacity = [20, 25, 30, 35, 40, 45, 50, 55, 60] if args.device == "cuda" and not args.quick else []
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     if args.omp_wait_policy == "passive":
@@ -517,7 +669,7 @@ def main() -> int:
     def worker(name: str, python: str, *extra: str) -> Worker:
         cmd = [python, str(HERE / "worker.py"), "--structures", str(xyz), "--threads", str(args.threads),
                "--device", args.device, *extra]
-        return Worker(name, cmd, env)
+        return Worker(name, cmd, env, tmp / f"{name}.log")
 
     ours = sys.executable
     workers = {
@@ -539,6 +691,8 @@ def main() -> int:
         workers["chgnet"] = worker("chgnet", side, "--program", "chgnet")
         workers["sevenn"] = worker("sevenn", side, "--program", "sevenn")
 
+    unavailable: dict[str, str] = {}
+    start_workers(workers, unavailable)
     versions = "none (alignn-ase alone)" if side is None else subprocess.run(
         [side, "-c", "import importlib.metadata as m;"
          "print(', '.join(f'{p} {m.version(p)}' for p in ('alignn', 'chgnet', 'sevenn', 'torch')))"],
@@ -564,9 +718,18 @@ def main() -> int:
             "versions": f"alignn-ase venv torch {torch.__version__}; side venv: {versions}",
             "batch_n": batch_n,
             "default_potential": default,
+            "unavailable": unavailable,
         },
         "ehs": {},
     }
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_tag = "quick" if args.quick else "benchmark_cuda" if args.device == "cuda" else (
+        "benchmark" if args.threads == 2 else f"benchmark_{args.threads}thread")
+
+    def save() -> None:
+        """Write the results so far (a run cut short still leaves what it measured)."""
+        (args.out / f"{out_tag}.json").write_text(json.dumps(results, indent=1) + "\n")
+        (args.out / f"{out_tag}.md").write_text(report(results))
     data = results["ehs"]
     same = [n for n in ("ours", "ours_compiled", "upstream") if n in workers]
     both = [n for n in ("ours", "upstream") if n in workers]
@@ -575,23 +738,34 @@ def main() -> int:
     items = [(i, s, same + (peers if s.peers else [])) for i, s in enumerate(structs)]
     try:
         t_start = time.perf_counter()
-        for name in ("ours_compiled", "smooth_compiled"):
-            if name in workers:
-                t0 = time.perf_counter()
-                workers[name].ask(cmd="time", index=0, calls=1, seed=998)
-                results["meta"].setdefault("compile_s_by_worker", {})[name] = time.perf_counter() - t0
-                log(f"{name} ready after {results['meta']['compile_s_by_worker'][name]:.0f} s")
-        time_structures(workers, items, args.rounds, args.budget, data)
+        compiled = [name for name in ("ours_compiled", "smooth_compiled") if name in workers]
+        t0 = time.perf_counter()
+        for name in compiled:  # the compiled workers compile at the same time, each in its own process
+            workers[name].send(cmd="time", index=0, calls=1, seed=998)
+        for name in compiled:
+            try:
+                workers[name].receive()
+            except WorkerError as exc:
+                unavailable[name] = str(exc)
+                del workers[name]
+                log(f"{name} unavailable: {exc}")
+                continue
+            results["meta"].setdefault("compile_s_by_worker", {})[name] = time.perf_counter() - t0
+            log(f"{name} ready after {results['meta']['compile_s_by_worker'][name]:.0f} s")
+        items = [(i, s, [n for n in names if n in workers]) for i, s, names in items]
+        time_structures(workers, items, args.rounds, args.budget, data, args.give_up_s)
+        save()
         for s in structs:
             data[s.label]["main"] = s.main
         checks = {}
         for tag, a, b in (("fp32", "ours", "upstream"), ("fp64", "ours64", "upstream64")):
             rel = [abs(x - y) / abs(y) for rec in data.values() if a in rec and b in rec
-                   for x, y in zip(rec[a]["energy_by_round"], rec[b]["energy_by_round"])]
+                   for x, y in zip(rec[a].get("energy_by_round", []), rec[b].get("energy_by_round", []))]
             if rel:
                 checks[tag] = max(rel)
         results["energy_check"] = checks
         measure_memory(workers, items, data)
+        save()
         measure_breakdown(workers, [(i, s, both) for i, s in enumerate(structs) if s.main], data, 3)
         measure_getters(workers, [(i, s, both) for i, s in enumerate(structs) if s.main and len(s.atoms) <= 1000],
                         data, 2)
@@ -602,6 +776,7 @@ def main() -> int:
             batch_specs.insert(1, ("alignn-ase compiled predict (one batch)", "ours_compiled", "predict"))
         batch_specs = [spec for spec in batch_specs if spec[1] in workers]
         results["batch"] = measure_batch(workers, batch_specs, max(3, args.rounds), batch_n)
+        save()
         si = sorted((i for i, s in enumerate(structs) if s.main and s.label.startswith("Si")),
                     key=lambda i: len(structs[i].atoms))
         results["meta"]["md_steps"] = steps = 5 if args.quick else 20
@@ -614,8 +789,14 @@ def main() -> int:
                 md_specs.append(("CHGNet", "chgnet", None))
             if idx == si[-1]:
                 md_specs.append(("upstream weights in alignn-ase (pure_torch graph)", "ours", 0.0))
+            md_specs = [spec for spec in md_specs if spec[1] in workers]
             results["md"][structs[idx].label] = {"n_atoms": len(structs[idx].atoms),
                                                  **measure_md(workers, md_specs, idx, steps)}
+            save()
+        if args.capacity:
+            results["capacity"] = measure_capacity(
+                workers, [n for n in ("ours", "smooth_noskin") if n in workers], args.capacity, args.capacity_budget_s
+            )
         results["meta"]["total_s"] = time.perf_counter() - t_start
         results["meta"]["load_average_end"] = os.getloadavg()
     finally:
@@ -624,12 +805,8 @@ def main() -> int:
                 w.stop()
             except Exception:  # a dead worker must not hide the results
                 pass
-    args.out.mkdir(parents=True, exist_ok=True)
-    tag = "quick" if args.quick else "benchmark_cuda" if args.device == "cuda" else (
-        "benchmark" if args.threads == 2 else f"benchmark_{args.threads}thread")
-    (args.out / f"{tag}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / f"{tag}.md").write_text(report(results))
-    log(f"wrote {args.out / (tag + '.json')} and {args.out / (tag + '.md')}")
+    save()
+    log(f"wrote {args.out / (out_tag + '.json')} and {args.out / (out_tag + '.md')}")
     return 0
 
 

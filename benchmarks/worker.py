@@ -23,7 +23,13 @@ Commands (one JSON object per line; the answer is one JSON line):
 - ``breakdown``: seconds in graph building and in the model, separately.
 - ``loop`` / ``predict``: the 64 small structures one by one / batched.
 - ``md``: velocity-Verlet steps; step time and time spent building graphs.
+- ``capacity``: one E+F+S evaluation of a rattled Si diamond cell repeated ``n`` times
+  along each cubic axis (8 n³ atoms), built here rather than read from the structures
+  file: seconds, peak memory (as ``memory``) and the atom count; how large a cell fits.
 - ``trim``: return freed memory to the OS (so idle workers hold little).
+
+A command that raises (out of memory, say) answers ``{"error": ...}`` and leaves the
+worker running, so that the driver can record the failure and go on.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import gc
 import json
 import sys
 import time
+import traceback
 
 import numpy as np
 import torch
@@ -184,6 +191,16 @@ def cmd_memory(prog, structures, msg):
     return {"peak_mb": peak_rss_mb(), "before_mb": before}
 
 
+def cmd_capacity(prog, msg):
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(msg["n"])
+    atoms.rattle(0.03, seed=7)
+    t0 = time.perf_counter()
+    out = cmd_memory(prog, [atoms], {"index": 0})
+    return {**out, "wall": time.perf_counter() - t0, "n_atoms": len(atoms)}
+
+
 def cmd_breakdown(prog, structures, msg):
     rng = np.random.default_rng(2)
     graph, model = [], []
@@ -269,30 +286,32 @@ def main() -> None:
     structures = read(args.structures, ":")
     prog = Program(args)
     print(json.dumps({"ready": True}), file=proto, flush=True)
+    commands = {
+        "time": lambda msg: cmd_time(prog, structures, msg),
+        "getters": lambda msg: cmd_time(prog, structures, msg, getters=True),
+        "memory": lambda msg: cmd_memory(prog, structures, msg),
+        "capacity": lambda msg: cmd_capacity(prog, msg),
+        "breakdown": lambda msg: cmd_breakdown(prog, structures, msg),
+        "loop": lambda msg: cmd_loop(prog, msg),
+        "predict": lambda msg: cmd_predict(prog, msg),
+        "md": lambda msg: cmd_md(prog, structures, msg),
+        "trim": lambda msg: trim() or {},
+    }
     for line in sys.stdin:
         msg = json.loads(line)
-        cmd = msg["cmd"]
-        if cmd == "quit":
+        if msg["cmd"] == "quit":
             break
-        if cmd == "time":
-            out = cmd_time(prog, structures, msg)
-        elif cmd == "getters":
-            out = cmd_time(prog, structures, msg, getters=True)
-        elif cmd == "memory":
-            out = cmd_memory(prog, structures, msg)
-        elif cmd == "breakdown":
-            out = cmd_breakdown(prog, structures, msg)
-        elif cmd == "loop":
-            out = cmd_loop(prog, msg)
-        elif cmd == "predict":
-            out = cmd_predict(prog, msg)
-        elif cmd == "md":
-            out = cmd_md(prog, structures, msg)
-        elif cmd == "trim":
-            trim()
-            out = {}
+        if msg["cmd"] not in commands:
+            out = {"error": f"unknown command {msg['cmd']}"}
         else:
-            out = {"error": f"unknown command {cmd}"}
+            try:
+                out = commands[msg["cmd"]](msg)
+            except Exception as exc:  # e.g. out of memory: answer, and stay up for the next command
+                traceback.print_exc()
+                out = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
+                gc.collect()
+                if args.device == "cuda":
+                    torch.cuda.empty_cache()
         print(json.dumps(out), file=proto, flush=True)
 
 
