@@ -26,13 +26,13 @@ python3 -c "import sys, torch; print(sys.version.split()[0], torch.__version__, 
     | tee -a "$out/gpu.txt"
 case $what in
 tests)
-    timeout "${TEST_TIMEOUT:-250}" python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py 2>&1 \
+    timeout "${TEST_TIMEOUT:-250}" python3 -m pytest -v -p no:cacheprovider -rs tests/test_cuda.py 2>&1 \
         | tee "$out/test_cuda.log"
     ;;
 benchmark)
     PYTHONUNBUFFERED=1 timeout "${BENCH_TIMEOUT:-520}" python3 benchmarks/run_benchmark.py --side-python python3 \
         --checkpoint gpu_carry/upstream_alignn_ff_2_2_64 --device cuda --threads 4 --rounds 3 --max-atoms 64000 \
-        --capacity 30 40 50 60 --capacity-budget-s 60 --out "$out" 2>&1 | tee "$out/benchmark_cuda.log"
+        --capacity 30 40 50 60 --capacity-budget-s 45 --out "$out" 2>&1 | tee "$out/benchmark_cuda.log"
     ;;
 *)
     echo "unknown check $what" >&2
