@@ -16,7 +16,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from tqdm import tqdm
 
 from .compute import autograd_derivatives, evaluate, functional_derivatives
-from .errors import CheckpointError, InvalidArgumentError, InvalidStructureError
+from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, InvalidStructureError
 from .graph import AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
 from .io import load_model
 from .neighbors import SELF_TOLERANCE
@@ -32,6 +32,11 @@ ModelSpec = str | Path | ALIGNNModel
 GRAPH_DTYPE = torch.float64
 #: Keyword arguments passed on to ASE's ``Calculator``.
 _ASE_ARGUMENTS = frozenset({"label", "atoms", "directory"})
+#: How ``compile=True`` runs the potential, fastest first; where compiling fails, the calculator moves down the
+#: list: its forward and backward as one compiled program (torch.func.grad), its forward compiled with autograd
+#: for the backward (e.g. torch 2.11 on CUDA, which fails on the first), eagerly.
+COMPILE_MODES = ("functional", "forward", "eager")
+_COMPILE_OPTIONS = {"size_asserts": False}
 
 
 def _provenance(model: ALIGNNModel) -> str:
@@ -98,8 +103,9 @@ class ALIGNNCalculator(Calculator):
             in the positions) rebuild at every call.
         compile: run the models through ``torch.compile`` (dynamic shapes; the
             potential's forward and backward as one program, see
-            :func:`~alignn_ase.compute.functional_derivatives`; where compilation
-            fails, eager, with a logged warning). The first call pays the
+            :func:`~alignn_ase.compute.functional_derivatives`; where that fails
+            to compile, its forward alone, then eager, each step with a logged
+            warning: ``compile_mode`` says which, see :data:`COMPILE_MODES`). The first call pays the
             compilation (measured here for the default potential: 31 s with an empty
             compiler cache, 3-6 s once the cache on disk holds it), and the first :meth:`predict` batch
             after single calls compiles once more. Measured on two CPU threads:
@@ -168,17 +174,19 @@ class ALIGNNCalculator(Calculator):
                 raise InvalidArgumentError(f"property name {name!r} is used twice; pass a mapping to rename")
             self.property_models[name] = m
         self.compiled = bool(compile)
-        self._compile_failed = False
+        #: with ``compile``: how the models run now, one of COMPILE_MODES (it moves down the list when compiling
+        #: fails); None without ``compile``
+        self.compile_mode: str | None = None
         self._derivatives = autograd_derivatives
         if self.compiled:
             # The potential: forward and backward compiled together as one program (torch.func.grad); property
             # models: their forward. Module guards stay: compiled code is cached per code object, so without them a
             # second model of the same class (e.g. another width) would run the first one's compiled graph
             # (NOTES.md item 15).
-            options = {"size_asserts": False}
-            self._derivatives = torch.compile(functional_derivatives, dynamic=True, options=options)
+            self.compile_mode = "functional"
+            self._derivatives = torch.compile(functional_derivatives, dynamic=True, options=_COMPILE_OPTIONS)
             for m in self.property_models.values():
-                m.compile(dynamic=True, options=options)
+                m.compile(dynamic=True, options=_COMPILE_OPTIONS)
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"]
         if self.model.has_site_energies:
             self.implemented_properties.append("energies")
@@ -323,7 +331,7 @@ class ALIGNNCalculator(Calculator):
         after a failure of compilation (see :meth:`_run`), run eagerly."""
         if not self.compiled:
             return contextlib.nullcontext()
-        if self._compile_failed:
+        if self.compile_mode == "eager":
             return torch.compiler.set_stance("force_eager")
         stack = contextlib.ExitStack()
         # specialize_float: the models' float hyperparameters (cut-offs, RBF widths, norm eps) are constants; as
@@ -339,20 +347,30 @@ class ALIGNNCalculator(Calculator):
         return stack
 
     def _run(self, model: ALIGNNModel, graph: AtomGraph, forces: bool, stress: bool) -> dict[str, torch.Tensor]:
-        """:func:`~alignn_ase.compute.evaluate` under :meth:`_compile_settings`. If compilation fails
-        (e.g. no working C++ compiler), log a warning and evaluate eagerly from then on."""
+        """:func:`~alignn_ase.compute.evaluate` under :meth:`_compile_settings`. If compilation fails (no working
+        C++ compiler, a torch version that cannot compile the program, ...), log a warning, move to the next of
+        :data:`COMPILE_MODES` and evaluate again; errors about the input, and running out of memory, are raised."""
         try:
             with self._compile_settings():
                 return evaluate(model, graph, forces=forces, stress=stress, derivatives=self._derivatives)
-        except torch._dynamo.exc.TorchDynamoException as exc:
-            if not self.compiled or self._compile_failed:
+        except (AlignnAseError, torch.OutOfMemoryError):
+            raise
+        except Exception as exc:
+            if self.compile_mode not in ("functional", "forward"):
                 raise
-            self._compile_failed = True
-            self._derivatives = autograd_derivatives
-            logger.warning("torch.compile failed (%s); this calculator evaluates its models eagerly from now on",
-                           " ".join(str(exc).split())[:300])
-            with self._compile_settings():
-                return evaluate(model, graph, forces=forces, stress=stress, derivatives=self._derivatives)
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            if self.compile_mode == "functional" and model is self.model:
+                self.compile_mode = "forward"
+                self._derivatives = autograd_derivatives
+                self.model.compile(dynamic=True, options=_COMPILE_OPTIONS)
+                logger.warning("torch.compile of the potential's forward and backward together failed (%s); "
+                               "compiling its forward alone, with autograd for the backward", reason)
+            else:
+                self.compile_mode = "eager"
+                self._derivatives = autograd_derivatives
+                logger.warning("torch.compile failed (%s); this calculator evaluates its models eagerly from now on",
+                               reason)
+        return self._run(model, graph, forces, stress)
 
     def _build(self, model: ALIGNNModel, structures: list[Atoms]) -> AtomGraph:
         return build_graphs(structures, model.graph_settings, GRAPH_DTYPE, self.device, model.min_distance)

@@ -23,7 +23,7 @@ import torch
 from .errors import InvalidArgumentError, InvalidStructureError
 from .graph import AtomGraph
 from .nn.base import ALIGNNModel
-from .nn.layers import scatter_sum
+from .nn.layers import Endpoints, edge_endpoints, scatter_sum
 
 #: ``(model, graph, bonds, volume, forces, create_graph) -> outputs``: a potential's energy and the
 #: derivatives asked for, from bond vectors ``bonds`` (E, 3) Å; ``volume`` (B,) Å³ when stress is asked.
@@ -68,10 +68,12 @@ def evaluate(
     return out
 
 
-def _energy(model: ALIGNNModel, graph: AtomGraph, r: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _energy(
+    model: ALIGNNModel, graph: AtomGraph, r: torch.Tensor, bond_endpoints: Endpoints | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The model's outputs at bond vectors ``r``, and the scalar whose gradient gives forces and stress: the
     energies summed over structures, plus any energy term that acts on gradients only (upstream's penalty)."""
-    out = dict(model(graph, r))
+    out = dict(model(graph, r, bond_endpoints))
     total = out["energy"]
     if "gradient_only_energy" in out:
         total = total + out.pop("gradient_only_energy")
@@ -115,7 +117,10 @@ def functional_derivatives(
     """
     if create_graph:
         raise InvalidArgumentError("functional_derivatives is for inference; train with autograd_derivatives")
-    g, out = torch.func.grad(lambda r: _energy(model, graph, r), has_aux=True)(bonds)
+    # The line graph's endpoints depend on the topology alone: computed outside the gradient transform, whose
+    # data-dependent sizes (torch.nonzero) torch 2.11's compiler cannot trace inside it.
+    ends = edge_endpoints(graph.triplet_e1, graph.triplet_e2, graph.src.shape[0])
+    g, out = torch.func.grad(lambda r: _energy(model, graph, r, ends), has_aux=True)(bonds)
     return _with_derivatives(out, graph, bonds, g, volume, forces)
 
 

@@ -3,13 +3,14 @@
 #
 #   benchmarks/run_on_gpu.sh tests     OUT_DIR [SITE_ZIP]   # tests/test_cuda.py: GPU numbers equal the CPU's
 #   benchmarks/run_on_gpu.sh benchmark OUT_DIR [SITE_ZIP]   # run_benchmark.py --device cuda, peers included
+#   benchmarks/run_on_gpu.sh profile   OUT_DIR [SITE_ZIP]   # profile_call.py: where a GPU call's time goes
 #
 # SITE_ZIP: a zip of the packages that python3 lacks there (ase, vesin, phonopy, ...; for the peers upstream
 # alignn, chgnet, sevenn and what they import), unpacked onto PYTHONPATH; benchmarks/README.md says how it was
 # made. The repository runs from its source tree; the same-weights checkpoint is written beforehand with the
 # side venv (make_upstream_checkpoint.py) into gpu_carry/.
 set -uo pipefail
-what=${1:?tests or benchmark}
+what=${1:?tests, benchmark or profile}
 out=${2:?output folder}
 site_zip=${3:-}
 cd "$(dirname "$0")/.."
@@ -33,6 +34,10 @@ benchmark)
     PYTHONUNBUFFERED=1 timeout "${BENCH_TIMEOUT:-520}" python3 benchmarks/run_benchmark.py --side-python python3 \
         --checkpoint gpu_carry/upstream_alignn_ff_2_2_64 --device cuda --threads 4 --rounds 3 --max-atoms 64000 \
         --capacity 30 40 50 60 --capacity-budget-s 45 --out "$out" 2>&1 | tee "$out/benchmark_cuda.log"
+    ;;
+profile)
+    timeout "${PROFILE_TIMEOUT:-120}" python3 benchmarks/profile_call.py --device cuda --out "$out" 2>&1 \
+        | grep -v '^USDT:' | tee "$out/profile_cuda.log"
     ;;
 *)
     echo "unknown check $what" >&2

@@ -309,7 +309,8 @@ def main() -> None:
             except Exception as exc:  # e.g. out of memory: answer, and stay up for the next command
                 traceback.print_exc()
                 out = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
-                gc.collect()
+            if "error" in out:  # outside the except block, whose traceback holds the failed call's tensors
+                trim()
                 if args.device == "cuda":
                     torch.cuda.empty_cache()
         print(json.dumps(out), file=proto, flush=True)

@@ -84,7 +84,7 @@ def test_cuda_compiled_equals_eager():
     for step in range(3):
         _assert_close(_results(compiled, atoms), _results(eager, atoms), rtol=1e-9, atol=1e-10)
         atoms.positions += 0.05 * np.random.default_rng(step).normal(size=atoms.positions.shape)
-    assert not compiled._compile_failed
+    assert compiled.compile_mode in ("functional", "forward")  # compiled, whole or its forward (torch 2.11)
     batch = [random_crystal("Si2O3Na", seed=s) for s in range(3)]
     for a, b in zip(compiled.predict(batch, progress=False), eager.predict(batch, progress=False)):
         _assert_close(a, b, rtol=1e-9, atol=1e-10)

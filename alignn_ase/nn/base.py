@@ -9,6 +9,7 @@ from torch import nn
 
 from ..features import check_elements, element_mask, feature_table
 from ..graph import AtomGraph, GraphSettings
+from .layers import Endpoints
 
 
 class ALIGNNModel(nn.Module):
@@ -71,5 +72,9 @@ class ALIGNNModel(nn.Module):
         """The JSON-serialisable config that rebuilds this architecture (see :mod:`alignn_ase.io`)."""
         raise NotImplementedError
 
-    def forward(self, graph: AtomGraph, r: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, graph: AtomGraph, r: torch.Tensor, bond_endpoints: Endpoints | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Outputs at bond vectors ``r`` (E, 3) Å; ``bond_endpoints`` of the line graph (see
+        :func:`~alignn_ase.nn.layers.run_layers`) may be given precomputed."""
         raise NotImplementedError

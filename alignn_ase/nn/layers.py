@@ -157,14 +157,14 @@ def zbl_repulsion(
     """Half the ZBL energy (eV) of each bond ``src -> dst`` of length ``d`` (Å), summed into ``size``
     buckets by ``index`` (one per bond: per atom or per structure).
 
-    Only bonds shorter than ``r_cut`` are evaluated: the pair energy and its
-    gradient are exactly zero beyond it, and in a typical solid no bond is that short.
+    Every bond is evaluated, without picking out the short ones: the pair
+    energy and its gradient are exactly zero beyond ``r_cut``, and a pick
+    (``torch.nonzero``) would cost a device synchronisation on a GPU and a
+    data-dependent size that torch 2.11 cannot compile inside ``torch.func.grad``.
     """
-    short = torch.nonzero(d < r_cut).squeeze(1)
-    z = numbers.index_select(0, torch.cat([src.index_select(0, short), dst.index_select(0, short)])).to(d.dtype)
+    z = numbers.index_select(0, torch.cat([src, dst])).to(d.dtype)
     z_i, z_j = z.view(2, -1)
-    pair = zbl_pair_energy(z_i, z_j, gather_rows(d, short), r_cut)
-    return 0.5 * scatter_sum(pair, index.index_select(0, short), size)
+    return 0.5 * scatter_sum(zbl_pair_energy(z_i, z_j, d, r_cut), index, size)
 
 
 class RBFExpansion(nn.Module):
@@ -388,13 +388,19 @@ def run_layers(
     e2: torch.Tensor,
     edge_weight: torch.Tensor | None = None,
     triplet_weight: torch.Tensor | None = None,
+    bond_endpoints: Endpoints | None = None,
 ) -> torch.Tensor:
     """Apply ``module``'s ALIGNN then GCN layers; return the final atom features.
 
     Edge and angle features that no later layer reads (the last GCN layer's
     bond update, the last ALIGNN layer's angle update) are not computed.
+    ``bond_endpoints``: :func:`edge_endpoints` of the line graph ``(e1, e2)``
+    over the bonds, computed here unless given (it depends on the topology
+    alone; :func:`~alignn_ase.compute.functional_derivatives` computes it
+    outside the gradient transform).
     """
-    bond_endpoints = edge_endpoints(e1, e2, y.shape[0])
+    if bond_endpoints is None:
+        bond_endpoints = edge_endpoints(e1, e2, y.shape[0])
     n_alignn, n_gcn = len(module.alignn_layers), len(module.gcn_layers)
     for k, layer in enumerate(module.alignn_layers):
         x, y, z = layer(x, y, z, src, dst, e1, e2, edge_weight, triplet_weight, bond_endpoints, k < n_alignn - 1)

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..graph import AtomGraph, GraphSettings
 from .base import ALIGNNModel
-from .layers import add_trunk, bond_cosines, gather_rows, polynomial_envelope, run_layers, scatter_sum, zbl_repulsion
+from .layers import Endpoints, add_trunk, bond_cosines, gather_rows, polynomial_envelope, run_layers, scatter_sum, zbl_repulsion
 
 
 @dataclass
@@ -79,7 +79,9 @@ class SmoothALIGNN(ALIGNNModel):
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
-    def forward(self, graph: AtomGraph, r: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, graph: AtomGraph, r: torch.Tensor, bond_endpoints: Endpoints | None = None
+    ) -> dict[str, torch.Tensor]:
         c = self.config
         d = r.norm(dim=1)
         edge_weight = polynomial_envelope(d / c.cutoff, c.envelope_exponent)
@@ -89,7 +91,7 @@ class SmoothALIGNN(ALIGNNModel):
         y = self.edge_embedding(d)
         z = self.angle_embedding(bond_cosines(r, e1, e2))
         triplet_weight = gather_rows(three_body, e1) * gather_rows(three_body, e2)
-        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, triplet_weight)
+        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, triplet_weight, bond_endpoints)
         energies = self.readout(x)[:, 0] + self.reference_energies.index_select(0, graph.numbers)
         if c.use_zbl:
             zbl = zbl_repulsion(graph.numbers, graph.src, graph.dst, d, c.zbl_cutoff, graph.src, graph.num_atoms)

@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..graph import AtomGraph, GraphSettings
 from .base import ALIGNNModel
-from .layers import add_trunk, bond_cosines, run_layers, polynomial_envelope, scatter_mean, scatter_sum, zbl_repulsion
+from .layers import Endpoints, add_trunk, bond_cosines, run_layers, polynomial_envelope, scatter_mean, scatter_sum, zbl_repulsion
 
 Link = Literal["identity", "log", "logit"]
 
@@ -138,11 +138,14 @@ class ALIGNN(ALIGNNModel):
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
-    def forward(self, graph: AtomGraph, r: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, graph: AtomGraph, r: torch.Tensor, bond_endpoints: Endpoints | None = None
+    ) -> dict[str, torch.Tensor]:
         x = self.atom_embedding(self.atom_inputs(graph.numbers).to(r.dtype))
         y = self.edge_embedding(r.norm(dim=1))
         z = self.angle_embedding(bond_cosines(r, graph.triplet_e1, graph.triplet_e2))
-        x = run_layers(self, x, y, z, graph.src, graph.dst, graph.triplet_e1, graph.triplet_e2)
+        e1, e2 = graph.triplet_e1, graph.triplet_e2
+        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, bond_endpoints=bond_endpoints)
         out = self.fc(scatter_mean(x, graph.atom_graph, graph.num_graphs))
         return {"property": _link_and_classify(out, self.config.link, self.config.classification)}
 
@@ -227,7 +230,9 @@ class ALIGNNAtomwise(ALIGNNModel):
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
-    def forward(self, graph: AtomGraph, r: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, graph: AtomGraph, r: torch.Tensor, bond_endpoints: Endpoints | None = None
+    ) -> dict[str, torch.Tensor]:
         c = self.config
         d = r.norm(dim=1)
         x = self.atom_embedding(self.atom_inputs(graph.numbers).to(r.dtype))
@@ -240,7 +245,8 @@ class ALIGNNAtomwise(ALIGNNModel):
                 y = self.edge_embedding(envelope)  # upstream feeds the envelope value to the RBF
         else:
             y = self.edge_embedding(d)
-        x = run_layers(self, x, y, z, graph.src, graph.dst, graph.triplet_e1, graph.triplet_e2)
+        e1, e2 = graph.triplet_e1, graph.triplet_e2
+        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, bond_endpoints=bond_endpoints)
         out = self.fc(scatter_mean(x, graph.atom_graph, graph.num_graphs))
         if not self.is_potential:
             return {"property": _link_and_classify(out, c.link, c.classification)}
