@@ -34,7 +34,8 @@ GRAPH_DTYPE = torch.float64
 _ASE_ARGUMENTS = frozenset({"label", "atoms", "directory"})
 #: How ``compile=True`` runs the potential, fastest first; where compiling fails, the calculator moves down the
 #: list: its forward and backward as one compiled program (torch.func.grad), its forward compiled with autograd
-#: for the backward (e.g. torch 2.11 on CUDA, which fails on the first), eagerly.
+#: for the backward (a torch whose compiler cannot trace the first, as 2.11 could not before NOTES item 23),
+#: eagerly.
 COMPILE_MODES = ("functional", "forward", "eager")
 _COMPILE_OPTIONS = {"size_asserts": False}
 
@@ -105,7 +106,8 @@ class ALIGNNCalculator(Calculator):
             potential's forward and backward as one program, see
             :func:`~alignn_ase.compute.functional_derivatives`; where that fails
             to compile, its forward alone, then eager, each step with a logged
-            warning: ``compile_mode`` says which, see :data:`COMPILE_MODES`). The first call pays the
+            warning: ``compile_mode`` says which, see :data:`COMPILE_MODES`; a property model whose
+            compilation fails runs eagerly). The first call pays the
             compilation (measured here for the default potential: 31 s with an empty
             compiler cache, 3-6 s once the cache on disk holds it), and the first :meth:`predict` batch
             after single calls compiles once more. Measured on two CPU threads:
@@ -177,6 +179,7 @@ class ALIGNNCalculator(Calculator):
         #: with ``compile``: how the models run now, one of COMPILE_MODES (it moves down the list when compiling
         #: fails); None without ``compile``
         self.compile_mode: str | None = None
+        self._eager_properties: set[str] = set()  # property models whose compiled forward failed
         self._derivatives = autograd_derivatives
         if self.compiled:
             # The potential: forward and backward compiled together as one program (torch.func.grad); property
@@ -346,31 +349,44 @@ class ALIGNNCalculator(Calculator):
             stack.enter_context(config.patch({k: v for k, v in options.items() if hasattr(config, k)}))
         return stack
 
-    def _run(self, model: ALIGNNModel, graph: AtomGraph, forces: bool, stress: bool) -> dict[str, torch.Tensor]:
-        """:func:`~alignn_ase.compute.evaluate` under :meth:`_compile_settings`. If compilation fails (no working
-        C++ compiler, a torch version that cannot compile the program, ...), log a warning, move to the next of
-        :data:`COMPILE_MODES` and evaluate again; errors about the input, and running out of memory, are raised."""
+    def _run(
+        self, model: ALIGNNModel, graph: AtomGraph, forces: bool, stress: bool, prop: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """:func:`~alignn_ase.compute.evaluate` of the potential (or of the property model ``prop``) under
+        :meth:`_compile_settings`.
+
+        If a compiled evaluation fails, it is repeated eagerly: if that fails too, the error is about the input or
+        the model and is raised as it is; if it succeeds, compiling was the problem (no working C++ compiler, a
+        torch whose compiler cannot trace the program, ...): a warning is logged and the potential moves to the
+        next of :data:`COMPILE_MODES` (a property model runs eagerly from then on). Errors of alignn-ase's own
+        checks, and running out of memory, are raised at once.
+        """
+        eager = self.compile_mode == "eager" or prop in self._eager_properties
         try:
-            with self._compile_settings():
+            with torch.compiler.set_stance("force_eager") if prop in self._eager_properties else self._compile_settings():
                 return evaluate(model, graph, forces=forces, stress=stress, derivatives=self._derivatives)
         except (AlignnAseError, torch.OutOfMemoryError):
             raise
         except Exception as exc:
-            if self.compile_mode not in ("functional", "forward"):
+            if not self.compiled or eager:
                 raise
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            if self.compile_mode == "functional" and model is self.model:
-                self.compile_mode = "forward"
-                self._derivatives = autograd_derivatives
-                self.model.compile(dynamic=True, options=_COMPILE_OPTIONS)
-                logger.warning("torch.compile of the potential's forward and backward together failed (%s); "
-                               "compiling its forward alone, with autograd for the backward", reason)
-            else:
-                self.compile_mode = "eager"
-                self._derivatives = autograd_derivatives
-                logger.warning("torch.compile failed (%s); this calculator evaluates its models eagerly from now on",
-                               reason)
-        return self._run(model, graph, forces, stress)
+        with torch.compiler.set_stance("force_eager"):
+            out = evaluate(model, graph, forces=forces, stress=stress, derivatives=autograd_derivatives)
+        if prop is not None:
+            self._eager_properties.add(prop)
+            logger.warning("torch.compile of the property model %r failed (%s); it runs eagerly from now on",
+                           prop, reason)
+            return out
+        self.compile_mode = COMPILE_MODES[COMPILE_MODES.index(self.compile_mode) + 1]
+        self._derivatives = autograd_derivatives
+        if self.compile_mode == "forward":
+            self.model.compile(dynamic=True, options=_COMPILE_OPTIONS)
+            logger.warning("torch.compile of the potential's forward and backward together failed (%s); "
+                           "compiling its forward alone, with autograd for the backward", reason)
+        else:
+            logger.warning("torch.compile of the potential failed (%s); it runs eagerly from now on", reason)
+        return out
 
     def _build(self, model: ALIGNNModel, structures: list[Atoms]) -> AtomGraph:
         return build_graphs(structures, model.graph_settings, GRAPH_DTYPE, self.device, model.min_distance)
@@ -401,7 +417,7 @@ class ALIGNNCalculator(Calculator):
             for res, e in zip(results, energies):
                 res["energies"] = e
         for name, m in self.property_models.items():
-            values = self._run(m, property_graphs[name], forces=False, stress=False)["property"]
+            values = self._run(m, property_graphs[name], forces=False, stress=False, prop=name)["property"]
             values = values.cpu().numpy().astype(np.float64)
             for res, v in zip(results, values):
                 res[name] = float(v) if v.ndim == 0 else v

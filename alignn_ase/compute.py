@@ -73,7 +73,7 @@ def _energy(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The model's outputs at bond vectors ``r``, and the scalar whose gradient gives forces and stress: the
     energies summed over structures, plus any energy term that acts on gradients only (upstream's penalty)."""
-    out = dict(model(graph, r, bond_endpoints))
+    out = dict(model(graph, r) if bond_endpoints is None else model(graph, r, bond_endpoints))
     total = out["energy"]
     if "gradient_only_energy" in out:
         total = total + out.pop("gradient_only_energy")

@@ -48,6 +48,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -137,24 +138,30 @@ class Worker:
 
     def launch(self) -> None:
         """Start the process; :meth:`wait_ready` reads its first line (workers load in parallel)."""
-        self.proc = subprocess.Popen(
-            self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_path.open("w"), text=True,
-            env=self.env,
-        )
+        with self.log_path.open("w") as stderr:
+            self.proc = subprocess.Popen(
+                self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, env=self.env
+            )
 
     def wait_ready(self) -> None:
         ready = self.receive()
         if not ready.get("ready"):
             raise WorkerError(f"worker {self.name} did not start: {ready}")
 
-    def _tail(self) -> str:
-        return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-3:])
+    def _died(self) -> WorkerError:
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        tail = " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-3:])
+        return WorkerError(f"worker {self.name} died (exit code {code}): {tail}")
 
     def receive(self) -> dict:
         assert self.proc is not None and self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise WorkerError(f"worker {self.name} died (exit code {self.proc.poll()}): {self._tail()}")
+            raise self._died()
         answer = json.loads(line)
         if "error" in answer:
             raise WorkerError(f"{self.name}: {answer['error']}")
@@ -162,10 +169,11 @@ class Worker:
 
     def send(self, **msg) -> None:
         assert self.proc is not None and self.proc.stdin is not None
-        if self.proc.poll() is not None:
-            raise WorkerError(f"worker {self.name} died (exit code {self.proc.poll()}): {self._tail()}")
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+        except OSError:  # BrokenPipeError: the process is gone
+            raise self._died() from None
 
     def ask(self, **msg) -> dict:
         self.send(**msg)
@@ -173,9 +181,12 @@ class Worker:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=60)
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
 
 
 def start_workers(workers: dict[str, Worker], unavailable: dict[str, str]) -> None:
@@ -186,9 +197,17 @@ def start_workers(workers: dict[str, Worker], unavailable: dict[str, str]) -> No
         try:
             w.wait_ready()
         except WorkerError as exc:
-            unavailable[name] = str(exc)
-            del workers[name]
-            log(f"{name} unavailable: {exc}")
+            drop(workers, name, unavailable, exc)
+
+
+def drop(workers: dict[str, Worker], name: str, unavailable: dict[str, str], exc: WorkerError) -> None:
+    """Stop worker ``name`` and leave it out of the run, with the reason in ``unavailable``."""
+    unavailable[name] = str(exc)
+    log(f"{name} unavailable: {exc}")
+    try:
+        workers.pop(name).stop()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
 
 
 def med(xs) -> float:
@@ -249,6 +268,7 @@ def time_structures(workers: dict[str, Worker], items, rounds: int, budget: floa
                     log(f"   {exc}")
                     continue
                 entry = rec[name]
+                entry["compile_mode"] = out["compile_mode"]
                 entry.setdefault("wall", []).extend(out["wall"])
                 entry.setdefault("cpu", []).extend(out["cpu"])
                 entry.setdefault("energy_by_round", []).append(out["energy"][0])
@@ -334,28 +354,27 @@ def measure_batch(workers, specs, rounds: int, n: int) -> dict:
     return out
 
 
-def measure_capacity(workers, names, repeats, budget_s: float) -> dict:
+def measure_capacity(workers, names, repeats, budget_s: float, out: dict, save) -> None:
     """For each worker of ``names``: one E+F+S call on Si diamond cells of 8 n³ atoms for n in ``repeats``
-    (growing), until a call fails (out of memory, say) or the worker's calls have taken ``budget_s`` seconds."""
-    out = {}
+    (growing), until a call fails (out of memory, say) or the worker's calls have taken ``budget_s`` seconds.
+    Rows go into ``out[name]``, and ``save()`` runs after each."""
     for name in names:
-        rows, spent = [], 0.0
+        rows, spent = out.setdefault(name, []), 0.0
         for n in repeats:
             t0 = time.perf_counter()
             try:
                 r = workers[name].ask(cmd="capacity", n=n)
             except WorkerError as exc:
                 rows.append({"n_atoms": 8 * n**3, "error": str(exc)})
+                save()
                 log(f"capacity {name}: {8 * n**3} atoms failed: {exc}")
                 break
             spent += time.perf_counter() - t0
             rows.append({"n_atoms": r["n_atoms"], "wall_s": r["wall"], "peak_mb": r["peak_mb"]})
-            log(f"capacity {name}: {r['n_atoms']} atoms in {r['wall']:.1f} s, peak {r['peak_mb']:.0f} MB")
-            attempt(workers[name], "trim")
+            save()
+            log(f"capacity {name}: {r['n_atoms']} atoms in {r['wall']:.1f} s, peak {r['peak_mb']:.0f} MiB")
             if spent > budget_s:
                 break
-        out[name] = rows
-    return out
 
 
 def describe_default() -> str:
@@ -482,9 +501,13 @@ def report(results: dict) -> str:
                       f"fp32 {diffs.get('fp32', float('nan')):.1e}, fp64 {diffs.get('fp64', float('nan')):.1e}."]
     if "compile_s_by_worker" in meta:
         took = meta["compile_s_by_worker"]
+        modes = {n: e["compile_mode"] for rec in data.values() for n, e in rec.items()
+                 if isinstance(e, dict) and e.get("compile_mode")}
         lines += ["", "Compiled variants (`ALIGNNCalculator(..., compile=True)`, compiling at the same time in their own "
                   "processes): ready after " + ", ".join(f"{t:.0f} s ({WORKER_LABELS.get(n, n)})"
-                                                        for n, t in took.items()) + "."]
+                                                        for n, t in took.items())
+                  + "; compile mode at the end (`calc.compile_mode`): "
+                  + (", ".join(f"{WORKER_LABELS.get(n, n)} {m}" for n, m in modes.items()) or "not recorded") + "."]
 
     lines += ["", "## The shipped default potential vs CHGNet and SevenNet (E+F+S per call, fp32, no skin)", "",
               f"Default potential: {meta['default_potential']}, its own trained weights "
@@ -502,11 +525,13 @@ def report(results: dict) -> str:
                      f"| {fmt_ms(ch)} | {fmt_ms(sv)} | {ratio(ch, d)} | {ratio(ch, dc)} | {ratio(sv, d)} |")
 
     what = "peak GPU memory allocated by torch" if meta.get("device") == "cuda" else "resident set of the whole process"
-    lines += ["", f"## Peak memory of one E+F+S evaluation ({what}, MB)", "",
-              "| structure | N | alignn-ase fp32 | alignn-ase compiled | upstream fp32 | CHGNet | SevenNet |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", f"## Peak memory of one E+F+S evaluation ({what}, MiB)", "",
+              "| structure | N | alignn-ase fp32 | alignn-ase compiled | upstream fp32 | default potential | CHGNet "
+              "| SevenNet |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, rec in data.items():
-        cells = [get(rec, n, "peak_mb") for n in ("ours", "ours_compiled", "upstream", "chgnet", "sevenn")]
+        cells = [get(rec, n, "peak_mb")
+                 for n in ("ours", "ours_compiled", "upstream", "smooth_noskin", "chgnet", "sevenn")]
         shown = " | ".join("–" if v is None else f"{v:.0f}" for v in cells)
         lines.append(f"| {label} | {rec['n_atoms']} | {shown} |")
 
@@ -589,7 +614,7 @@ def report(results: dict) -> str:
                                  "| – |")
                 else:
                     lines.append(f"| {WORKER_LABELS.get(name, name)} | {row['n_atoms']} "
-                                 f"| {fmt_ms(1e3 * row['wall_s'])} | {row['peak_mb']:.0f} MB |")
+                                 f"| {fmt_ms(1e3 * row['wall_s'])} | {row['peak_mb'] / 1024:.1f} GiB |")
 
     problems = [f"- {WORKER_LABELS.get(n, n)} could not start: {why[:300]}" for n, why in meta.get("unavailable", {}).items()]
     for label, rec in data.items():
@@ -639,6 +664,7 @@ def main() -> int:
                    help="stop the capacity series of a program once its calls have taken this long (s)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a time limit's SIGTERM still saves the results
     if args.quick:
         args.rounds = 1
     if args.capacity is None:
@@ -743,23 +769,26 @@ def main() -> int:
         t_start = time.perf_counter()
         compiled = [name for name in ("ours_compiled", "smooth_compiled", "smooth_compiled_skin") if name in workers]
         t0 = time.perf_counter()
+        sent = []
         for name in compiled:  # the compiled workers compile at the same time, each in its own process
-            workers[name].send(cmd="time", index=0, calls=1, seed=998)
-        for name in compiled:
+            try:
+                workers[name].send(cmd="time", index=0, calls=1, seed=998)
+                sent.append(name)
+            except WorkerError as exc:
+                drop(workers, name, unavailable, exc)
+        for name in sent:
             try:
                 workers[name].receive()
             except WorkerError as exc:
-                unavailable[name] = str(exc)
-                del workers[name]
-                log(f"{name} unavailable: {exc}")
+                drop(workers, name, unavailable, exc)
                 continue
             results["meta"].setdefault("compile_s_by_worker", {})[name] = time.perf_counter() - t0
             log(f"{name} ready after {results['meta']['compile_s_by_worker'][name]:.0f} s")
         items = [(i, s, [n for n in names if n in workers]) for i, s, names in items]
+        for i, s in enumerate(structs):
+            data[s.label] = {"n_atoms": len(s.atoms), "index": i, "main": s.main}
         time_structures(workers, items, args.rounds, args.budget, data, args.give_up_s)
         save()
-        for s in structs:
-            data[s.label]["main"] = s.main
         checks = {}
         for tag, a, b in (("fp32", "ours", "upstream"), ("fp64", "ours64", "upstream64")):
             rel = [abs(x - y) / abs(y) for rec in data.values() if a in rec and b in rec
@@ -799,18 +828,18 @@ def main() -> int:
                                                  **measure_md(workers, md_specs, idx, steps)}
             save()
         if args.capacity:
-            results["capacity"] = measure_capacity(
-                workers, [n for n in ("ours", "smooth_noskin") if n in workers], args.capacity, args.capacity_budget_s
-            )
+            results["capacity"] = {}
+            measure_capacity(workers, [n for n in ("ours", "smooth_noskin") if n in workers], args.capacity,
+                             args.capacity_budget_s, results["capacity"], save)
         results["meta"]["total_s"] = time.perf_counter() - t_start
         results["meta"]["load_average_end"] = os.getloadavg()
     finally:
+        save()  # also when the run is cut short (an exception, or SIGTERM from a time limit)
         for w in workers.values():
             try:
                 w.stop()
             except Exception:  # a dead worker must not hide the results
                 pass
-    save()
     log(f"wrote {args.out / (out_tag + '.json')} and {args.out / (out_tag + '.md')}")
     return 0
 

@@ -11,17 +11,21 @@
 # side venv (make_upstream_checkpoint.py) into gpu_carry/.
 set -uo pipefail
 what=${1:?tests, benchmark or profile}
-out=${2:?output folder}
-site_zip=${3:-}
+mkdir -p "${2:?output folder}"
+out=$(realpath "$2")
+site_zip=${3:+$(realpath "$3")}
 cd "$(dirname "$0")/.."
-mkdir -p "$out"
 if [ -n "$site_zip" ]; then
-    [ -d /tmp/site/ase ] || { rm -rf /tmp/site && python3 -m zipfile -e "$site_zip" /tmp/site; }
+    # unpacked once per machine, again when the zip changes (a warm machine keeps /tmp between calls)
+    stamp=$(cksum < "$site_zip")
+    if [ "$(cat /tmp/site/.stamp 2>/dev/null)" != "$stamp" ]; then
+        rm -rf /tmp/site && python3 -m zipfile -e "$site_zip" /tmp/site && echo "$stamp" > /tmp/site/.stamp
+    fi
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 # the shipped potentials are the package data alignn_ase.potentials of an installed alignn-ase
 [ -e alignn_ase/potentials ] || ln -s ../potentials alignn_ase/potentials
-export PYTHONPATH=$PWD:$PYTHONPATH
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv > "$out/gpu.txt" 2>&1
 python3 -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))" \
     | tee -a "$out/gpu.txt"

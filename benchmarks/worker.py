@@ -65,8 +65,12 @@ def reset_peak_rss() -> None:
 
 
 def trim() -> None:
+    """Return freed host memory to the OS and, on a GPU, the allocator's cached blocks to the driver, so that an
+    idle worker holds little of either (the capacity series measures what one program can use)."""
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def small_structures(n: int = 64):
@@ -173,7 +177,7 @@ def cmd_time(prog, structures, msg, getters=False):
         wall.append(time.perf_counter() - w0)
         cpu.append(time.process_time() - c0)
         energy.append(float(prog.calc.results["energy"]))
-    return {"wall": wall, "cpu": cpu, "energy": energy}
+    return {"wall": wall, "cpu": cpu, "energy": energy, "compile_mode": getattr(prog.calc, "compile_mode", None)}
 
 
 def cmd_memory(prog, structures, msg):
@@ -311,8 +315,6 @@ def main() -> None:
                 out = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
             if "error" in out:  # outside the except block, whose traceback holds the failed call's tensors
                 trim()
-                if args.device == "cuda":
-                    torch.cuda.empty_cache()
         print(json.dumps(out), file=proto, flush=True)
 
 

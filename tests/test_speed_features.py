@@ -313,7 +313,9 @@ def test_compile_failure_falls_back_to_eager(caplog):
             atoms = random_crystal("Si2O3Na", seed=seed)
             _assert_same(_results(compiled, atoms), _results(eager, atoms))
     assert compiled.compile_mode == "eager"
-    assert sum("evaluates its models eagerly" in r.getMessage() for r in caplog.records) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("compiling its forward alone" in m for m in messages) == 1
+    assert sum("potential failed" in m and "runs eagerly" in m for m in messages) == 1
 
 
 def test_compile_falls_back_to_the_forward_alone(caplog):
@@ -331,11 +333,44 @@ def test_compile_falls_back_to_the_forward_alone(caplog):
     for seed in (4, 5):
         atoms = random_crystal("Si2O3Na", seed=seed)
         _assert_same(_results(compiled, atoms), _results(eager, atoms))
-    assert compiled.compile_mode == "forward"
+    assert compiled.compile_mode == "forward" and compiled.model._compiled_call_impl is not None
     assert sum("compiling its forward alone" in r.getMessage() for r in caplog.records) == 1
     with pytest.raises(UnsupportedElementError):
         compiled.get_potential_energy(Atoms("Og2", positions=[[0, 0, 0], [0, 0, 2.5]], cell=[8, 8, 8], pbc=True))
     assert compiled.compile_mode == "forward"
+
+
+def test_compile_failures_of_property_models_and_errors_that_are_not_compilation(monkeypatch, caplog):
+    """A property model whose compiled forward fails runs eagerly from then on, the potential stays compiled;
+    an error that eager evaluation raises too (here a broken model) reaches the caller and changes no mode."""
+    from alignn_ase import calculator as calculator_module
+    from alignn_ase.compute import autograd_derivatives
+
+    potential, prop = smooth_model(seed=9), load_model("formation_energy_peratom")
+    compiled = ALIGNNCalculator(potential, dtype="float64", device="cpu", skin=0.0, compile=True,
+                                properties=[prop])
+    eager = ALIGNNCalculator(potential, dtype="float64", device="cpu", skin=0.0, properties=[prop])
+    compiled._derivatives = autograd_derivatives  # the potential's compilation is not what this test is about
+    real_evaluate, failures = calculator_module.evaluate, {"property": 1, "broken": 0}
+
+    def evaluate(model, *args, **kwargs):
+        if model is compiled.property_models["formation_energy_peratom"] and failures["property"]:
+            failures["property"] -= 1
+            raise AssertionError("Expected FakeTensor, got <class 'torch.Tensor'>")  # as a failed compilation
+        if failures["broken"]:
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")  # as a corrupt model, eager or not
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(calculator_module, "evaluate", evaluate)
+    atoms = random_crystal("Si2O3Na", seed=3)
+    for key in ("formation_energy_peratom", "energy"):
+        assert compiled.get_property(key, atoms.copy()) == pytest.approx(eager.get_property(key, atoms.copy()))
+    assert compiled._eager_properties == {"formation_energy_peratom"} and compiled.compile_mode == "functional"
+    assert sum("property model 'formation_energy_peratom'" in r.getMessage() for r in caplog.records) == 1
+    failures["broken"] = 1
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        compiled.get_potential_energy(random_crystal("Si2O3Na", seed=4))
+    assert compiled.compile_mode == "functional"
 
 
 def test_functional_derivatives_equal_autograd_derivatives():
