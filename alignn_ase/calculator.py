@@ -362,8 +362,9 @@ class ALIGNNCalculator(Calculator):
         checks, and running out of memory, are raised at once.
         """
         eager = self.compile_mode == "eager" or prop in self._eager_properties
+        settings = torch.compiler.set_stance("force_eager") if eager else self._compile_settings()
         try:
-            with torch.compiler.set_stance("force_eager") if prop in self._eager_properties else self._compile_settings():
+            with settings:
                 return evaluate(model, graph, forces=forces, stress=stress, derivatives=self._derivatives)
         except (AlignnAseError, torch.OutOfMemoryError):
             raise

@@ -25,7 +25,16 @@ from torch import nn
 
 from ..graph import AtomGraph, GraphSettings
 from .base import ALIGNNModel
-from .layers import Endpoints, add_trunk, bond_cosines, gather_rows, polynomial_envelope, run_layers, scatter_sum, zbl_repulsion
+from .layers import (
+    Endpoints,
+    add_trunk,
+    bond_cosines,
+    gather_rows,
+    polynomial_envelope,
+    run_layers,
+    scatter_sum,
+    zbl_repulsion,
+)
 
 
 @dataclass

@@ -24,7 +24,16 @@ from torch import nn
 from ..errors import CheckpointError
 from ..graph import AtomGraph, GraphSettings
 from .base import ALIGNNModel
-from .layers import Endpoints, add_trunk, bond_cosines, run_layers, polynomial_envelope, scatter_mean, scatter_sum, zbl_repulsion
+from .layers import (
+    Endpoints,
+    add_trunk,
+    bond_cosines,
+    polynomial_envelope,
+    run_layers,
+    scatter_mean,
+    scatter_sum,
+    zbl_repulsion,
+)
 
 Link = Literal["identity", "log", "logit"]
 
