@@ -87,6 +87,12 @@ class ALIGNNCalculator(Calculator):
             ALIGNN or alignn-ase format), or a loaded model (the calculator
             works on its own copy).
         device: ``None`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``.
+            On a GPU a call's cost is mostly the host issuing work until
+            several hundred atoms (measured on an H200, eager: ~15 ms at 8
+            atoms, ~26 ms at 1000, against 3 and 57 ms on two CPU threads;
+            ``benchmarks/results/benchmark_cuda.md``), so single small cells
+            run faster with ``device="cpu"``, while batches (:meth:`predict`,
+            used by the phonon and EOS workflows) and large cells gain.
         dtype: ``"float32"`` or ``"float64"``: the models' weights and arithmetic. Positions, cell
             and bond vectors are formed in float64 either way, and site energies summed in float64.
         properties: property models to evaluate at every geometry, as a list
