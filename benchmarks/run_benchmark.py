@@ -54,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -224,14 +224,20 @@ def log(msg: str) -> None:
 
 def time_structures(workers: dict[str, Worker], items, rounds: int, budget: float, data: dict,
                     give_up_s: float) -> None:
-    """Interleaved E+F+S timing: for each structure, rounds x programs (order rotating).
+    """Interleaved E+F+S timing: for each structure (an entry of ``data`` each), rounds x programs (order rotating).
 
     A program that fails on a structure (its error is recorded under ``error``), or whose calls took longer
     than ``give_up_s`` seconds, is not run on the larger cells of the scaling series (``main`` False) that follow.
     """
     retired: dict[str, str] = {}
+
+    def failed(rec: dict, name: str, label: str, exc: WorkerError) -> None:
+        rec.setdefault(name, {})["error"] = str(exc)
+        retired[name] = f"failed on {label}"
+        log(f"   {exc}")
+
     for idx, s, names in items:
-        rec = data.setdefault(s.label, {"n_atoms": len(s.atoms), "index": idx})
+        rec = data[s.label]
         if not s.main:
             for name in [n for n in names if n in retired]:
                 rec.setdefault(name, {})["skipped"] = retired[name]
@@ -243,9 +249,7 @@ def time_structures(workers: dict[str, Worker], items, rounds: int, budget: floa
             try:
                 w = workers[name].ask(cmd="time", index=idx, calls=2, seed=999)
             except WorkerError as exc:
-                rec.setdefault(name, {})["error"] = str(exc)
-                retired[name] = f"failed on {s.label}"
-                log(f"   {exc}")
+                failed(rec, name, s.label, exc)
                 continue
             rec.setdefault(name, {})["warmup_s"] = w["wall"]
             est[name] = w["wall"][-1]
@@ -263,9 +267,7 @@ def time_structures(workers: dict[str, Worker], items, rounds: int, budget: floa
                     out = workers[name].ask(cmd="time", index=idx, calls=calls, seed=r,
                                             settle_s=settle_for(est[name]))
                 except WorkerError as exc:
-                    rec[name]["error"] = str(exc)
-                    retired[name] = f"failed on {s.label}"
-                    log(f"   {exc}")
+                    failed(rec, name, s.label, exc)
                     continue
                 entry = rec[name]
                 entry["compile_mode"] = out["compile_mode"]
@@ -503,11 +505,10 @@ def report(results: dict) -> str:
         took = meta["compile_s_by_worker"]
         modes = {n: e["compile_mode"] for rec in data.values() for n, e in rec.items()
                  if isinstance(e, dict) and e.get("compile_mode")}
-        lines += ["", "Compiled variants (`ALIGNNCalculator(..., compile=True)`, compiling at the same time in their own "
-                  "processes): ready after " + ", ".join(f"{t:.0f} s ({WORKER_LABELS.get(n, n)})"
-                                                        for n, t in took.items())
-                  + "; compile mode at the end (`calc.compile_mode`): "
-                  + (", ".join(f"{WORKER_LABELS.get(n, n)} {m}" for n, m in modes.items()) or "not recorded") + "."]
+        ready = ", ".join(f"{t:.0f} s ({WORKER_LABELS.get(n, n)})" for n, t in took.items())
+        final = ", ".join(f"{WORKER_LABELS.get(n, n)} {m}" for n, m in modes.items()) or "not recorded"
+        lines += ["", "Compiled variants (`ALIGNNCalculator(..., compile=True)`, compiling at the same time in their "
+                  f"own processes): ready after {ready}; compile mode at the end (`calc.compile_mode`): {final}."]
 
     lines += ["", "## The shipped default potential vs CHGNet and SevenNet (E+F+S per call, fp32, no skin)", "",
               f"Default potential: {meta['default_potential']}, its own trained weights "
@@ -616,11 +617,13 @@ def report(results: dict) -> str:
                     lines.append(f"| {WORKER_LABELS.get(name, name)} | {row['n_atoms']} "
                                  f"| {fmt_ms(1e3 * row['wall_s'])} | {row['peak_mb'] / 1024:.1f} GiB |")
 
-    problems = [f"- {WORKER_LABELS.get(n, n)} could not start: {why[:300]}" for n, why in meta.get("unavailable", {}).items()]
+    problems = [f"- {WORKER_LABELS.get(n, n)} could not start: {why[:300]}"
+                for n, why in meta.get("unavailable", {}).items()]
     for label, rec in data.items():
         for name, entry in rec.items():
             if isinstance(entry, dict) and ("error" in entry or "skipped" in entry):
-                what_happened = f"failed: {entry['error'][:200]}" if "error" in entry else f"not run ({entry['skipped']})"
+                what_happened = (f"failed: {entry['error'][:200]}" if "error" in entry
+                                 else f"not run ({entry['skipped']})")
                 problems.append(f"- {label}, {WORKER_LABELS.get(name, name)}: {what_happened}")
     if problems:
         lines += ["", "## Not measured", "", *problems]

@@ -319,8 +319,8 @@ def test_compile_failure_falls_back_to_eager(caplog):
 
 
 def test_compile_falls_back_to_the_forward_alone(caplog):
-    """Where the potential's forward and backward cannot be compiled together (torch 2.11 on CUDA: an internal
-    AssertionError, simulated here), the calculator compiles its forward alone and gives the eager numbers; errors
+    """Where the potential's forward and backward cannot be compiled together (as under torch 2.11 before NOTES
+    item 23: an internal AssertionError, simulated here), the calculator compiles its forward alone and gives the eager numbers; errors
     about the input still reach the caller."""
     model = smooth_model(seed=8)
     eager = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=0.0)
