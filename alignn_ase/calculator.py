@@ -246,6 +246,9 @@ class ALIGNNCalculator(Calculator):
                 f"{self.implemented_properties}"
             )
         super().calculate(atoms, properties, system_changes)
+        # ASE now takes self.atoms as the geometry of self.results: drop the last geometry's results, so that an
+        # error below does not leave them to be served for these atoms
+        self.results = {}
         atoms = self.atoms
         with_stress = has_3d_cell(atoms)
         if "stress" in properties and not with_stress:

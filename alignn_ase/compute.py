@@ -16,6 +16,7 @@ second-order graph is built and property models run without autograd.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -48,24 +49,36 @@ def evaluate(
     lacks and :class:`~alignn_ase.errors.InvalidStructureError` when stress is
     asked of a structure without a 3D cell. ``derivatives`` computes a
     potential's outputs from the bond vectors: :func:`autograd_derivatives`
-    (the default) or, compiled, :func:`functional_derivatives`.
+    (the default) or, compiled, :func:`functional_derivatives`. Works under
+    ``torch.no_grad`` and ``torch.inference_mode`` too (forces need autograd:
+    it is switched back on inside).
     """
     model.check_elements(graph.numbers)
-    # bond vectors in the graph's dtype (float64 in the calculator: exact wherever the atoms sit), then the model's
-    bonds = graph.bond_vectors().to(model.float_dtype)
-    if not model.is_potential or not (forces or stress):
-        with torch.set_grad_enabled(create_graph):
-            return dict(model(graph, bonds))
+    with torch.inference_mode(False):
+        graph = _without_inference_tensors(graph)
+        # bond vectors in the graph's dtype (float64 in the calculator: exact wherever the atoms sit), then the model's
+        bonds = graph.bond_vectors().to(model.float_dtype)
+        if not model.is_potential or not (forces or stress):
+            with torch.set_grad_enabled(create_graph):
+                return dict(model(graph, bonds))
 
-    volume = None
-    if stress:
-        volume = graph.volume()
-        if bool((volume < 1e-8).any()):
-            raise InvalidStructureError("stress needs a 3D cell, but the structure's cell volume is 0")
-    out = (derivatives or autograd_derivatives)(model, graph, bonds, volume, forces, create_graph)
+        volume = None
+        if stress:
+            volume = graph.volume()
+            if bool((volume < 1e-8).any()):
+                raise InvalidStructureError("stress needs a 3D cell, but the structure's cell volume is 0")
+        out = (derivatives or autograd_derivatives)(model, graph, bonds, volume, forces, create_graph)
     if not create_graph:
         out = {k: v.detach() for k, v in out.items()}
     return out
+
+
+def _without_inference_tensors(graph: AtomGraph) -> AtomGraph:
+    """``graph``, with copies of the tensors it was built with under ``torch.inference_mode`` (autograd cannot
+    save those for the backward pass)."""
+    made = {f.name: getattr(graph, f.name) for f in dataclasses.fields(graph)}
+    inference = {name: t.clone() for name, t in made.items() if t.is_inference()}
+    return dataclasses.replace(graph, **inference) if inference else graph
 
 
 def _energy(

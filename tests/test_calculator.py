@@ -11,7 +11,17 @@ from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.io import read
 
-from alignn_ase import ALIGNNCalculator, InvalidArgumentError, available_models, load_model, predict, save_model
+from alignn_ase import (
+    ALIGNNCalculator,
+    InvalidArgumentError,
+    InvalidStructureError,
+    available_models,
+    build_graph,
+    evaluate,
+    load_model,
+    predict,
+    save_model,
+)
 
 from .conftest import ROOT, UPSTREAM
 from .helpers import calc64, random_crystal, smooth_model
@@ -137,6 +147,28 @@ def test_forces_also_under_inference_mode():
         np.testing.assert_allclose(calc.predict([atoms])[0]["forces"], expected, atol=1e-12)
         made_inside = calc64()  # its weights made in inference mode too
         np.testing.assert_allclose(made_inside.get_forces(atoms), expected, atol=1e-12)
+        # the public functions as well, with a graph built in inference mode
+        graph = build_graph(atoms, calc.model.graph_settings)
+        out = evaluate(calc.model, graph)
+    np.testing.assert_allclose(out["forces"].numpy(), expected, atol=1e-12)
+
+
+def test_a_failed_calculation_leaves_no_results_of_the_previous_structure():
+    """ASE serves calc.results for calc.atoms: after an error, the last structure's results must be gone."""
+    from ase.build import molecule
+
+    calc = calc64()
+    calc.calculate(bulk("Si", "diamond", a=5.43), ["energy"])
+    si_energy = calc.results["energy"]
+    mol = molecule("H2O")
+    with pytest.raises(PropertyNotImplementedError, match="3D cell"):
+        calc.calculate(mol, ["energy", "stress"])
+    assert calc.results == {}
+    assert calc.get_potential_energy(mol) != si_energy
+    overlapping = Atoms("Si2", positions=[[0, 0, 0], [0.05, 0, 0]])
+    with pytest.raises(InvalidStructureError, match="apart"):
+        calc.calculate(overlapping, ["energy"])
+    assert calc.results == {}
 
 
 def test_save_and_reload_round_trip(tmp_path):
