@@ -103,7 +103,7 @@ def make_calculator(
 
 
 def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
+    print(json.dumps(data, indent=2, allow_nan=False))  # standard JSON: the summaries write None, never NaN
 
 
 # ---------------------------------------------------------------- subcommands
@@ -210,7 +210,8 @@ def add_phonons(sub: argparse._SubParsersAction, parents: Parents) -> None:
         nargs="+",
         default=[10.0],
         metavar="X",
-        help="three repeats (e.g. 3 3 3), nine matrix entries, or one minimum thickness in Å (default 10)",
+        help="three repeats (e.g. 3 3 3), nine entries of phonopy's supercell matrix (row by row), or one "
+        "minimum thickness in Å (default 10)",
     )
     p.add_argument("--displacement", type=float, default=0.01, help="Å (default 0.01)")
     p.add_argument(
@@ -228,18 +229,22 @@ def add_phonons(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.set_defaults(func=cmd_phonons)
 
 
-def _integers(values: list[float], what: str) -> list[int]:
-    if not all(float(v).is_integer() and v > 0 for v in values):
-        raise InvalidArgumentError(f"{what} needs positive integers, got {values}")
+def _integers(values: list[float], what: str, positive: bool = True) -> list[int]:
+    if not all(float(v).is_integer() and (v > 0 or not positive) for v in values):
+        raise InvalidArgumentError(f"{what} needs {'positive ' if positive else ''}integers, got {values}")
     return [int(v) for v in values]
 
 
 def cmd_phonons(args: argparse.Namespace) -> int:
     if len(args.supercell) not in (1, 3, 9) or len(args.mesh) not in (1, 3):
         raise InvalidArgumentError("--supercell takes 1, 3 or 9 numbers and --mesh 1 or 3")
-    supercell: Any = args.supercell[0] if len(args.supercell) == 1 else _integers(args.supercell, "--supercell")
-    if len(args.supercell) == 9:
-        supercell = np.reshape(supercell, (3, 3))
+    if args.tstep <= 0 or args.tmax < args.tmin:
+        raise InvalidArgumentError(f"need --tstep > 0 and --tmax >= --tmin (got {args.tstep}, {args.tmin}, {args.tmax})")
+    supercell: Any = args.supercell[0]
+    if len(args.supercell) == 3:
+        supercell = _integers(args.supercell, "--supercell")
+    elif len(args.supercell) == 9:  # a matrix: zeros and negative entries allowed, its determinant is checked
+        supercell = np.reshape(_integers(args.supercell, "--supercell (a 3x3 matrix)", positive=False), (3, 3))
     mesh = args.mesh[0] if len(args.mesh) == 1 else _integers(args.mesh, "--mesh")
     result = phonons(
         read_one(args),

@@ -85,6 +85,29 @@ def test_phonons(files, capsys):
         assert (files / "phonons_output" / name).is_file()
 
 
+def test_phonons_with_a_supercell_matrix(files, capsys):
+    """Nine numbers are a supercell matrix in phonopy's convention, zeros and negative entries included: here
+    the primitive diamond cell to the conventional cubic one."""
+    matrix = ["-1", "1", "1", "1", "-1", "1", "1", "1", "-1"]
+    code, out, _ = run(capsys, "phonons", "Si.cif", "--supercell", *matrix, "--mesh", "2", "2", "2", "--tmax", "0")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["supercell_matrix"] == [[-1, 1, 1], [1, -1, 1], [1, 1, -1]]
+    assert len(summary["gamma_frequencies_THz"]) == 6 and summary["acoustic_ok"]
+
+
+def test_md_summary_of_a_molecule_is_standard_json(files, capsys):
+    write("co2.xyz", molecule("CO2"))
+    code, out, _ = run(capsys, "md", "co2.xyz", "--ensemble", "nve", "--steps", "2")
+    assert code == 0
+
+    def no_nan(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    summary = json.loads(out, parse_constant=no_nan)
+    assert summary["mean_pressure_GPa_second_half"] is None and summary["mean_volume_A3_second_half"] is None
+
+
 def test_relax_then_eos(files, capsys):
     code, out, _ = run(capsys, "relax", "Si.cif", "-o", "relaxed.cif")
     assert code == 0 and json.loads(out)["converged"]
@@ -164,6 +187,10 @@ def test_check_command(capsys):
         (["md", "Si.cif", "--model", "no-such-model"], "unknown model 'no-such-model'"),
         (["md", "Si.cif", "--ensemble", "nvt_langevin", "--timestep", "0"], "timestep_fs > 0"),
         (["phonons", "Si.cif", "--supercell", "2", "2"], "--supercell takes 1, 3 or 9 numbers"),
+        (["phonons", "Si.cif", "--supercell", "2", "0", "2"], "--supercell needs positive integers"),
+        (["phonons", "Si.cif", "--supercell", "2", "0", "0", "0", "2", "0", "0", "0", "1.5"], "3x3 matrix.*integers"),
+        (["phonons", "Si.cif", "--tstep", "0"], "--tstep > 0"),
+        (["md", "Si.cif", "--ensemble", "nvt_nose_hoover", "--temperature", "0"], "needs temperature_K > 0"),
         (["predict", "Si.cif", "-o", "p.txt"], "--output must end in .json or .extxyz"),
         (["eos", "garbage.cif"], "cannot read a structure from garbage.cif"),
         (["relax", "Si.cif", "--model", "formation_energy_peratom"], "is a property model .*--property"),

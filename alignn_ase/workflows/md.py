@@ -82,7 +82,8 @@ def run_md(
             ``init_velocities`` is False.
         ensemble: one of :data:`ENSEMBLES`.
         temperature_K: target temperature (thermostats) and the Maxwell-Boltzmann
-            temperature of the initial velocities, K. ASE's thermostats (Langevin aside) and
+            temperature of the initial velocities, K; > 0 for the Nose-Hoover, MTK and
+            Berendsen ensembles, whose thermostats are set by it. ASE's thermostats (Langevin aside) and
             temperatures count 3N degrees of freedom, but the total momentum is zeroed and then
             conserved, so the N atoms' vibrations run at about T N / (N - 1): 14 % hotter for 8
             atoms, under 2 % from 64 atoms.
@@ -124,6 +125,11 @@ def run_md(
         raise InvalidArgumentError(
             f"need timestep_fs > 0, steps >= 0, log_interval >= 1, temperature_K >= 0 (got {timestep_fs}, "
             f"{steps}, {log_interval}, {temperature_K})"
+        )
+    if temperature_K <= 0 and ensemble in ("nvt_nose_hoover", "npt_mtk", "npt_mtk_full", "npt_berendsen"):
+        raise InvalidArgumentError(
+            f"{ensemble} needs temperature_K > 0 (its thermostat's mass, or its rescaling, is set by the target "
+            "temperature); at 0 K use nve or nvt_langevin, or relax() to find a minimum"
         )
     if len(atoms) < 2:
         raise InvalidArgumentError(

@@ -29,7 +29,9 @@ DEFAULT_TEMPERATURES = np.arange(0.0, 1001.0, 10.0)
 def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[Sequence[int]]) -> np.ndarray:
     """The (3, 3) integer supercell matrix for ``supercell``.
 
-    ``supercell`` is three repeats ``(n1, n2, n3)``, a full 3x3 integer matrix, or a
+    ``supercell`` is three repeats ``(n1, n2, n3)``, a full 3x3 integer matrix in
+    phonopy's convention (its ``supercell_matrix``: the supercell's vectors are the
+    columns of ``cell.T @ matrix``, the transpose of ASE's ``make_supercell`` P), or a
     single number: the minimum distance (Å) between opposite faces of the supercell,
     giving the smallest diagonal supercell at least that thick in every direction.
     """

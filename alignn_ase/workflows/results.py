@@ -20,6 +20,11 @@ def _floats(values: Any) -> Any:
     return np.asarray(values, dtype=float).tolist() if values is not None else None
 
 
+def _finite_or_none(value: float) -> float | None:
+    """``value`` as a Python float, or None where it is NaN or infinite (for JSON)."""
+    return float(value) if np.isfinite(value) else None
+
+
 @dataclass
 class RelaxResult:
     """Outcome of :func:`~alignn_ase.workflows.relax`.
@@ -130,8 +135,9 @@ class MDResult:
             "steps": self.steps,
             "time_fs": float(self.time_fs[-1]),
             "mean_temperature_K_second_half": float(np.mean(self.temperature_K[half])),
-            "mean_pressure_GPa_second_half": float(np.mean(self.pressure_GPa[half])),
-            "mean_volume_A3_second_half": float(np.mean(self.volume_A3[half])),
+            # None without a 3D cell (JSON has no NaN)
+            "mean_pressure_GPa_second_half": _finite_or_none(np.mean(self.pressure_GPa[half])),
+            "mean_volume_A3_second_half": _finite_or_none(np.mean(self.volume_A3[half])),
             "total_energy_drift_eV_per_atom": float((total[-1] - total[0]) / len(self.atoms)),
             "csv": str(self.csv_path) if self.csv_path else None,
             "trajectory": str(self.trajectory_path) if self.trajectory_path else None,
