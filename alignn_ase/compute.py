@@ -17,7 +17,7 @@ second-order graph is built and property models run without autograd.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 
@@ -35,7 +35,7 @@ def evaluate(
     model: ALIGNNModel,
     graph: AtomGraph,
     forces: bool = True,
-    stress: bool = True,
+    stress: bool | Literal["where_defined"] = True,
     create_graph: bool = False,
     derivatives: Derivatives | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -47,7 +47,9 @@ def evaluate(
     ``"property"`` (B,) or (B, k). Raises
     :class:`~alignn_ase.errors.UnsupportedElementError` for elements the model
     lacks and :class:`~alignn_ase.errors.InvalidStructureError` when stress is
-    asked of a structure without a 3D cell. ``derivatives`` computes a
+    asked of a structure without a 3D cell; with ``stress="where_defined"``
+    such structures get a NaN stress instead (a batch of crystals and
+    molecules, as in training). ``derivatives`` computes a
     potential's outputs from the bond vectors: :func:`autograd_derivatives`
     (the default) or, compiled, :func:`functional_derivatives`. Works under
     ``torch.no_grad`` and ``torch.inference_mode`` too (forces need autograd:
@@ -62,12 +64,20 @@ def evaluate(
             with torch.set_grad_enabled(create_graph):
                 return dict(model(graph, bonds))
 
-        volume = None
+        volume = flat = None
         if stress:
             volume = graph.volume()
-            if bool((volume < 1e-8).any()):
+            flat = volume < 1e-8
+            if not bool(flat.any()):
+                flat = None
+            elif stress != "where_defined":
                 raise InvalidStructureError("stress needs a 3D cell, but the structure's cell volume is 0")
+            else:  # any finite stand-in volume: those structures' stress is replaced below
+                volume = torch.where(flat, torch.ones_like(volume), volume)
         out = (derivatives or autograd_derivatives)(model, graph, bonds, volume, forces, create_graph)
+        if flat is not None:
+            # where, not a product: no NaN reaches the gradient of the other structures' stress
+            out["stress"] = torch.where(flat.view(-1, 1, 1), torch.full_like(out["stress"], torch.nan), out["stress"])
     if not create_graph:
         out = {k: v.detach() for k, v in out.items()}
     return out

@@ -421,3 +421,39 @@ def test_split_problems_are_logged_and_a_lone_last_structure_joins_a_batch(tmp_p
     with caplog.at_level("WARNING"):
         train(cfg, progress=False)
     assert "no validation structures" in caplog.text
+
+
+def test_stress_is_trained_in_a_batch_that_also_holds_a_molecule():
+    """A crystal's stress label counts in the loss even when its batch holds a structure without a cell."""
+    from ase import Atoms
+
+    from alignn_ase import build_graph
+    from alignn_ase.training.config import TaskConfig
+    from alignn_ase.training.data import Record
+    from alignn_ase.training.graphs import collate, label_tensors
+    from alignn_ase.training.tasks import make_task
+
+    from .helpers import smooth_model
+
+    model = smooth_model().double()
+    task = make_task(TaskConfig(kind="forcefield", stress_weight=1.0))
+    crystal = emt_frames(1)[0]
+    cluster = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [1.2, 2.1, 0.1]])
+    cluster.calc = EMT()
+    labels = {"energy": cluster.get_potential_energy(), "forces": cluster.get_forces()}
+    records = [
+        Record("crystal", crystal, {"energy": crystal.get_potential_energy(), "forces": crystal.get_forces(),
+                                    "stress": crystal.get_stress()}),
+        Record("cluster", cluster, labels),
+    ]
+    samples = [(build_graph(r.atoms, model.graph_settings), label_tensors(r, "forcefield", None, None)) for r in records]
+    batch = collate(samples)
+    pred = task.predict(model, batch[0], training=True)
+    parts = task._parts(pred, batch)
+    assert set(parts) == {"energy", "forces", "stress"} and parts["stress"][0].shape == (1, 6)
+    alone = task.predict(model, samples[0][0], training=False)["stress"]
+    torch.testing.assert_close(pred["stress"][0].detach(), alone[0], rtol=1e-10, atol=1e-12)
+    assert torch.isnan(pred["stress"][1]).all()  # no stress for the cluster...
+    loss = task.loss(pred, batch)
+    (grad,) = torch.autograd.grad(loss, [next(model.parameters())])
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()  # ...and no NaN in the loss or its gradient

@@ -178,15 +178,15 @@ class ForceFieldTask(Task):
 
     Forces and stress come from autograd of the energy, with ``create_graph``
     during training so the loss can be differentiated through them. Stress
-    enters for batches whose structures all have a 3D cell; only labelled
-    components count.
+    is predicted for the structures with a 3D cell, also in a batch that
+    holds molecules; only labelled structures count.
     """
 
     _metric = {"energy": "energy_mae_eV_per_atom", "forces": "force_mae_eV_per_A", "stress": "stress_mae_GPa"}
     metrics = tuple(_metric.values())
 
     def predict(self, model: ALIGNNModel, graph: AtomGraph, training: bool) -> dict[str, torch.Tensor]:
-        stress = self.config.stress_weight > 0 and bool((graph.volume() > 1e-8).all())
+        stress = "where_defined" if self.config.stress_weight > 0 else False
         return evaluate(model, graph, forces=True, stress=stress, create_graph=training)
 
     def _parts(self, pred: dict[str, torch.Tensor], batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
