@@ -206,8 +206,12 @@ def _graph_settings_upstream(cfg: dict[str, Any], where: str) -> GraphSettings:
         raise CheckpointError(f"{where}: bad graph settings: {exc}") from None
 
 
-def build_model(config: dict[str, Any], where: str = "config") -> ALIGNNModel:
-    """Build an untrained model from a config dict (upstream's or alignn-ase's layout)."""
+def build_model(config: dict[str, Any], where: str = "config", strict: bool = False) -> ALIGNNModel:
+    """Build an untrained model from a config dict (upstream's or alignn-ase's layout).
+
+    Unknown model fields are logged and ignored (checkpoints written by other versions), or with ``strict``
+    (a hand-written training config) raise :class:`~alignn_ase.errors.CheckpointError`.
+    """
     if not isinstance(config, dict):
         raise CheckpointError(f"{where}: expected a JSON object")
     if config.get("format") == FORMAT:
@@ -216,15 +220,15 @@ def build_model(config: dict[str, Any], where: str = "config") -> ALIGNNModel:
             raise CheckpointError(f"{where}: format_version {version!r} not supported (expected {FORMAT_VERSION})")
         arch = config.get("architecture")
         if arch == "alignn_ase_smooth":
-            return SmoothALIGNN(parse_config(SmoothConfig, config.get("model"), where))
+            return SmoothALIGNN(parse_config(SmoothConfig, config.get("model"), where, strict=strict))
         if arch in ("alignn", "alignn_atomwise", "alignn_atomwise_pure"):
             upstream = dict(config.get("graph") or {}, model=config.get("model"), target=config.get("property_name"))
-            return _build_upstream(upstream, where)
+            return _build_upstream(upstream, where, strict)
         raise CheckpointError(f"{where}: unknown architecture {arch!r}")
-    return _build_upstream(config, where)
+    return _build_upstream(config, where, strict)
 
 
-def _build_upstream(config: dict[str, Any], where: str) -> ALIGNNModel:
+def _build_upstream(config: dict[str, Any], where: str, strict: bool = False) -> ALIGNNModel:
     model_cfg = config.get("model")
     if not isinstance(model_cfg, dict) or "name" not in model_cfg:
         raise CheckpointError(f"{where}: no \"model\" object with a \"name\" (is this an ALIGNN config.json?)")
@@ -239,10 +243,10 @@ def _build_upstream(config: dict[str, Any], where: str) -> ALIGNNModel:
     where_model = f"{where}: model"
     try:
         if name == "alignn":
-            mcfg = parse_config(ALIGNNConfig, model_cfg, where_model)
+            mcfg = parse_config(ALIGNNConfig, model_cfg, where_model, strict=strict)
             model: ALIGNNModel = ALIGNN(mcfg, settings, atom_features, target)
         elif name in ("alignn_atomwise", "alignn_atomwise_pure"):
-            mcfg = parse_config(ALIGNNAtomwiseConfig, {**atomwise_defaults(name), **model_cfg}, where_model)
+            mcfg = parse_config(ALIGNNAtomwiseConfig, {**atomwise_defaults(name), **model_cfg}, where_model, strict=strict)
             model = ALIGNNAtomwise(mcfg, settings, atom_features, target)
         else:
             raise CheckpointError(

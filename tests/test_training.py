@@ -277,6 +277,10 @@ def test_bad_records_are_named_or_skipped(tmp_path, caplog):
         ({"task": {"kind": "regression"}}, "task.target"),
         ({"task": {"kind": "classification", "target": "c", "num_classes": 3},
           "model": {"architecture": "alignn_atomwise"}}, "classifies into two classes only"),
+        ({"optim": {"grad_clip": -1.0}}, "optim.grad_clip' must be positive or null"),
+        ({"optim": {"patience": 0}}, "optim.patience' must be >= 1"),
+        ({"task": {"force_weight": -10.0}}, "task.force_weight' must be >= 0"),
+        ({"task": {"huber_delta": 0.0}}, "task.huber_delta' must be positive"),
     ],
 )
 def test_config_errors_name_the_field(patch, message):
@@ -457,3 +461,34 @@ def test_stress_is_trained_in_a_batch_that_also_holds_a_molecule():
     loss = task.loss(pred, batch)
     (grad,) = torch.autograd.grad(loss, [next(model.parameters())])
     assert torch.isfinite(loss) and torch.isfinite(grad).all()  # ...and no NaN in the loss or its gradient
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ({"architecture": "alignn_ase_smooth", "params": {"hiden_features": 16}}, r"unknown field\(s\) \['hiden_features'\]"),
+        ({"architecture": "alignn_atomwise", "params": {"alignn_layer": 1}}, r"unknown field\(s\) \['alignn_layer'\]"),
+        ({"architecture": "alignn_atomwise", "graph": {"neighbor_strategy": "k-nearest", "cutof": 5.0}},
+         r"model.graph: unknown field\(s\) \['cutof'\]"),
+        ({"architecture": "alignn_atomwise", "graph": {"neighbor_strategy": "k-nearest", "cutoff": 5.0,
+                                                       "max_neighbors": 12, "three_body_cutoff": 3.0}},
+         "pure_torch neighbor_strategy only"),
+    ],
+)
+def test_model_config_typos_are_refused_before_training(model, message):
+    from alignn_ase.training.trainer import _make_model
+
+    cfg = config_from_dict({"data": {"path": "x.extxyz"}, "task": {"kind": "forcefield"}, "model": model})
+    with pytest.raises(ConfigError, match=message):
+        _make_model(cfg, ["Cu", "Al"])
+
+
+@pytest.mark.parametrize("architecture, width", [("alignn_atomwise", 1), ("alignn_atomwise_pure", 1), ("alignn", 92)])
+def test_upstream_architectures_build_with_their_default_atom_features(architecture, width):
+    from alignn_ase.training.trainer import _make_model
+
+    kind = "regression" if architecture == "alignn" else "forcefield"
+    cfg = config_from_dict({"data": {"path": "x.extxyz"}, "task": {"kind": kind, "target": "epa"},
+                            "model": {"architecture": architecture, "params": dict(TINY)}})
+    model = _make_model(cfg, ["Cu", "Al"])
+    assert model.atom_inputs(torch.tensor([29])).shape == (1, width)

@@ -96,7 +96,9 @@ class ModelConfig:
             (:class:`~alignn_ase.nn.smooth.SmoothConfig`,
             :class:`~alignn_ase.nn.upstream.ALIGNNConfig`, ...).
         graph: graph settings of upstream architectures (``neighbor_strategy``,
-            ``cutoff``, ``max_neighbors``, ``use_canonize``, ``atom_features``).
+            ``cutoff``, ``max_neighbors``, ``use_canonize``, ``atom_features``,
+            and ``three_body_cutoff`` for ``pure_torch``); ``atom_features``
+            defaults to the set whose width is ``params.atom_input_features``.
         init_from: fine-tune from this checkpoint (name or path, ours or
             upstream's); ``architecture``/``params``/``graph`` are then ignored.
         freeze: parameter-name prefixes to keep fixed (e.g. ``atom_embedding``,
@@ -192,6 +194,18 @@ class TrainConfig:
             raise ConfigError(f"config: field 'optim.lr' must be positive, got {o.lr}")
         if o.ema_decay is not None and not 0 < o.ema_decay < 1:
             raise ConfigError(f"config: field 'optim.ema_decay' must lie in (0, 1), got {o.ema_decay}")
+        if o.grad_clip is not None and not o.grad_clip > 0:  # a negative norm would flip the gradient
+            raise ConfigError(f"config: field 'optim.grad_clip' must be positive or null, got {o.grad_clip}")
+        if o.weight_decay < 0:
+            raise ConfigError(f"config: field 'optim.weight_decay' must be >= 0, got {o.weight_decay}")
+        if o.patience is not None and o.patience < 1:
+            raise ConfigError(f"config: field 'optim.patience' must be >= 1 or null, got {o.patience}")
+        for name in ("energy_weight", "force_weight", "stress_weight"):
+            if getattr(t, name) < 0:
+                raise ConfigError(f"config: field 'task.{name}' must be >= 0 (0 leaves the term out), got "
+                                  f"{getattr(t, name)}")
+        if not t.huber_delta > 0:
+            raise ConfigError(f"config: field 'task.huber_delta' must be positive, got {t.huber_delta}")
 
     @property
     def cache_dir(self) -> Path:

@@ -39,11 +39,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..calculator import resolve_device, resolve_dtype
-from ..errors import ConfigError, DatasetError, UnsupportedElementError
-from ..io import FORMAT, FORMAT_VERSION, build_model, load_model, save_model
+from ..errors import CheckpointError, ConfigError, DatasetError, UnsupportedElementError
+from ..io import ATOM_FEATURE_WIDTH, FORMAT, FORMAT_VERSION, build_model, load_model, save_model
 from ..nn.base import ALIGNNModel
 from ..nn.smooth import SmoothALIGNN
-from ..nn.upstream import ALIGNNAtomwise
+from ..nn.upstream import ALIGNNAtomwise, ALIGNNAtomwiseConfig, ALIGNNConfig
 from ..nn.config import parse_config
 from .config import TaskConfig, TrainConfig, config_from_dict, load_config
 from .data import Record, read_dataset
@@ -142,8 +142,12 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
                     params["num_classes"] = t.num_classes
             if t.kind != "forcefield" and m.architecture != "alignn":
                 params.setdefault("calculate_gradient", False)
-            config = {**m.graph, "model": {"name": m.architecture, **params}, "target": t.target}
-        model = build_model(config, "config: model")
+            config = {**_upstream_graph(m.graph, m.architecture, params), "model": {"name": m.architecture, **params},
+                      "target": t.target}
+        try:
+            model = build_model(config, "config: model", strict=True)
+        except CheckpointError as exc:  # here the config is the user's, not a checkpoint's
+            raise ConfigError(str(exc)) from None
     frozen = [name for name, p in model.named_parameters() if any(name.startswith(f) for f in m.freeze)]
     if m.freeze and not frozen:
         raise ConfigError(f"config: model.freeze {m.freeze} matches no parameter name")
@@ -152,6 +156,26 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
     if frozen:
         logger.info("froze %d parameter tensors", len(frozen))
     return model
+
+
+#: ``model.graph`` fields of upstream architectures (see :class:`~alignn_ase.training.config.ModelConfig`)
+GRAPH_FIELDS = ("neighbor_strategy", "cutoff", "max_neighbors", "use_canonize", "atom_features", "three_body_cutoff")
+
+
+def _upstream_graph(graph: dict[str, Any], architecture: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``model.graph`` checked, with ``atom_features`` chosen to fit ``params`` when it is not given (cgcnn for 92
+    input features, the atomwise models' default of 1 gives atomic_number)."""
+    unknown = sorted(set(graph) - set(GRAPH_FIELDS))
+    if unknown:
+        raise ConfigError(f"config: model.graph: unknown field(s) {unknown}; known fields: {list(GRAPH_FIELDS)}")
+    if "three_body_cutoff" in graph and graph.get("neighbor_strategy") != "pure_torch":
+        raise ConfigError("config: model.graph.three_body_cutoff applies to the pure_torch neighbor_strategy only")
+    if "atom_features" in graph:
+        return graph
+    default = ALIGNNConfig if architecture == "alignn" else ALIGNNAtomwiseConfig
+    width = params.get("atom_input_features", default.atom_input_features)
+    by_width = {w: name for name, w in ATOM_FEATURE_WIDTH.items()}
+    return {**graph, "atom_features": by_width.get(width, "cgcnn")}
 
 
 def _check_elements(model: ALIGNNModel, records: list[Record]) -> None:
