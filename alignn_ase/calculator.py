@@ -74,7 +74,7 @@ def _as_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> ALIG
     was (dtype, device, trainable parameters).
     """
     with torch.inference_mode(False):  # weights made in inference mode could not take part in the force backward
-        model = copy.deepcopy(spec) if isinstance(spec, ALIGNNModel) else load_model(spec)
+        model = copy.deepcopy(spec) if isinstance(spec, ALIGNNModel) else load_model(spec, dtype)
         return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 

@@ -309,12 +309,13 @@ def _resolve(path_or_name: str | Path) -> Path:
     )
 
 
-def load_model(path_or_name: str | Path = "default") -> ALIGNNModel:
+def load_model(path_or_name: str | Path = "default", dtype: torch.dtype = torch.float32) -> ALIGNNModel:
     """Load a model by shipped name (``"default"``, see :func:`available_models`) or path.
 
     The path is a folder or zip in upstream ALIGNN's layout or alignn-ase's
-    (see module docstring). The model comes back on the CPU in float32, in eval
-    mode, with ``model.card`` set to its model card text (or None). Raises
+    (see module docstring). The model comes back on the CPU in ``dtype``
+    (the stored weights are converted once, so float64 weights stay exact in
+    float64), in eval mode, with ``model.card`` set to its model card text (or None). Raises
     :class:`~alignn_ase.errors.CheckpointError` (or its subclass
     :class:`~alignn_ase.errors.UnknownModelError`) for anything unloadable.
     """
@@ -324,12 +325,12 @@ def load_model(path_or_name: str | Path = "default") -> ALIGNNModel:
         config = json.loads(files.config)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{files.source}: {CONFIG_FILE} is not valid JSON ({exc})") from None
-    model = build_model(config, f"{files.source}: {CONFIG_FILE}")
+    model = build_model(config, f"{files.source}: {CONFIG_FILE}").to(dtype)
     _load_weights(model, _read_state_dict(files), f"{files.source}: {files.weights_name}")
     model.card = files.card
     model.source = files.source
     logger.info("loaded %s model from %s", type(model).__name__, files.source)
-    return model.float().eval()
+    return model.eval()
 
 
 def save_model(model: ALIGNNModel, folder: str | Path, card: str | None = None) -> Path:

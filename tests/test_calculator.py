@@ -187,6 +187,15 @@ def test_save_and_reload_round_trip(tmp_path):
     a1, a2 = atoms.copy(), atoms.copy()
     a1.calc, a2.calc = calc64(upstream), calc64(again)
     assert a1.get_potential_energy() == pytest.approx(a2.get_potential_energy(), rel=1e-12)
+    # Float64 weights (a float64 training run's) stay exact when loaded in float64, by name or by the calculator.
+    model64 = smooth_model(seed=4).double()
+    with torch.no_grad():
+        next(model64.parameters()).add_(1e-12)  # below float32's resolution
+    folder64 = save_model(model64, tmp_path / "mine64")
+    for loaded in (load_model(folder64, torch.float64), ALIGNNCalculator(str(folder64), dtype="float64").model):
+        for (name, p), q in zip(model64.state_dict().items(), loaded.state_dict().values()):
+            assert q.dtype == p.dtype and torch.equal(q, p), name
+    assert load_model(folder64).float_dtype == torch.float32
 
 
 def test_upstream_zip_with_subfolder(tmp_path):

@@ -492,3 +492,33 @@ def test_upstream_architectures_build_with_their_default_atom_features(architect
                             "model": {"architecture": architecture, "params": dict(TINY)}})
     model = _make_model(cfg, ["Cu", "Al"])
     assert model.atom_inputs(torch.tensor([29])).shape == (1, width)
+
+
+def test_split_file_ids_are_checked(tmp_path):
+    from alignn_ase.training.splits import load_split
+
+    path = tmp_path / "split.json"
+    for split, message in (
+        ({"train": ["a", "a", "b"]}, "train lists id 'a' more than once"),
+        ({"train": ["a"], "test": ["a"]}, "more than one part"),
+        ({"train": ["z"]}, "not in the dataset"),
+    ):
+        path.write_text(json.dumps(split))
+        with pytest.raises(DatasetError, match=message):
+            load_split(path, ["a", "b", "c"])
+
+
+def test_graph_cache_is_keyed_by_the_minimum_distance(tmp_path):
+    """A graph cached under a looser overlap check is not reused by a model with a stricter one."""
+    from ase import Atoms
+
+    from alignn_ase.graph import GraphSettings
+    from alignn_ase.training.data import Record
+    from alignn_ase.training.graphs import GraphDataset
+
+    close = Atoms("Cu2", positions=[[0, 0, 0], [0.2, 0, 0]], cell=[6, 6, 6], pbc=True)
+    records = [Record("close", close, {"energy": 0.0})]
+    settings = GraphSettings("radius", 5.0)
+    GraphDataset(records, settings, tmp_path, "forcefield", min_distance=0.0, progress=False)
+    with pytest.raises(DatasetError, match="0.2000 Å apart"):
+        GraphDataset(records, settings, tmp_path, "forcefield", min_distance=0.3, progress=False)

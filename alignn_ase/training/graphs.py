@@ -61,8 +61,14 @@ def label_tensors(
     return {"target": torch.tensor([value], dtype=torch.float64)}
 
 
-def _key(record: Record, settings: GraphSettings, labels: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha1(repr(settings).encode())
+#: changes when what a cached graph holds, or how it is built, changes: older cache files are then not reused
+CACHE_VERSION = 2
+
+
+def _key(record: Record, settings: GraphSettings, labels: dict[str, torch.Tensor], min_distance: float) -> str:
+    """The cache file name of a record's graph: a hash of everything the graph and its labels depend on,
+    the minimum distance it was checked against included."""
+    h = hashlib.sha1(f"{CACHE_VERSION} {settings!r} {float(min_distance)!r}".encode())
     a = record.atoms
     for arr in (a.numbers, a.positions, a.cell.array, a.pbc):
         h.update(np.ascontiguousarray(arr).tobytes())
@@ -119,7 +125,7 @@ class GraphDataset(torch.utils.data.Dataset):
         built = 0
         for record in tqdm(records, desc="graphs", disable=not progress, leave=False):
             labels = label_tensors(record, task, target, threshold, num_classes)
-            path = cache_dir / f"{_key(record, settings, labels)}.pt"
+            path = cache_dir / f"{_key(record, settings, labels, min_distance)}.pt"
             sample = None
             if not path.exists():
                 try:

@@ -60,6 +60,9 @@ def load_split(path: str | Path, ids: Sequence[str]) -> dict[str, list[str]]:
         missing = [i for i in members if i not in known]
         if missing:
             raise DatasetError(f"{path}: {part} id {missing[0]!r} is not in the dataset ({len(missing)} missing)")
+        if len(set(members)) != len(members):
+            repeated = sorted({i for i in members if members.count(i) > 1})
+            raise DatasetError(f"{path}: {part} lists id {repeated[0]!r} more than once")
         twice = seen.intersection(members)
         if twice:
             raise DatasetError(f"{path}: id {sorted(twice)[0]!r} is in more than one part of the split")

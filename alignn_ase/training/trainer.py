@@ -532,7 +532,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         dist.barrier()
     if d.main:
         _restore_checkpoint(out / "best_model")
-        best_model = load_model(out / "best_model").to(device=device, dtype=dtype)
+        best_model = load_model(out / "best_model", dtype).to(device=device)
         if sizes["test"]:
             test_metrics = _test(best_model, task, sets["test"], o.batch_size, device, dtype, out)
         card = _card(cfg, best_model, sizes, {"best_val_loss": best, "test": test_metrics})
