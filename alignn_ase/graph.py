@@ -9,6 +9,7 @@ bond vectors are computed in torch from positions and cell
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -224,7 +225,7 @@ def check_min_distance(numbers: np.ndarray, pairs: Edges, min_distance: float) -
 def check_skin(skin: float, settings: GraphSettings | None = None) -> float:
     """``skin`` (Å) as a float; raise :class:`InvalidArgumentError` unless it is finite and >= 0,
     and (given ``settings``) unless a non-zero skin comes with the ``"radius"`` strategy."""
-    if isinstance(skin, bool) or not isinstance(skin, (int, float)) or not np.isfinite(skin) or skin < 0:
+    if isinstance(skin, bool) or not isinstance(skin, numbers.Real) or not np.isfinite(skin) or skin < 0:
         raise InvalidArgumentError(f"skin must be a finite number >= 0 Å, got {skin!r}")
     if skin > 0 and settings is not None and settings.strategy != "radius":
         raise InvalidArgumentError(f"a skin needs the 'radius' neighbor strategy, not {settings.strategy!r}")
@@ -428,6 +429,12 @@ class GraphCache:
         skin: float = 0.0,
     ):
         self.skin = check_skin(skin, settings)
+        if self.skin > 0 and not min_distance > SELF_TOLERANCE:
+            # a pair that (nearly) overlaps at a build is left out of the bond list, and would stay out when the
+            # atoms move apart; a minimum distance above the self tolerance rejects such structures instead
+            raise InvalidArgumentError(
+                f"a skin needs min_distance > {SELF_TOLERANCE} Å (got {min_distance}); use skin=0 without one"
+            )
         self.settings = settings
         self.dtype = dtype
         self.device = device

@@ -14,6 +14,7 @@ import alignn_ase
 from alignn_ase import (
     ALIGNNCalculator,
     GraphCache,
+    GraphSettings,
     InvalidArgumentError,
     InvalidStructureError,
     UnsupportedElementError,
@@ -162,9 +163,14 @@ def test_upstream_graphs_rebuild_every_call(name):
 
 
 def test_skin_argument_is_checked():
-    for bad in (-0.5, float("nan"), "1"):
+    for bad in (-0.5, float("nan"), "1", True):
         with pytest.raises(InvalidArgumentError, match="skin"):
             ALIGNNCalculator(smooth_model(), skin=bad)
+    for good in (np.float32(0.5), np.int64(1)):
+        assert ALIGNNCalculator(smooth_model(), skin=good).skin == float(good)
+    # without a minimum distance a pair overlapping at a build would be lost from the reused list
+    with pytest.raises(InvalidArgumentError, match="skin needs min_distance"):
+        GraphCache(GraphSettings("radius", 5.0), torch.float64, "cpu", min_distance=0.0, skin=1.0)
 
 
 def _mixed_structures():
