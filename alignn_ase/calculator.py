@@ -339,12 +339,9 @@ class ALIGNNCalculator(Calculator):
 
     def _compile_settings(self) -> contextlib.AbstractContextManager:
         """With ``compile``: let the compiler trace the data-dependent sizes of
-        :func:`~alignn_ase.nn.layers.edge_endpoints` instead of splitting the graph there;
-        after a failure of compilation (see :meth:`_run`), run eagerly."""
+        :func:`~alignn_ase.nn.layers.edge_endpoints` instead of splitting the graph there."""
         if not self.compiled:
             return contextlib.nullcontext()
-        if self.compile_mode == "eager":
-            return torch.compiler.set_stance("force_eager")
         stack = contextlib.ExitStack()
         # specialize_float: the models' float hyperparameters (cut-offs, RBF widths, norm eps) are constants; as
         # symbols they made dynamo restart its analysis once, ~4 s of the first call. The compiled artifacts,
@@ -370,7 +367,8 @@ class ALIGNNCalculator(Calculator):
         next of :data:`COMPILE_MODES` (a property model runs eagerly from then on). Errors of alignn-ase's own
         checks, and running out of memory, are raised at once.
         """
-        eager = self.compile_mode == "eager" or prop in self._eager_properties
+        # each model by its own record: a potential that fell back to eager leaves compiled property models alone
+        eager = prop in self._eager_properties if prop is not None else self.compile_mode == "eager"
         settings = torch.compiler.set_stance("force_eager") if eager else self._compile_settings()
         try:
             with settings:
