@@ -403,12 +403,14 @@ def test_finetuning_into_another_task_kind_is_refused(tmp_path, dataset):
 
 
 def test_resume_continues_the_same_run_only_and_remembers_early_stopping(tmp_path, dataset, caplog):
-    cfg = run_config(tmp_path, dataset, "regression", optim={"epochs": 6, "patience": 0})
+    # a learning rate too small to move any weight (and LayerNorm, no running statistics): the validation loss
+    # never improves after the first epoch, so patience 1 stops the run after the second
+    cfg = run_config(tmp_path, dataset, "forcefield", optim={"epochs": 6, "patience": 1, "lr": 1e-300})
     first = train(cfg, progress=False)
-    assert len(first.history) == 1  # patience 0: stops after the first epoch
+    assert len(first.history) == 2
     again = train(cfg, progress=False)  # the same command again: the run is over, nothing trains
     assert again.history == first.history
-    longer = run_config(tmp_path, dataset, "regression", optim={"epochs": 9, "patience": 0})
+    longer = run_config(tmp_path, dataset, "forcefield", optim={"epochs": 9, "patience": 1, "lr": 1e-300})
     with pytest.raises(ConfigError, match=r"another config \(optim.epochs: 6 -> 9\)"):
         train(longer, progress=False)
 
