@@ -75,6 +75,8 @@ def evaluate(
             else:  # any finite stand-in volume: those structures' stress is replaced below
                 volume = torch.where(flat, torch.ones_like(volume), volume)
         out = (derivatives or autograd_derivatives)(model, graph, bonds, volume, forces, create_graph)
+        if stress and model.stress_scale != 1.0:
+            out["stress"] = out["stress"] * model.stress_scale
         if flat is not None:
             # where, not a product: no NaN reaches the gradient of the other structures' stress
             out["stress"] = torch.where(flat.view(-1, 1, 1), torch.full_like(out["stress"], torch.nan), out["stress"])

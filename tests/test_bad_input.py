@@ -258,3 +258,33 @@ def test_upstream_max_neighbors_null_means_no_cap_for_pure_torch(tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="k-nearest strategy needs max_neighbors"):
         load_model(folder)
+
+
+def test_upstream_force_fields_without_a_consistent_energy_are_refused_and_stress_multiplier_is_upstreams(tmp_path):
+    """Upstream differentiates the un-linked sum of all outputs but reports the linked first one: refused. Its
+    stress_multiplier scales the reported stress (as upstream's calculator does), energy and forces unchanged."""
+    folder = _copy(tmp_path)
+    original = json.loads((folder / "config.json").read_text())
+    for change, match in (
+        ({"link": "log"}, "force field with link='log'"),
+        ({"classification": True}, "more than one output"),
+        ({"output_features": 2}, "more than one output"),
+    ):
+        cfg = json.loads(json.dumps(original))
+        cfg["model"].update(change)
+        (folder / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(CheckpointError, match=match):
+            load_model(folder)
+    atoms = bulk("NaCl", "rocksalt", a=5.6, cubic=True)
+    atoms.rattle(0.05, seed=3)
+    results = []
+    for factor in (1.0, 2.0):
+        cfg = json.loads(json.dumps(original))
+        cfg["model"]["stress_multiplier"] = factor
+        (folder / "config.json").write_text(json.dumps(cfg))
+        a = atoms.copy()
+        a.calc = ALIGNNCalculator(load_model(folder), dtype="float64")
+        results.append((a.get_potential_energy(), a.get_forces(), a.get_stress()))
+    assert results[1][0] == results[0][0]
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+    np.testing.assert_allclose(results[1][2], 2 * results[0][2], rtol=1e-12)

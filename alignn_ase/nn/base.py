@@ -35,6 +35,9 @@ class ALIGNNModel(nn.Module):
 
     is_potential: bool = True
     has_site_energies: bool = False
+    #: factor on the reported stress: 1 (the strain derivative of the energy) but for upstream checkpoints
+    #: trained with ``stress_multiplier``, whose stress upstream reports multiplied by it
+    stress_scale: float = 1.0
     card: str | None = None
     source: str | None = None
 

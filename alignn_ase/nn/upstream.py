@@ -14,6 +14,7 @@ numbers, including its weakness for structures whose atoms are all alike.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,8 @@ from .layers import (
     scatter_sum,
     zbl_repulsion,
 )
+
+logger = logging.getLogger(__name__)
 
 Link = Literal["identity", "log", "logit"]
 
@@ -211,11 +214,23 @@ class ALIGNNAtomwise(ALIGNNModel):
         _reject(where, config.include_pos_deriv, "include_pos_deriv=true")
         _reject(where, not config.energy_mult_natoms, "energy_mult_natoms=false")
         potential = config.calculate_gradient and config.gradwise_weight != 0
+        # upstream differentiates the un-linked sum of every output but reports the linked first one: no energy
+        # whose derivatives its forces are
+        _reject(where, potential and config.link != "identity", f"a force field with link={config.link!r}")
+        _reject(where, potential and (config.classification or config.output_features != 1),
+                "a force field with more than one output (classification or output_features != 1)")
         super().__init__(
             graph_settings, atom_features, property_name=None if potential else (property_name or "property")
         )
         self.is_potential = potential
         self.config = config
+        self.stress_scale = float(config.stress_multiplier)
+        if potential and self.stress_scale != 1.0:
+            logger.warning(
+                "%s: stress_multiplier=%g: the stress is reported multiplied by it, as upstream does, and is then "
+                "not the strain derivative of the energy (cell relaxations and NPT runs will not be consistent)",
+                where, self.stress_scale,
+            )
         add_trunk(
             self,
             config.atom_input_features,
