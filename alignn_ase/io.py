@@ -166,6 +166,8 @@ def _read_state_dict(files: _Files) -> dict[str, torch.Tensor]:
             f"{where} holds no state_dict (a mapping of names to tensors, alone or under {list(STATE_DICT_KEYS)})"
             + found
         )
+    if obj and all(k.startswith("module.") for k in obj):  # saved from a DataParallel / DDP wrapper
+        obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
 
 

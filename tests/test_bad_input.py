@@ -116,6 +116,10 @@ def test_training_checkpoints_are_read_for_their_weights_only(tmp_path):
         torch.save({key: weights, "epoch": 3}, folder / "best_model.pt")
         loaded = load_model(folder).state_dict()
         assert all(torch.equal(loaded[k], reference[k]) for k in reference)
+    # saved from a DataParallel / DDP wrapper: every name prefixed "module."
+    torch.save({f"module.{k}": v for k, v in weights.items()}, folder / "best_model.pt")
+    loaded = load_model(folder).state_dict()
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference)
     torch.save({"weights": weights}, folder / "best_model.pt")
     with pytest.raises(CheckpointError, match=r"holds no state_dict .*top-level keys: \['weights'\]"):
         load_model(folder)
