@@ -28,6 +28,9 @@ def test_held_out_parents_are_never_in_a_training_part():
     assert {s["group"] for s in extra} >= {"elemental", "binary", "surface", "pyxtal"}
     layered_ids = {s["id"] for s in layered}
     assert {"elemental:dcdft:C", "elemental:dcdft:N", "binary:2H-MX2:Mo-S", "binary:hBN:B-N"} <= layered_ids
+    # nor the same crystal under another id: dcdft Cu is fcc Cu, a held-out parent
+    twins = catalogue.dcdft_twins([s for s in base if s["test"]])
+    assert twins["elemental:dcdft:Cu"] == "elemental:fcc:Cu" and not set(twins) & layered_ids
     assert {"binary:rocksalt:Ti-O", "binary:rutile:Co-F", "ternary:perovskite:Sr-Hf-O"} <= {s["id"] for s in broad}
     assert "molecule:CH3CH2OH:CH3CH2OH" in {s["id"] for s in molecules}
     random_part = parts["random"]
