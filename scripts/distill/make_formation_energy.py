@@ -6,8 +6,10 @@ energy per atom among the relaxed single-element bulk structures of the set (ele
 and random single-element crystals, including the molecular crystals of H, N, O, F, Cl,
 Br, I; molecules in boxes only for an element with no bulk structure;
 :func:`references.elemental_references`). Only bulk structures are labelled (surfaces
-and molecules are not); labels beyond +-MAX_ABS eV/atom are teacher artefacts on odd
-random structures and are dropped (counted in the log). It is a property of the
+and molecules are not); labels above MAX_LABEL eV/atom (teacher artefacts on odd random
+structures) or below merge.HOLE_FORMATION (below any real compound: a teacher hole) are
+dropped (counted in the log). Up to v4 every label beyond -3 eV/atom was dropped too,
+which left out the most stable oxides and fluorides (CaF2, ZrO2, Al2O3, SrTiO3, ...). It is a property of the
 teacher's potential-energy surface, not DFT: the teacher's own elemental
 references, no MP2020 anion corrections, no experiment.
 
@@ -24,12 +26,13 @@ from collections import Counter
 from pathlib import Path
 
 from ase.io import read, write
+from merge import HOLE_FORMATION
 from references import elemental_references, formation_energy
 
 log = logging.getLogger("formation_energy")
 
 BULK = ("elemental", "pyxtal", "binary", "ternary", "vacancy")
-MAX_ABS = 3.0  # eV/atom
+MAX_LABEL = 3.0  # eV/atom
 
 
 def main() -> None:
@@ -52,8 +55,8 @@ def main() -> None:
             skipped[",".join(sorted(missing))] += 1
             continue
         e_form = formation_energy(atoms, mu)
-        if abs(e_form) > MAX_ABS:
-            skipped[f"|E_f| > {MAX_ABS} eV/atom"] += 1
+        if not HOLE_FORMATION <= e_form <= MAX_LABEL:
+            skipped[f"E_f outside [{HOLE_FORMATION}, {MAX_LABEL}] eV/atom"] += 1
             continue
         labelled = atoms.copy()
         labelled.calc = None
