@@ -13,8 +13,8 @@ student and the teacher in their two environments. References:
 Method (both sides):
 
 - dcdft EOS, the Delta-codes protocol behind the WIEN2k numbers: the dcdft structure as given (the
-  Delta project's reference cell, within a few % of the WIEN2k V0: up to +3.3 % for O), scaled uniformly (cell shape and fractional coordinates
-  fixed) to ``POINTS`` volumes over ±6 %, Birch–Murnaghan fit with ``ase.eos`` -> V0 (Å³/atom),
+  Delta project's reference cell, within a few % of the WIEN2k V0: up to +3.3 % for O), scaled
+  uniformly (cell shape and fractional coordinates fixed) to ``POINTS`` volumes over ±6 %, Birch–Murnaghan fit with ``ase.eos`` -> V0 (Å³/atom),
   B0 (GPa), B′. Nothing is relaxed: a model's own c/a or internal coordinates would otherwise
   enter its "V0 vs WIEN2k";
 - relaxation (lattice constants, Si): FIRE on ``FrechetCellFilter`` (cell) with ``FixSymmetry``
