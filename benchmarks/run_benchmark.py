@@ -16,8 +16,8 @@ Measured:
 - E+F+S: one ``calculate(atoms, ["energy", "forces", "stress"])`` per call, at
   the structure's positions plus fresh 0.01 Å noise each call, after warm-up;
   the median over ``--rounds`` rounds of a few calls, each round's timed calls
-  of a program preceded by 50 ms of untimed calls when its calls take < 0.2 s
-  (the first calls after a switch between processes are slower by up to a few
+  of a program preceded by one untimed call, and by 50 ms of them when its calls take < 0.2 s,
+  on geometries of their own (the first calls after a switch between processes are slower by up to a few
   ms, most of a small cell's call; every program is treated alike). alignn-ase and upstream
   ALIGNN use the same weights: upstream's seeded random initialisation of the
   ALIGNN-FF 2/2/64 configuration, written by upstream's own code
@@ -64,9 +64,9 @@ from ase.io import write
 
 HERE = Path(__file__).resolve().parent
 SLOW_CALL_S, SLOW_SAMPLES = 3.0, 3
-#: programs whose calls are shorter than SETTLE_BELOW_S make untimed calls for SETTLE_S seconds before each
-#: round's timed ones (every program alike): the first calls after the driver switches processes are slower
-#: (worker.py), by up to a few ms, most of a small cell's call.
+#: before each round's timed calls every program makes one untimed call, and programs whose calls are shorter
+#: than SETTLE_BELOW_S make them for SETTLE_S seconds: the first calls after the driver switches processes are
+#: slower (worker.py), by up to a few ms, most of a small cell's call.
 SETTLE_BELOW_S, SETTLE_S = 0.2, 0.05
 
 
@@ -457,8 +457,8 @@ def report(results: dict) -> str:
         f"Versions: {meta['versions']}.",
         "",
         "Medians of one `calculate(atoms, [\"energy\", \"forces\", \"stress\"])` each, after warm-up, positions "
-        "jittered (0.01 Å) every call, programs interleaved round by round (calls under 0.2 s: 50 ms of untimed "
-        "calls first in each round, for every program). alignn-ase and upstream ALIGNN share "
+        "jittered (0.01 Å) every call, programs interleaved round by round (each round's timed calls preceded by "
+        "one untimed call, 50 ms of them for calls under 0.2 s, for every program). alignn-ase and upstream ALIGNN share "
         "weights (upstream's random initialisation of ALIGNN-FF 2/2/64, pure_torch graph: cutoff 5 Å, 12 neighbours, "
         "three-body cutoff 3.5 Å, CGCNN features); ratio = alignn-ase time / upstream time (target ≤ 0.20). "
         "CHGNet (its default 0.3.0 weights) and SevenNet-0 run their shipped weights in float32.",
@@ -577,7 +577,8 @@ def report(results: dict) -> str:
 
     if results.get("md"):
         lines += ["", f"## MD: velocity Verlet, {results['meta']['md_steps']} steps of 1 fs from 300 K "
-                      "(forces only, as ASE's MD asks; CHGNet's calculator computes stress too); "
+                      "(ASE's MD asks for forces; alignn-ase's and CHGNet's calculators compute the stress in the same "
+                      "evaluation); one block of steps per program, not interleaved; "
                       f"default potential: {meta['default_potential']}", "",
                   "| structure | N | potential | skin | ms / step | µs / atom-step | graph building per step "
                   "| share of the step | graph builds | CHGNet / this |",
