@@ -524,3 +524,25 @@ def test_graph_cache_is_keyed_by_the_minimum_distance(tmp_path):
     GraphDataset(records, settings, tmp_path, "forcefield", min_distance=0.0, progress=False)
     with pytest.raises(DatasetError, match="0.2000 Å apart"):
         GraphDataset(records, settings, tmp_path, "forcefield", min_distance=0.3, progress=False)
+
+
+def test_split_by_group_keeps_each_group_in_one_part(tmp_path):
+    """data.group_key: frames of one parent (or trajectory) never sit on both sides of a split."""
+    from alignn_ase.training.splits import make_split
+    from alignn_ase.training.trainer import _groups
+
+    frames = emt_frames(40)
+    for i, a in enumerate(frames):
+        a.info["parent"] = f"p{i // 4}"  # ten parents of four frames
+    path = tmp_path / "grouped.extxyz"
+    write(path, frames)
+    records = read_dataset(path, None)
+    groups = _groups(records, "parent")
+    split = make_split([r.id for r in records], seed=3, ratios=[0.8, 0.1, 0.1], groups=groups)
+    part_of = {i: part for part, members in split.items() for i in members}
+    assert sorted(part_of) == sorted(r.id for r in records)
+    for g in set(groups):
+        assert len({part_of[r.id] for r, h in zip(records, groups) if h == g}) == 1
+    assert {len(split["val"]), len(split["test"])} == {4}  # one whole parent each
+    with pytest.raises(DatasetError, match="has no info\\['trajectory'\\]"):
+        _groups(records, "trajectory")

@@ -69,6 +69,9 @@ class DataConfig:
             or ``split_file``).
         split_counts: train/val/test numbers of structures.
         split_file: a JSON file ``{"train": [ids], "val": [ids], "test": [ids]}``.
+        group_key: split by the structure's ``info[group_key]`` (e.g. the parent
+            structure or MD trajectory of each frame): whole groups go to one part,
+            so near-duplicate frames do not sit on both sides of a split.
         cache_dir: where built graphs are cached (default ``<output_dir>/graph_cache``).
         in_memory: keep built graphs in RAM; ``false`` streams them from the
             cache for datasets larger than memory.
@@ -81,6 +84,7 @@ class DataConfig:
     split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     split_counts: list[int] | None = None
     split_file: str | None = None
+    group_key: str | None = None
     cache_dir: str | None = None
     in_memory: bool = True
 

@@ -18,8 +18,16 @@ def make_split(
     seed: int = 0,
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
     counts: Sequence[int] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, list[str]]:
-    """Shuffle ``ids`` with ``seed`` and cut them by ``counts`` or else ``ratios`` (train, val, test)."""
+    """Shuffle ``ids`` with ``seed`` and cut them by ``counts`` or else ``ratios`` (train, val, test).
+
+    With ``groups`` (one label per id: the parent structure, the MD trajectory, ...) whole groups are shuffled
+    and dealt to test, then validation, until each holds at least its share of records, the rest to training:
+    frames of one group never sit on both sides of a split.
+    """
+    if groups is not None:
+        return _split_groups(ids, groups, seed, ratios, counts)
     n = len(ids)
     if counts is not None:
         n_train, n_val, n_test = (int(c) for c in counts)
@@ -38,6 +46,30 @@ def make_split(
         "val": shuffled[n_train : n_train + n_val],
         "test": shuffled[n_train + n_val : n_train + n_val + n_test],
     }
+
+
+def _split_groups(
+    ids: Sequence[str], groups: Sequence[str], seed: int, ratios: Sequence[float], counts: Sequence[int] | None
+) -> dict[str, list[str]]:
+    members: dict[str, list[str]] = {}
+    for i, g in zip(ids, groups):
+        members.setdefault(g, []).append(i)
+    n = len(ids)
+    if counts is not None:
+        if sum(int(c) for c in counts) > n:
+            raise ConfigError(f"data.split_counts {list(counts)} ask for more than the {n} records available")
+        want = {"val": int(counts[1]), "test": int(counts[2])}
+    else:
+        want = {"val": int(round(ratios[1] * n)), "test": int(round(ratios[2] * n))}
+    names = list(members)
+    order = np.random.default_rng(seed).permutation(len(names))
+    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for k in order:
+        part = next((p for p in ("test", "val") if len(split[p]) < want[p]), "train")
+        split[part].extend(members[names[k]])
+    if not split["train"]:
+        raise ConfigError(f"the split leaves no training records ({n} records in {len(names)} groups)")
+    return split
 
 
 def save_split(split: dict[str, list[str]], path: Path) -> None:

@@ -178,6 +178,18 @@ def _upstream_graph(graph: dict[str, Any], architecture: str, params: dict[str, 
     return {**graph, "atom_features": by_width.get(width, "cgcnn")}
 
 
+def _groups(records: list[Record], key: str | None) -> list[str] | None:
+    """Each record's ``atoms.info[key]`` (as a string), for a split by group; None without a key."""
+    if key is None:
+        return None
+    missing = [r.id for r in records if key not in r.atoms.info]
+    if missing:
+        raise DatasetError(
+            f"data.group_key {key!r}: record {missing[0]} has no info[{key!r}] ({len(missing)} of {len(records)} lack it)"
+        )
+    return [str(r.atoms.info[key]) for r in records]
+
+
 def _check_elements(model: ALIGNNModel, records: list[Record]) -> None:
     """Raise :class:`DatasetError` naming the first record with an element ``model`` does not cover
     (before any graph is built, rather than when its batch comes up)."""
@@ -419,7 +431,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     elif resuming and (out / "split.json").exists():
         split = load_split(out / "split.json", ids)
     else:
-        split = make_split(ids, cfg.seed, cfg.data.split_ratios, cfg.data.split_counts)
+        split = make_split(ids, cfg.seed, cfg.data.split_ratios, cfg.data.split_counts,
+                           _groups(records, cfg.data.group_key))
     if d.main:
         save_split(split, out / "split.json")
     by_id = {r.id: r for r in records}
