@@ -133,34 +133,37 @@ def held_out_twins(seed: int) -> set[str]:
     return set(catalogue.dcdft_twins([s for s in catalogue.plan(seed) if s["test"]]).values())
 
 
+SUMMARY_ROWS = (
+    ("energy (meV/atom)", "energy_mae_meV_per_atom", "{:.1f}"),
+    ("energy, per-element offsets removed (meV/atom)", "energy_mae_offsets_removed_meV_per_atom", "{:.1f}"),
+    ("force component (eV/Å)", "force_mae_eV_per_A", "{:.3f}"),
+    ("stress component (GPa)", "stress_mae_GPa", "{:.2f}"),
+)
+
+
+def summary_table(models: dict[str, dict]) -> list[str]:
+    """Markdown lines: the overall MAEs of each model against the teacher."""
+    names = list(models)
+    lines = ["| MAE against SevenNet-0 | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for label, key, fmt in SUMMARY_ROWS:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(models[n][key]) for n in names) + " |")
+    return lines
+
+
 def table(results: dict) -> str:
     names = list(results["models"])
     without = results["without_twins"]
     lines = [
         f"Held-out frames: {results['frames']} (`scripts/distill/data/test.extxyz`), labels from {results['teacher']}.",
         "",
-        "| MAE against SevenNet-0 | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
-    ]
-    rows = [
-        ("energy (meV/atom)", "energy_mae_meV_per_atom", "{:.1f}"),
-        ("energy, per-element offsets removed (meV/atom)", "energy_mae_offsets_removed_meV_per_atom", "{:.1f}"),
-        ("force component (eV/Å)", "force_mae_eV_per_A", "{:.3f}"),
-        ("stress component (GPa)", "stress_mae_GPa", "{:.2f}"),
-    ]
-    for label, key, fmt in rows:
-        lines.append(f"| {label} | " + " | ".join(fmt.format(results["models"][n][key]) for n in names) + " |")
-    lines += [
+        *summary_table(results["models"]),
         "",
         f"Without the {len(without['parents'])} held-out parents whose crystal is also a dcdft parent of the "
         f"layered training part, trained on by {names[-1]} ({', '.join(sorted(without['parents']))}; "
         f"{results['frames'] - without['frames']} frames; `catalogue.dcdft_twins`), {without['frames']} frames:",
         "",
-        "| MAE against SevenNet-0 | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
+        *summary_table(without["models"]),
     ]
-    for label, key, fmt in rows:
-        lines.append(f"| {label} | " + " | ".join(fmt.format(without["models"][n][key]) for n in names) + " |")
     lines += [
         "",
         f"Forces and stress compare cleanly. Energies do not: the per-element offsets are fitted on the same frames "
