@@ -314,6 +314,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise
         path, frame, _ = sources[exc.structure_index]
         raise type(exc)(f"{path}, frame {frame}: {exc}") from None
+    for (path, frame, _), result in zip(sources, results):  # JSON has no NaN or infinity; extxyz should not hold them
+        if not all(np.isfinite(np.asarray(v, dtype=float)).all() for v in result.values()):
+            raise AlignnAseError(f"the model gave non-finite results for {path}, frame {frame}; nothing written")
     if output.suffix == ".json":
         records = [
             {"file": str(path), "index": i, "formula": atoms.get_chemical_formula(), **_jsonable(r)}
@@ -321,15 +324,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ]
         units = {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (Voigt xx yy zz yz xz xy, positive = tensile)",
                  "energies": "eV per atom", "properties": "the units of each property model's target"}
-        try:
-            text = json.dumps({"units": units, "structures": records}, indent=1, allow_nan=False)
-        except ValueError:  # JSON has no NaN or infinity
-            bad = next(r for r in records if not all(np.isfinite(np.asarray(v, dtype=float)).all()
-                                                    for k, v in r.items() if k not in ("file", "index", "formula")))
-            raise AlignnAseError(
-                f"the model gave non-finite results for {bad['file']}, frame {bad['index']}; nothing written"
-            ) from None
-        output.write_text(text + "\n")
+        output.write_text(json.dumps({"units": units, "structures": records}, indent=1, allow_nan=False) + "\n")
     else:
         write_structures(output, [_with_results(atoms, r) for (_, _, atoms), r in zip(sources, results)])
     print(f"{len(results)} structure(s) -> {output}")

@@ -14,7 +14,7 @@ from ase.calculators.emt import EMT
 from ase.io import read, write
 
 from alignn_ase import save_model
-from alignn_ase.check import builtin_structures, run_checks
+from alignn_ase.check import CHECKS, builtin_structures, run_checks
 from alignn_ase.cli import build_parser, main, make_calculator
 
 from .conftest import FIXTURES
@@ -176,7 +176,8 @@ def test_check_command(capsys):
     assert code == 0, out
     passed = sum(line.startswith("PASS") for line in lines)
     skipped = [line for line in lines if line.startswith("SKIP")]  # structures with elements the model lacks
-    assert passed >= 10 and passed + 5 * len(skipped) == 15
+    n = len(CHECKS)
+    assert passed >= 2 * n and passed + n * len(skipped) == 3 * n
     assert lines[-1].startswith(f"{passed} passed, 0 failed, {len(skipped)} skipped (float64)")
 
 
@@ -232,6 +233,25 @@ def test_every_subcommand_has_help(capsys):
 # ------------------------------------------------------------------ the self-test itself
 
 
+class NetForceAlongA1(EMT):
+    """EMT plus a small force on every atom along the first cell vector (rotates with the structure)."""
+
+    def calculate(self, atoms=None, *args, **kwargs):
+        super().calculate(atoms, *args, **kwargs)
+        a1 = atoms.cell.array[0] / np.linalg.norm(atoms.cell.array[0])
+        self.results["forces"] = self.results["forces"] + 5e-4 * a1
+
+
+class NaNForLargeCells(EMT):
+    """EMT whose forces and stress are NaN for cells of more than 4 atoms."""
+
+    def calculate(self, atoms=None, *args, **kwargs):
+        super().calculate(atoms, *args, **kwargs)
+        if len(atoms) > 4:
+            self.results["forces"] = np.full_like(self.results["forces"], np.nan)
+            self.results["stress"] = np.full_like(self.results["stress"], np.nan)
+
+
 class FlippedStress(EMT):
     """EMT with the stress sign flipped: what the self-test is there to catch."""
 
@@ -244,10 +264,16 @@ class FlippedStress(EMT):
 def test_self_test_passes_a_correct_calculator_and_fails_a_flipped_stress():
     cu3au = {"Cu3Au": builtin_structures()["Cu3Au"]}
     good = run_checks(EMT(), cu3au)
-    assert [r.passed for r in good] == [True] * 5
+    assert [r.passed for r in good] == [True] * len(CHECKS)
     bad = {r.check: r.passed for r in run_checks(FlippedStress(), cu3au)}
     assert bad["forces = -dE/dx"] and bad["rotation invariance"] and bad["2x2x2 supercell extensivity"]
     assert not bad["stress = (1/V) dE/dε"] and not bad["stress units and sign (pressure)"]
+    # a force that turns with the cell: invisible to the rotation check, caught by the net force
+    drift = {r.check: r.passed for r in run_checks(NetForceAlongA1(), cu3au)}
+    assert drift["rotation invariance"] and not drift["zero net force"]
+    # NaN in the supercell's forces and stress, the energy fine: no comparison with NaN may pass
+    nan = {r.check: r.passed for r in run_checks(NaNForLargeCells(), cu3au)}
+    assert nan["forces = -dE/dx"] and not nan["2x2x2 supercell extensivity"]
 
 
 def test_self_test_skips_unsupported_elements():
@@ -295,12 +321,13 @@ def test_outputs_are_checked_before_the_work(files, capsys):
     assert code == 1 and "folder is a folder, not a structure file" in err
 
 
-def test_predict_refuses_to_write_non_finite_json(files, capsys):
+def test_predict_refuses_to_write_non_finite_results(files, capsys):
     model = smooth_model()
     with torch.no_grad():
         for weight in model.readout.parameters():
             weight.fill_(3e38)  # finite weights, site energies float32 cannot hold
     save_model(model, files / "overflowing")
-    code, _, err = run(capsys, "predict", "two.extxyz", "--model", "overflowing", "-o", "p.json")
-    assert code == 1 and "non-finite results for two.extxyz, frame 0; nothing written" in err
-    assert not (files / "p.json").exists()
+    for output in ("p.json", "p.extxyz"):
+        code, _, err = run(capsys, "predict", "two.extxyz", "--model", "overflowing", "-o", output)
+        assert code == 1 and "non-finite results for two.extxyz, frame 0; nothing written" in err
+        assert not (files / output).exists()
