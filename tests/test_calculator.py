@@ -44,17 +44,20 @@ def test_default_potential_and_property_model_load_offline_and_follow_geometry()
 
 
 def test_default_potential_tracks_its_teacher_on_held_out_structures():
-    """A guard on the shipped weights: every 10th frame of the committed held-out set (parents never trained on).
+    """A guard on the shipped weights: every 10th frame of the committed held-out set.
 
-    The model card's numbers on all 300 frames are 0.20 eV/atom and 0.22 eV/Å; an untrained,
-    mis-loaded or wrongly converted model is off by eV/atom and > 1 eV/Å.
+    On these 30 frames the shipped v5 gives 0.085 eV/atom and 0.133 eV/Å, its forces 0.90 times the teacher's
+    (least-squares slope); the limits leave ~25 % for float rounding across machines. Measured: with its GCN
+    layer re-initialised the model is off by 0.25 eV/atom and 0.30 eV/Å, and forces halved give a slope of 0.45.
     """
     frames = read(HELD_OUT, index="::10")
     results = predict(frames, progress=False)
     energy_mae = np.mean([abs(r["energy"] - a.get_potential_energy()) / len(a) for r, a in zip(results, frames)])
-    force_mae = np.mean(np.concatenate([np.abs(r["forces"] - a.get_forces()).ravel() for r, a in zip(results, frames)]))
-    assert energy_mae < 0.3  # eV/atom
-    assert force_mae < 0.3  # eV/Å
+    predicted = np.concatenate([r["forces"].ravel() for r in results])
+    teacher = np.concatenate([a.get_forces().ravel() for a in frames])
+    assert energy_mae < 0.11  # eV/atom
+    assert np.abs(predicted - teacher).mean() < 0.16  # eV/Å
+    assert 0.8 < predicted @ teacher / (teacher @ teacher) < 1.1
 
 
 def test_one_model_evaluation_per_geometry():

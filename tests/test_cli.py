@@ -13,7 +13,7 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.io import read, write
 
-from alignn_ase import save_model
+from alignn_ase import load_model, save_model
 from alignn_ase.check import CHECKS, builtin_structures, run_checks
 from alignn_ase.cli import build_parser, main, make_calculator
 
@@ -164,21 +164,24 @@ def test_predict_with_a_property_model(files, capsys):
 def test_info(capsys):
     code, out, _ = run(capsys, "info")
     assert code == 0
-    assert "UNTRAINED" in out or "MODEL" in out.upper()
+    assert load_model().card.splitlines()[0] in out  # the model card's title
     assert "architecture:" in out and "parameters:" in out
     # the default potential's radius graph has no neighbour cap to print
     assert "graph:         radius, cutoff 5.0 Å, three-body cutoff 3.5 Å" in out and "max_neighbors" not in out
 
 
-def test_check_command(capsys):
-    code, out, _ = run(capsys, "check")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_check_command(capsys, dtype):
+    """The shipped default potential passes its own self-test, in float64 and (tolerances x30) in float32, the
+    dtype the workflow commands compute in."""
+    code, out, _ = run(capsys, "check", "--dtype", dtype)
     lines = out.strip().splitlines()
     assert code == 0, out
     passed = sum(line.startswith("PASS") for line in lines)
     skipped = [line for line in lines if line.startswith("SKIP")]  # structures with elements the model lacks
     n = len(CHECKS)
     assert passed >= 2 * n and passed + n * len(skipped) == 3 * n
-    assert lines[-1].startswith(f"{passed} passed, 0 failed, {len(skipped)} skipped (float64)")
+    assert lines[-1].startswith(f"{passed} passed, 0 failed, {len(skipped)} skipped ({dtype})")
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 from ase.io import read
+from ase.phonons import Phonons as AsePhonons
 
 from alignn_ase import (
     ALIGNNCalculator,
@@ -212,6 +213,27 @@ def test_npt_expands_a_compressed_crystal(ensemble):
     assert result.volume_A3[-1] > result.volume_A3[0] * 1.01
 
 
+def test_md_pressure_log_and_npt_target_pressure():
+    """The logged pressure is -tr(σ)/3 with the kinetic term, in GPa; an NPT run at 10 GPa settles at a
+    smaller volume than at 0 GPa, its second-half pressure near 10 GPa."""
+    atoms = bulk("Cu", cubic=True, a=3.59).repeat(2)
+    volumes = {}
+    for pressure in (0.0, 10.0):
+        result = run_md(atoms, "npt_berendsen", temperature_K=300, pressure_GPa=pressure, steps=400, timestep_fs=2.0,
+                        pdamp_fs=100, log_interval=10, output_dir=None, calculator=EMT(), seed=1, **QUIET)
+        volumes[pressure] = result.volume_A3[len(result.volume_A3) // 2:].mean()
+        if pressure:
+            assert result.pressure_GPa[len(result.pressure_GPa) // 2:].mean() == pytest.approx(10.0, abs=1.5)
+    assert volumes[10.0] < 0.97 * volumes[0.0]
+    start = atoms.copy()
+    start.calc = EMT()
+    first = run_md(start, "nve", temperature_K=300, steps=0, output_dir=None, calculator=EMT(), seed=2, **QUIET)
+    moved = first.atoms.copy()
+    moved.calc = EMT()
+    expected = -moved.get_stress(include_ideal_gas=True)[:3].mean() / units.GPa
+    assert first.pressure_GPa[0] == pytest.approx(expected, rel=1e-6)
+
+
 def test_md_writes_csv_and_trajectory(tmp_path):
     atoms = bulk("Cu", cubic=True, a=3.59)
     result = run_md(
@@ -319,6 +341,15 @@ def test_phonons_of_a_stable_crystal(tmp_path, emt_cu_a0):
     assert result.imaginary_modes == [] and result.stable
     bands = np.concatenate(result.phonopy.band_structure.frequencies)
     assert 5 < bands.max() < 12  # THz: a real, stiff spectrum (EMT Cu's maximum is ~7-8 THz)
+    # the frequencies equal ASE's own finite-displacement phonons of the same supercell (measured: within 0.02 THz)
+    q = [[0.5, 0.0, 0.5], [0.5, 0.25, 0.75], [0.3, 0.1, 0.0]]  # X, W and a general point (primitive reduced coords)
+    result.phonopy.run_qpoints(q)
+    reference = AsePhonons(bulk("Cu", "fcc", a=emt_cu_a0), EMT(), supercell=(4, 4, 4), delta=0.01,
+                           name=str(tmp_path / "ase_phonons"))
+    reference.run()
+    reference.read(acoustic=True)
+    thz = reference.band_structure(q) / (units._hplanck / units._e * 1e12)  # eV -> THz
+    np.testing.assert_allclose(result.phonopy.qpoints.frequencies, thz, atol=0.05)
     i = int(np.argmin(np.abs(result.temperatures - 1000)))
     assert result.heat_capacity[i] == pytest.approx(3 * units.kB * units.mol / units.J, rel=0.02)  # Dulong-Petit
     assert result.heat_capacity[0] == pytest.approx(0, abs=1e-6)
