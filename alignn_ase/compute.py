@@ -53,7 +53,9 @@ def evaluate(
     potential's outputs from the bond vectors: :func:`autograd_derivatives`
     (the default) or, compiled, :func:`functional_derivatives`. Works under
     ``torch.no_grad`` and ``torch.inference_mode`` too (forces need autograd:
-    it is switched back on inside).
+    it is switched back on inside), on graphs built there too; the model's
+    weights must not be inference tensors (load the model outside inference
+    mode, as :class:`~alignn_ase.calculator.ALIGNNCalculator` does).
     """
     model.check_elements(graph.numbers)
     with torch.inference_mode(False):

@@ -281,6 +281,7 @@ def test_bad_records_are_named_or_skipped(tmp_path, caplog):
         ({"optim": {"patience": 0}}, "optim.patience' must be >= 1"),
         ({"task": {"force_weight": -10.0}}, "task.force_weight' must be >= 0"),
         ({"task": {"huber_delta": 0.0}}, "task.huber_delta' must be positive"),
+        ({"data": {"group_key": "parent", "split_counts": [1, 1, 1]}}, "split_counts cannot be met with data.group_key"),
     ],
 )
 def test_config_errors_name_the_field(patch, message):
@@ -451,6 +452,8 @@ def test_stress_is_trained_in_a_batch_that_also_holds_a_molecule():
         Record("crystal", crystal, {"energy": crystal.get_potential_energy(), "forces": crystal.get_forces(),
                                     "stress": crystal.get_stress()}),
         Record("cluster", cluster, labels),
+        # a stress label on a structure without a cell (as a reader may keep it): not a stress that can count
+        Record("labelled cluster", cluster.copy(), {**labels, "stress": np.zeros(6)}),
     ]
     samples = [(build_graph(r.atoms, model.graph_settings), label_tensors(r, "forcefield", None, None)) for r in records]
     batch = collate(samples)
@@ -459,7 +462,7 @@ def test_stress_is_trained_in_a_batch_that_also_holds_a_molecule():
     assert set(parts) == {"energy", "forces", "stress"} and parts["stress"][0].shape == (1, 6)
     alone = task.predict(model, samples[0][0], training=False)["stress"]
     torch.testing.assert_close(pred["stress"][0].detach(), alone[0], rtol=1e-10, atol=1e-12)
-    assert torch.isnan(pred["stress"][1]).all()  # no stress for the cluster...
+    assert torch.isnan(pred["stress"][1:]).all()  # no stress for the clusters...
     loss = task.loss(pred, batch)
     (grad,) = torch.autograd.grad(loss, [next(model.parameters())])
     assert torch.isfinite(loss) and torch.isfinite(grad).all()  # ...and no NaN in the loss or its gradient
@@ -546,3 +549,16 @@ def test_split_by_group_keeps_each_group_in_one_part(tmp_path):
     assert {len(split["val"]), len(split["test"])} == {4}  # one whole parent each
     with pytest.raises(DatasetError, match="has no info\\['trajectory'\\]"):
         _groups(records, "trajectory")
+
+
+def test_a_run_made_before_a_config_entry_existed_still_resumes():
+    """A run's saved config lacks entries added since; they had their default values then."""
+    from alignn_ase.training.trainer import _check_same_run, _run_identity
+
+    cfg = config_from_dict({"data": {"path": "x.extxyz"}, "task": {"kind": "forcefield"}})
+    saved = _run_identity(cfg)
+    del saved["data.group_key"]  # as written before group_key existed
+    _check_same_run(cfg, saved, Path("run"))
+    changed = config_from_dict({"data": {"path": "x.extxyz", "group_key": "parent"}, "task": {"kind": "forcefield"}})
+    with pytest.raises(ConfigError, match="data.group_key: - -> \"parent\""):
+        _check_same_run(changed, saved, Path("run"))

@@ -470,3 +470,15 @@ def test_default_calculator():
     assert isinstance(get_calculator(atoms), EMT)
     given = EMT()
     assert get_calculator(atoms, given) is given
+
+
+def test_berendsen_quench_to_zero_kelvin_needs_starting_velocities():
+    atoms = bulk("Cu", cubic=True, a=3.6).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    with pytest.raises(InvalidArgumentError, match="npt_berendsen needs non-zero initial velocities"):
+        run_md(atoms, "npt_berendsen", temperature_K=0, steps=2, output_dir=None, calculator=EMT(), **QUIET)
+    hot = atoms.copy()
+    hot.set_momenta(np.random.default_rng(0).normal(0.0, 1.0, (len(hot), 3)))
+    result = run_md(hot, "npt_berendsen", temperature_K=0, init_velocities=False, steps=20, log_interval=10,
+                    output_dir=None, calculator=EMT(), **QUIET)
+    assert np.isfinite(result.temperature_K).all() and result.temperature_K[-1] < result.temperature_K[0]

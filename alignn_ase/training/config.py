@@ -71,7 +71,9 @@ class DataConfig:
         split_file: a JSON file ``{"train": [ids], "val": [ids], "test": [ids]}``.
         group_key: split by the structure's ``info[group_key]`` (e.g. the parent
             structure or MD trajectory of each frame): whole groups go to one part,
-            so near-duplicate frames do not sit on both sides of a split.
+            so near-duplicate frames do not sit on both sides of a split; groups are
+            dealt to test, then validation, until each holds at least its share of
+            ``split_ratios``, so large groups overshoot it.
         cache_dir: where built graphs are cached (default ``<output_dir>/graph_cache``).
         in_memory: keep built graphs in RAM; ``false`` streams them from the
             cache for datasets larger than memory.
@@ -189,6 +191,9 @@ class TrainConfig:
             )
         if len(d.split_ratios) != 3 or any(r < 0 for r in d.split_ratios) or not 0.99 < sum(d.split_ratios) < 1.01:
             raise ConfigError(f"config: field 'data.split_ratios' must be 3 fractions summing to 1, got {d.split_ratios}")
+        if d.group_key is not None and d.split_counts is not None:
+            raise ConfigError("config: data.split_counts cannot be met with data.group_key (whole groups go to one "
+                              "part); give data.split_ratios")
         if d.split_counts is not None and (len(d.split_counts) != 3 or any(c < 0 for c in d.split_counts)):
             raise ConfigError(f"config: field 'data.split_counts' must be 3 non-negative counts, got {d.split_counts}")
         for name in ("epochs", "batch_size"):

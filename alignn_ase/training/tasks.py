@@ -173,6 +173,12 @@ def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _stress_mask(graph: AtomGraph, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B,) the structures whose stress counts: labelled, with a 3D cell (a stress label on a structure without
+    one is left out: its predicted stress is NaN, see :func:`~alignn_ase.compute.evaluate`)."""
+    return labels["has_stress"] & (graph.volume() >= 1e-8)
+
+
 class ForceFieldTask(Task):
     """Energy per atom (eV/atom), forces (eV/Å) and stress (GPa) with a weighted loss.
 
@@ -197,7 +203,7 @@ class ForceFieldTask(Task):
         parts["forces"] = (pred["forces"][atom_mask], lab["forces"][atom_mask])
         if "stress" in pred:
             voigt = _voigt(pred["stress"])
-            mask = lab["has_stress"]
+            mask = _stress_mask(graph, lab)
             parts["stress"] = (voigt[mask] * EV_A3_TO_GPA, lab["stress"][mask] * EV_A3_TO_GPA)
         return parts
 
@@ -233,7 +239,7 @@ class ForceFieldTask(Task):
             if bool(lab["has_forces"][b]):
                 row["forces"] = lab["forces"][sl].tolist()
                 row["forces_pred"] = pred["forces"][sl].tolist()
-            if "stress" in pred and bool(lab["has_stress"][b]):
+            if "stress" in pred and bool(_stress_mask(graph, lab)[b]):
                 row["stress_GPa"] = (lab["stress"][b] * EV_A3_TO_GPA).tolist()
                 row["stress_GPa_pred"] = (_voigt(pred["stress"][b]) * EV_A3_TO_GPA).tolist()
             rows.append(row)

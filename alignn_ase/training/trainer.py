@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
     unless ``params.elements`` says otherwise, so it rejects elements it never saw."""
     m, t = cfg.model, cfg.task
     if m.init_from:
-        model = load_model(m.init_from)
+        model = load_model(m.init_from, resolve_dtype(cfg.dtype))
         logger.info("fine-tuning from %s", model.source)
         if t.kind == "forcefield" and not model.is_potential:
             raise ConfigError(f"config: model.init_from {m.init_from!r} is a property model, not a force field")
@@ -221,8 +221,8 @@ def _warn_about_split(sets: dict[str, GraphDataset]) -> None:
 _RESUMABLE_CHANGES = {"output_dir", "device", "resume", "card", "data.cache_dir", "data.in_memory"}
 
 
-def _run_identity(cfg: TrainConfig) -> dict[str, Any]:
-    """The config entries that define a run, flattened (``optim.lr``, ...); a resumed run must match them."""
+def _flatten(value: dict[str, Any]) -> dict[str, Any]:
+    """Nested config entries as ``{"optim.lr": json, ...}``, leaving out those a resumed run may change."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -232,8 +232,22 @@ def _run_identity(cfg: TrainConfig) -> dict[str, Any]:
         elif prefix not in _RESUMABLE_CHANGES:
             flat[prefix] = json.dumps(value, sort_keys=True)
 
-    walk("", asdict(cfg))
+    walk("", value)
     return flat
+
+
+def _run_identity(cfg: TrainConfig) -> dict[str, Any]:
+    """The config entries that define a run, flattened (``optim.lr``, ...); a resumed run must match them."""
+    return _flatten(asdict(cfg))
+
+
+def _default_identity() -> dict[str, Any]:
+    """:func:`_run_identity` of the defaults: the value of an entry that a run made before it existed had."""
+    defaults = {}
+    for f in fields(TrainConfig):
+        value = f.default if f.default is not MISSING else f.default_factory()
+        defaults[f.name] = asdict(value) if is_dataclass(value) else value
+    return _flatten(defaults)
 
 
 def _check_same_run(cfg: TrainConfig, saved: dict[str, Any] | None, out: Path) -> None:
@@ -241,8 +255,9 @@ def _check_same_run(cfg: TrainConfig, saved: dict[str, Any] | None, out: Path) -
     :func:`_run_identity`; None for a state written before it was recorded)."""
     if saved is None:
         return
-    now = _run_identity(cfg)
-    changed = sorted(k for k in set(now) | set(saved) if now.get(k) != saved.get(k))
+    now, defaults = _run_identity(cfg), _default_identity()
+    # an entry the saved run lacks (added to the config since) had its default value then
+    changed = sorted(k for k in set(now) | set(saved) if now.get(k) != saved.get(k, defaults.get(k)))
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k, '-')} -> {now.get(k, '-')}" for k in changed[:5])
         raise ConfigError(
@@ -588,8 +603,8 @@ def evaluate_dataset(
     """
     task_cfg = task if isinstance(task, TaskConfig) else parse_config(TaskConfig, task, "task", error=ConfigError,
                                                                         strict=True)
-    m = model if isinstance(model, ALIGNNModel) else load_model(model)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
+    m = model if isinstance(model, ALIGNNModel) else load_model(model, dt)
     records = read_dataset(data_path, None if task_cfg.kind == "forcefield" else task_cfg.target)
     _check_elements(m, records)
     out = Path(output_dir)
