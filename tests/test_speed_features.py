@@ -392,3 +392,22 @@ def test_functional_derivatives_equal_autograd_derivatives():
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-12)
     with pytest.raises(InvalidArgumentError, match="inference"):
         evaluate(model, graph, create_graph=True, derivatives=compute.functional_derivatives)
+
+
+def test_a_potential_running_eagerly_leaves_its_compiled_property_models_compiled(monkeypatch):
+    """Each model keeps its own compile record: after the potential fell back to eager, property models whose
+    compilation worked are not forced eager with it."""
+    prop = load_model("formation_energy_peratom")
+    calc = ALIGNNCalculator(smooth_model(seed=9), dtype="float64", device="cpu", skin=0.0, compile=True,
+                            properties=[prop])
+    calc.compile_mode = "eager"  # as after a failed compilation of the potential
+    stances = []
+    real = torch.compiler.set_stance
+
+    def recording(*args, **kwargs):
+        stances.append(args[0] if args else kwargs.get("stance"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.compiler, "set_stance", recording)
+    calc.get_property("formation_energy_peratom", random_crystal("Si2O3Na", seed=3))
+    assert stances.count("force_eager") == 1  # the potential's evaluation only
