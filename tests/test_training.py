@@ -562,3 +562,14 @@ def test_a_run_made_before_a_config_entry_existed_still_resumes():
     changed = config_from_dict({"data": {"path": "x.extxyz", "group_key": "parent"}, "task": {"kind": "forcefield"}})
     with pytest.raises(ConfigError, match="data.group_key: - -> \"parent\""):
         _check_same_run(changed, saved, Path("run"))
+
+
+def test_evaluate_dataset_leaves_the_callers_model_alone(tmp_path, dataset):
+    from alignn_ase.training import evaluate_dataset
+
+    from .helpers import smooth_model
+
+    model = smooth_model(elements=["Cu", "Al"])
+    metrics = evaluate_dataset(model, dataset, {"kind": "forcefield"}, tmp_path, dtype="float64")
+    assert np.isfinite(metrics["energy_mae_eV_per_atom"]) and (tmp_path / "predictions_test.csv").is_file()
+    assert model.float_dtype == torch.float32  # evaluated in float64 on a copy

@@ -27,7 +27,6 @@ from .data import Record
 logger = logging.getLogger(__name__)
 
 GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(AtomGraph))
-FLOAT_FIELDS = ("positions", "cell", "shift")
 
 Sample = tuple[AtomGraph, dict[str, torch.Tensor]]
 
@@ -155,11 +154,10 @@ def collate(samples: Sequence[Sample]) -> Sample:
 
 
 def to_device(sample: Sample, device: torch.device, dtype: torch.dtype) -> Sample:
-    """Move a batch to ``device``, casting positions, cell, shifts and float labels to ``dtype``."""
+    """Move a batch to ``device``, casting its float labels to ``dtype``; positions, cell and shifts stay
+    float64, as in the calculator: bond vectors are formed exactly, then cast to the model's dtype."""
     graph, labels = sample
-    moved = {
-        k: getattr(graph, k).to(device=device, dtype=dtype if k in FLOAT_FIELDS else None) for k in GRAPH_FIELDS
-    }
+    moved = {k: getattr(graph, k).to(device=device) for k in GRAPH_FIELDS}
     return AtomGraph(**moved), {
         k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in labels.items()
     }

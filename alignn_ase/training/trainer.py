@@ -16,6 +16,7 @@ rank 0 writes the files.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -438,7 +439,9 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     ids = [r.id for r in records]
     state_path = out / STATE_FILE
     resuming = cfg.resume and state_path.exists()
-    st = torch.load(state_path, map_location=device, weights_only=True) if resuming else None
+    # on the CPU: load_state_dict moves each entry to its parameter's device (AdamW's step counts must stay on the
+    # CPU, or every step syncs the GPU per parameter tensor)
+    st = torch.load(state_path, map_location="cpu", weights_only=True) if resuming else None
     if st is not None:  # before any graph is built
         _check_same_run(cfg, st.get("config"), out)
     if cfg.data.split_file:
@@ -496,6 +499,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
             ema.load_state_dict(st["ema"])
         start, best, stale, history = st["epoch"], st["best"], st["stale"], st["history"]
         stopped = bool(st.get("stopped", False))
+        st = None  # restored: no second copy of the weights and optimiser state for the rest of the run
         logger.info("%s %s after epoch %d", "finishing (stopped early)" if stopped else "resuming", out, start)
 
     eval_model = ema.module if ema is not None else model
@@ -612,7 +616,8 @@ def evaluate_dataset(
     with tempfile.TemporaryDirectory() as cache:
         dataset = GraphDataset(records, m.graph_settings, Path(cache), task_cfg.kind, task_cfg.target,
                                task_cfg.threshold, m.min_distance, num_classes=classes)
-        return _test(m.to(device=dev, dtype=dt), make_task(task_cfg), dataset, batch_size, dev, dt, out)
+        model_copy = copy.deepcopy(m).to(device=dev, dtype=dt)  # the caller's model stays where and as it was
+        return _test(model_copy, make_task(task_cfg), dataset, batch_size, dev, dt, out)
 
 
 def _write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
