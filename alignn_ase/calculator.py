@@ -6,7 +6,7 @@ import contextlib
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -257,7 +257,7 @@ class ALIGNNCalculator(Calculator):
             graph = self._graphs(atoms)
             self._warn_isolated(graph)
             props = {name: cache(atoms) for name, cache in self._property_graphs.items()}
-            (self.results,) = self._evaluate(graph, props, with_stress)
+            (self.results,) = self._evaluate(graph, props, [with_stress])
 
     def _warn_isolated(self, graph: AtomGraph) -> None:
         """Log a warning (once per calculator) when an atom of a structure with more than one atom has
@@ -304,21 +304,17 @@ class ALIGNNCalculator(Calculator):
     ) -> None:
         """Fill ``results`` (one dict per structure) batch by batch; see :meth:`predict`."""
         for start in starts:
-            chunk = list(range(start, min(start + batch_size, len(structures))))
-            for want_stress in (True, False):
-                group = [i for i in chunk if has_3d_cell(structures[i]) == want_stress]
-                if not group:
-                    continue
-                atoms = [structures[i] for i in group]
-                try:
-                    graph = self._build(self.model, atoms)
-                    props = {name: self._build(m, atoms) for name, m in self.property_models.items()}
-                    for i, res in zip(group, self._evaluate(graph, props, want_stress)):
-                        results[i] = res
-                except InvalidStructureError as exc:
-                    if len(structures) == 1:
-                        raise
-                    raise self._naming_structure(exc, structures, group) from None
+            group = list(range(start, min(start + batch_size, len(structures))))
+            atoms = [structures[i] for i in group]
+            try:
+                graph = self._build(self.model, atoms)
+                props = {name: self._build(m, atoms) for name, m in self.property_models.items()}
+                for i, res in zip(group, self._evaluate(graph, props, [has_3d_cell(a) for a in atoms])):
+                    results[i] = res
+            except InvalidStructureError as exc:
+                if len(structures) == 1:
+                    raise
+                raise self._naming_structure(exc, structures, group) from None
 
     def _naming_structure(
         self, exc: InvalidStructureError, structures: list[Atoms], group: list[int]
@@ -356,7 +352,12 @@ class ALIGNNCalculator(Calculator):
         return stack
 
     def _run(
-        self, model: ALIGNNModel, graph: AtomGraph, forces: bool, stress: bool, prop: str | None = None
+        self,
+        model: ALIGNNModel,
+        graph: AtomGraph,
+        forces: bool,
+        stress: bool | Literal["where_defined"],
+        prop: str | None = None,
     ) -> dict[str, torch.Tensor]:
         """:func:`~alignn_ase.compute.evaluate` of the potential (or of the property model ``prop``) under
         :meth:`_compile_settings`.
@@ -400,11 +401,13 @@ class ALIGNNCalculator(Calculator):
         return build_graphs(structures, model.graph_settings, GRAPH_DTYPE, self.device, model.min_distance)
 
     def _evaluate(
-        self, graph: AtomGraph, property_graphs: dict[str, AtomGraph], want_stress: bool
+        self, graph: AtomGraph, property_graphs: dict[str, AtomGraph], with_stress: list[bool]
     ) -> list[dict[str, Any]]:
-        """Results of the structures of a (batched) graph, one evaluation per model; ``property_graphs``
-        are the same structures' graphs for each property model."""
-        out = self._run(self.model, graph, forces=True, stress=want_stress)
+        """Results of the structures of a (batched) graph, one evaluation per model, with a stress for the
+        structures flagged in ``with_stress`` (those with a 3D cell); ``property_graphs`` are the same
+        structures' graphs for each property model."""
+        stress = all(with_stress) or ("where_defined" if any(with_stress) else False)
+        out = self._run(self.model, graph, forces=True, stress=stress)
         self.n_model_evaluations += 1
         n_atoms = graph.n_atoms.tolist()
         starts = np.cumsum(n_atoms)[:-1]
@@ -417,10 +420,11 @@ class ALIGNNCalculator(Calculator):
         results: list[dict[str, Any]] = [
             {"energy": float(e), "free_energy": float(e), "forces": f} for e, f in zip(energy, forces)
         ]
-        if want_stress:
-            stress = full_3x3_to_voigt_6_stress(out["stress"].cpu().numpy().astype(np.float64))
-            for res, s in zip(results, stress):
-                res["stress"] = s
+        if stress:
+            voigt = full_3x3_to_voigt_6_stress(out["stress"].cpu().numpy().astype(np.float64))
+            for res, s, defined in zip(results, voigt, with_stress):
+                if defined:
+                    res["stress"] = s
         if "energies" in out:
             for res, e in zip(results, energies):
                 res["energies"] = e

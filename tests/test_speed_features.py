@@ -188,6 +188,7 @@ def test_predict_equals_one_by_one():
     snapshot = [a.copy() for a in structures]
     batched = calc.predict(structures, batch_size=3, progress=False)
     assert len(batched) == len(structures)
+    assert calc.n_model_evaluations == 3  # one per batch, the one mixing molecules and crystals included
     single = ALIGNNCalculator(model, dtype="float64", properties=[UPSTREAM / "classic_link_log"])
     for atoms, res, before in zip(structures, batched, snapshot):
         assert atoms == before and atoms.calc is None
