@@ -8,7 +8,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from scipy.spatial.transform import Rotation
 
-from alignn_ase import batch_graphs, build_graph, evaluate, load_model
+from alignn_ase import ALIGNNCalculator, batch_graphs, build_graph, evaluate, load_model
 from alignn_ase.nn.layers import polynomial_envelope
 
 from .conftest import UPSTREAM
@@ -97,6 +97,24 @@ def test_zbl_acts_on_short_bonds_only():
         minus.positions[i, k] -= h
         fd = -(energy(plus, atoms.calc) - energy(minus, atoms.calc)) / (2 * h)
         assert abs(fd - forces[i, k]) <= 1e-6 * np.abs(forces).max()
+
+
+def test_skipping_zbl_without_short_bonds_changes_no_bit(monkeypatch):
+    """On the CPU the calculator skips ZBL when no bond is shorter than its cut-off: energies, forces and stress
+    equal those of evaluating it on every bond, to the last bit (it is exactly zero there)."""
+    from alignn_ase.nn import layers, smooth
+
+    atoms = random_crystal("Si2O3Na", seed=2, a=5.0)
+    model = smooth_model(zbl_cutoff=1.2)
+    d = build_graph(atoms, model.graph_settings, torch.float64).bond_vectors().norm(dim=1)
+    assert not layers.zbl_needed(d, 1.2) and layers.zbl_needed(d, float(d.min()) + 1e-3)
+    for dtype in ("float32", "float64"):
+        skipped = ALIGNNCalculator(model, dtype=dtype).predict([atoms], progress=False)[0]
+        with monkeypatch.context() as m:
+            m.setattr(smooth, "zbl_needed", lambda d, r_cut: True)
+            evaluated = ALIGNNCalculator(model, dtype=dtype).predict([atoms], progress=False)[0]
+        for key in ("energy", "forces", "stress", "energies"):
+            assert np.array_equal(skipped[key], evaluated[key]), (dtype, key)
 
 
 def test_stress_sign_is_ase_convention():

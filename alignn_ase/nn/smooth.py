@@ -33,6 +33,7 @@ from .layers import (
     polynomial_envelope,
     run_layers,
     scatter_sum,
+    zbl_needed,
     zbl_repulsion,
 )
 
@@ -102,7 +103,7 @@ class SmoothALIGNN(ALIGNNModel):
         triplet_weight = gather_rows(three_body, e1) * gather_rows(three_body, e2)
         x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, triplet_weight, bond_endpoints)
         energies = self.readout(x)[:, 0] + self.reference_energies.index_select(0, graph.numbers)
-        if c.use_zbl:
+        if c.use_zbl and zbl_needed(d, c.zbl_cutoff):
             zbl = zbl_repulsion(graph.numbers, graph.src, graph.dst, d, c.zbl_cutoff, graph.src, graph.num_atoms)
             energies = energies + zbl
         return {"energy": scatter_sum(energies, graph.atom_graph, graph.num_graphs), "energies": energies}

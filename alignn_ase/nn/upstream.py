@@ -33,6 +33,7 @@ from .layers import (
     run_layers,
     scatter_mean,
     scatter_sum,
+    zbl_needed,
     zbl_repulsion,
 )
 
@@ -275,7 +276,7 @@ class ALIGNNAtomwise(ALIGNNModel):
         if not self.is_potential:
             return {"property": _link_and_classify(out, c.link, c.classification)}
         energy = out[:, 0] * graph.n_atoms.to(out.dtype)
-        if self.use_zbl:
+        if self.use_zbl and zbl_needed(d, c.zbl_cutoff):
             energy = energy + zbl_repulsion(
                 graph.numbers, graph.src, graph.dst, d, c.zbl_cutoff, graph.edge_graph, graph.num_graphs
             )
