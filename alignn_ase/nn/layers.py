@@ -146,11 +146,13 @@ def zbl_pair_energy(z_i: torch.Tensor, z_j: torch.Tensor, r: torch.Tensor, r_cut
 
 
 def zbl_needed(d: torch.Tensor, r_cut: float) -> bool:
-    """Whether ZBL must be evaluated on bonds of lengths ``d`` (Å): on the CPU, eagerly, only if some bond is
-    shorter than ``r_cut``, since beyond it the pair energy and its gradient are exactly zero and skipping them
-    changes no bit of the results (it saves ~70 small operators per call, 4-7 % of an 8-atom cell's CPU time,
-    benchmarks/NOTES.md item 26; the usual case, no atoms that close). Compiled or on a GPU always: the check would be a graph break or a host
-    synchronisation."""
+    """Whether ZBL must be evaluated on bonds of lengths ``d`` (Å).
+
+    On the CPU, eagerly, only if some bond is shorter than ``r_cut``: beyond it the pair energy and its gradient
+    are exactly zero, so skipping them changes no bit of the results, and in the usual case (no atoms that close)
+    it saves ~70 small operators per call, 4-7 % of an 8-atom cell's CPU time (benchmarks/NOTES.md item 26).
+    Compiled or on a GPU always: the check would be a graph break or a host synchronisation.
+    """
     return torch.compiler.is_compiling() or d.device.type != "cpu" or bool((d < r_cut).any())
 
 
