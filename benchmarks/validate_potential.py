@@ -247,22 +247,9 @@ def stability(name: str, model: ALIGNNModel, md_ps: float, workdir: Path) -> dic
     if result is not None:  # the NVT end state, continued without thermostat: is energy conserved?
         nve = run_md(result.atoms, ensemble="nve", steps=NVE_STEPS, timestep_fs=MD_TIMESTEP_FS, init_velocities=False,
                      log_interval=MD_LOG_INTERVAL, output_dir=None, calculator=ALIGNNCalculator(model), progress=False)
-        out.update(nve_drift(nve.time_fs / 1000.0, nve.total_energy / len(atoms)))
+        out.update({f"nve_{k}": v for k, v in nve.energy_drift().items()})
     out["passed"] = not out["watchdog_fired"] and out["steps_completed"] == steps
     return out
-
-
-def nve_drift(time_ps: np.ndarray, energy_per_atom: np.ndarray) -> dict[str, float]:
-    """Total-energy drift of an NVE run: the least-squares slope (eV/atom/ps) of the logged total energy per atom
-    against time, its standard error (treating the logged points as independent, so a lower bound when the
-    fluctuations are correlated) and the energy's standard deviation about the line (eV/atom). The difference of
-    the last and first points, used before, is dominated by that fluctuation over 1 ps."""
-    slope, intercept = np.polyfit(time_ps, energy_per_atom, 1)
-    residual = energy_per_atom - (slope * time_ps + intercept)
-    spread = np.sum((time_ps - time_ps.mean()) ** 2)
-    stderr = np.sqrt(np.sum(residual**2) / max(len(time_ps) - 2, 1) / spread)
-    return {"nve_drift_eV_per_atom_per_ps": float(slope), "nve_drift_stderr_eV_per_atom_per_ps": float(stderr),
-            "nve_fluctuation_eV_per_atom": float(residual.std())}
 
 
 def rms_displacement(start: Atoms, frames: list[Atoms]) -> float:

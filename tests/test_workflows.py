@@ -22,6 +22,7 @@ from alignn_ase import (
     SimulationError,
 )
 from alignn_ase.workflows import (
+    MDResult,
     Watchdog,
     calculate_many,
     eos,
@@ -159,6 +160,27 @@ def test_nve_conserves_energy_float64_smooth_model():
     assert drift < 1e-4 and drift < 0.01 * swing  # eV/atom
     assert result.steps == 100 and result.time_fs[-1] == pytest.approx(100.0)
     np.testing.assert_allclose(result.kinetic_energy, result.temperature_K * 1.5 * units.kB * n, rtol=1e-10)
+    summary = result.summary()
+    assert abs(summary["nve_energy_drift_eV_per_atom_per_ps"]) < 1e-3  # eV/atom/ps
+    assert 0 < summary["nve_energy_drift_stderr_eV_per_atom_per_ps"] < 1e-3
+
+
+def test_energy_drift_is_the_fitted_slope_and_nve_only():
+    """A total energy rising by 2 meV/atom/ps under a larger oscillation: the slope comes out, last-minus-first
+    would not; thermostatted runs report no drift."""
+    t = np.linspace(0.0, 1000.0, 201)  # fs
+    atoms = bulk("Cu", cubic=True)
+    total = len(atoms) * (2e-3 * t / 1000.0 + 5e-3 * np.sin(t / 7.0))
+    zero = np.zeros_like(t)
+    nve = MDResult(atoms, "nve", 200, t, total, zero, total, zero, zero, zero)
+    drift = nve.energy_drift()
+    assert drift["drift_eV_per_atom_per_ps"] == pytest.approx(2e-3, abs=5 * drift["drift_stderr_eV_per_atom_per_ps"])
+    assert drift["drift_stderr_eV_per_atom_per_ps"] < 1e-3
+    assert nve.summary()["nve_energy_drift_eV_per_atom_per_ps"] == drift["drift_eV_per_atom_per_ps"]
+    nvt = MDResult(atoms, "nvt_langevin", 200, t, total, zero, total, zero, zero, zero)
+    assert nvt.summary()["nve_energy_drift_eV_per_atom_per_ps"] is None
+    with pytest.raises(InvalidArgumentError, match="NVE"):
+        nvt.energy_drift()
 
 
 @pytest.mark.parametrize("ensemble", ["nvt_langevin", "nvt_bussi", "nvt_nose_hoover"])
