@@ -60,7 +60,12 @@ def test_teacher_holes_flag_unphysical_minima_only():
         _frame("BeO", -14.0, "binary:zincblende:Be-O", "binary"),  # -9.7 eV/atom: a hole
         _frame("BeO", -7.0, "binary:wurtzite:Be-O", "binary"),
         _frame("BeO", -9.5, "binary:wurtzite:Be-O", "binary", kind="md"),  # an MD frame 2.5 below its minimum
+        _frame("Cu", -4.1, "elemental:fcc:Cu", "elemental"),
+        _frame("BeCu", -5.4, "binary:rocksalt:Be-Cu", "binary"),  # metals alone at -1.5 eV/atom: kept
+        _frame("BeCu", -6.4, "binary:cesiumchloride:Be-Cu", "binary"),  # metals alone at -2.5 eV/atom: a hole
     ]
     holes = merge.teacher_holes(frames)
-    assert set(holes) == {"pyxtal:random:Be:2", "binary:zincblende:Be-O", "binary:wurtzite:Be-O"}
+    assert set(holes) == {"pyxtal:random:Be:2", "binary:zincblende:Be-O", "binary:wurtzite:Be-O",
+                          "binary:cesiumchloride:Be-Cu"}
+    assert "metals alone" in holes["binary:cesiumchloride:Be-Cu"]
     assert "below the best Be solid" in holes["pyxtal:random:Be:2"]

@@ -64,6 +64,9 @@ def load_chunks(out: Path) -> tuple[list[Atoms], list[dict]]:
 HOLE_BELOW_LATTICE = 0.5  # eV/atom below the element's best relaxed elemental solid
 HOLE_FORMATION = -4.5  # eV/atom: below any real compound (CaF2 is about -4.2)
 HOLE_BELOW_RELAXED = 2.0  # eV/atom below its own relaxed frame (MD out of sc C into sp2/sp3 C drops ~1)
+HOLE_FORMATION_METALLIC = -2.0  # eV/atom, for compounds of metals alone (the most stable intermetallics: about -1)
+#: elements that make a compound ionic or covalent (anions and metalloids): with none of them it is metals alone
+NONMETALS = frozenset("H B C N O F Si P S Cl Ge As Se Br Sb Te I".split())
 
 
 def teacher_holes(frames: list[Atoms]) -> dict[str, str]:
@@ -72,7 +75,8 @@ def teacher_holes(frames: list[Atoms]) -> dict[str, str]:
     A single-element bulk parent relaxed more than ``HOLE_BELOW_LATTICE`` below the element's best
     relaxed elemental solid (fcc/bcc/hcp/diamond/sc/dcdft); a compound whose formation energy per
     atom, against the elemental references of the other parents (:func:`references.elemental_references`),
-    is below ``HOLE_FORMATION``; a parent
+    is below ``HOLE_FORMATION``, or below ``HOLE_FORMATION_METALLIC`` for metals alone (a random CrSn3 cell at
+    -4.3 eV/atom, found in session 15 once the formation-energy labels reached below -3 eV/atom); a parent
     with a frame more than ``HOLE_BELOW_RELAXED`` below its own relaxed energy per atom.
     """
     def epa(f: Atoms) -> float:
@@ -95,8 +99,10 @@ def teacher_holes(frames: list[Atoms]) -> dict[str, str]:
         elements = set(f.get_chemical_symbols())
         if len(elements) > 1 and f.pbc.all() and elements <= mu.keys():
             e_form = formation_energy(f, mu)
-            if e_form < HOLE_FORMATION:
-                holes[pid] = f"formation energy {e_form:.2f} eV/atom"
+            bound = HOLE_FORMATION if elements & NONMETALS else HOLE_FORMATION_METALLIC
+            if e_form < bound:
+                holes[pid] = f"formation energy {e_form:.2f} eV/atom" + ("" if elements & NONMETALS else
+                                                                         " (metals alone)")
     for f in frames:
         pid = f.info["parent_id"]
         if pid in relaxed and pid not in holes and epa(f) < epa(relaxed[pid]) - HOLE_BELOW_RELAXED:
