@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .compute import autograd_derivatives, evaluate, functional_derivatives
 from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, InvalidStructureError
-from .graph import AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
+from .graph import MIN_CELL_VOLUME, AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
 from .io import load_model
 from .neighbors import SELF_TOLERANCE
 from .nn.base import ALIGNNModel
@@ -309,7 +309,9 @@ class ALIGNNCalculator(Calculator):
             try:
                 graph = self._build(self.model, atoms)
                 props = {name: self._build(m, atoms) for name, m in self.property_models.items()}
-                for i, res in zip(group, self._evaluate(graph, props, [has_3d_cell(a) for a in atoms])):
+                # which structures get a stress: decided as evaluate() decides where it is defined
+                defined = (graph.volume() >= MIN_CELL_VOLUME).tolist()
+                for i, res in zip(group, self._evaluate(graph, props, defined)):
                     results[i] = res
             except InvalidStructureError as exc:
                 if len(structures) == 1:

@@ -22,7 +22,7 @@ from typing import Callable, Literal
 import torch
 
 from .errors import InvalidArgumentError, InvalidStructureError
-from .graph import AtomGraph
+from .graph import MIN_CELL_VOLUME, AtomGraph
 from .nn.base import ALIGNNModel
 from .nn.layers import Endpoints, edge_endpoints, scatter_sum
 
@@ -69,7 +69,7 @@ def evaluate(
         volume = flat = None
         if stress:
             volume = graph.volume()
-            flat = volume < 1e-8
+            flat = volume < MIN_CELL_VOLUME
             if not bool(flat.any()):
                 flat = None
             elif stress != "where_defined":

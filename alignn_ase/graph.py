@@ -72,9 +72,13 @@ class GraphSettings:
             )
 
 
+#: Cells with a smaller volume (Å³) count as no cell: a stress is defined only at or above it.
+MIN_CELL_VOLUME = 1e-8
+
+
 def has_3d_cell(atoms: Atoms) -> bool:
-    """Whether ``atoms`` has a cell of non-zero volume (> 1e-8 Å³), so that a stress is defined."""
-    return bool(atoms.cell.volume > 1e-8)
+    """Whether ``atoms`` has a cell of non-zero volume (>= :data:`MIN_CELL_VOLUME`), so that a stress is defined."""
+    return bool(atoms.cell.volume >= MIN_CELL_VOLUME)
 
 
 def is_3d_periodic(atoms: Atoms) -> bool:

@@ -99,21 +99,26 @@ def test_zbl_acts_on_short_bonds_only():
         assert abs(fd - forces[i, k]) <= 1e-6 * np.abs(forces).max()
 
 
-def test_skipping_zbl_without_short_bonds_changes_no_bit(monkeypatch):
+@pytest.mark.parametrize("which", ["smooth", "upstream"])
+def test_skipping_zbl_without_short_bonds_changes_no_bit(monkeypatch, which):
     """On the CPU the calculator skips ZBL when no bond is shorter than its cut-off: energies, forces and stress
-    equal those of evaluating it on every bond, to the last bit (it is exactly zero there)."""
-    from alignn_ase.nn import layers, smooth
+    equal those of evaluating it on every bond, to the last bit (it is exactly zero there); for our smooth
+    model and for an upstream ALIGNN-FF checkpoint (its ZBL cut-off 0.9 Å)."""
+    from alignn_ase.nn import layers, smooth, upstream
 
     atoms = random_crystal("Si2O3Na", seed=2, a=5.0)
-    model = smooth_model(zbl_cutoff=1.2)
+    model = smooth_model(zbl_cutoff=1.2) if which == "smooth" else load_model(UPSTREAM / "pure_2_2_64_cgcnn")
+    r_cut = model.config.zbl_cutoff
+    assert model.config.use_zbl if which == "smooth" else model.use_zbl
     d = build_graph(atoms, model.graph_settings, torch.float64).bond_vectors().norm(dim=1)
-    assert not layers.zbl_needed(d, 1.2) and layers.zbl_needed(d, float(d.min()) + 1e-3)
+    assert not layers.zbl_needed(d, r_cut) and layers.zbl_needed(d, float(d.min()) + 1e-3)
     for dtype in ("float32", "float64"):
         skipped = ALIGNNCalculator(model, dtype=dtype).predict([atoms], progress=False)[0]
         with monkeypatch.context() as m:
             m.setattr(smooth, "zbl_needed", lambda d, r_cut: True)
+            m.setattr(upstream, "zbl_needed", lambda d, r_cut: True)
             evaluated = ALIGNNCalculator(model, dtype=dtype).predict([atoms], progress=False)[0]
-        for key in ("energy", "forces", "stress", "energies"):
+        for key in set(skipped) | set(evaluated):
             assert np.array_equal(skipped[key], evaluated[key]), (dtype, key)
 
 

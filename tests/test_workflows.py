@@ -176,6 +176,7 @@ def test_energy_drift_is_the_fitted_slope_and_nve_only():
     drift = nve.energy_drift()
     assert drift["drift_eV_per_atom_per_ps"] == pytest.approx(2e-3, abs=5 * drift["drift_stderr_eV_per_atom_per_ps"])
     assert drift["drift_stderr_eV_per_atom_per_ps"] < 1e-3
+    assert abs((total[-1] - total[0]) / len(atoms) - 2e-3) > 1e-3  # last minus first over 1 ps: off by the swing
     assert nve.summary()["nve_energy_drift_eV_per_atom_per_ps"] == drift["drift_eV_per_atom_per_ps"]
     nvt = MDResult(atoms, "nvt_langevin", 200, t, total, zero, total, zero, zero, zero)
     assert nvt.summary()["nve_energy_drift_eV_per_atom_per_ps"] is None

@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 from torch.nn import functional as F
 
 from ..compute import evaluate
-from ..graph import AtomGraph
+from ..graph import MIN_CELL_VOLUME, AtomGraph
 from ..nn.base import ALIGNNModel
 from .config import TaskConfig
 
@@ -176,7 +176,7 @@ def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
 def _stress_mask(graph: AtomGraph, labels: dict[str, torch.Tensor]) -> torch.Tensor:
     """(B,) the structures whose stress counts: labelled, with a 3D cell (a stress label on a structure without
     one is left out: its predicted stress is NaN, see :func:`~alignn_ase.compute.evaluate`)."""
-    return labels["has_stress"] & (graph.volume() >= 1e-8)
+    return labels["has_stress"] & (graph.volume() >= MIN_CELL_VOLUME)
 
 
 class ForceFieldTask(Task):

@@ -34,7 +34,8 @@ def extend(old: dict[str, list[str]], ids: list[str], fractions: tuple[float, fl
     placed = {i for p in PARTS for i in split[p]}
     new = [i for i in ids if i not in placed]
     order = np.random.default_rng(seed).permutation(len(new))
-    n_val, n_test = (int(round(f * len(new))) for f in fractions[1:])
+    n_test = int(round(fractions[2] * len(new)))
+    n_val = min(int(round(fractions[1] * len(new))), len(new) - n_test)  # train takes the rest
     shuffled = [new[k] for k in order]
     split["test"] += shuffled[:n_test]
     split["val"] += shuffled[n_test : n_test + n_val]

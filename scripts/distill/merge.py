@@ -76,7 +76,7 @@ def teacher_holes(frames: list[Atoms]) -> dict[str, str]:
     relaxed elemental solid (fcc/bcc/hcp/diamond/sc/dcdft); a compound whose formation energy per
     atom, against the elemental references of the other parents (:func:`references.elemental_references`),
     is below ``HOLE_FORMATION``, or below ``HOLE_FORMATION_METALLIC`` for metals alone (a random CrSn3 cell at
-    -4.3 eV/atom, found in session 15 once the formation-energy labels reached below -3 eV/atom); a parent
+    -4.35 eV/atom, found in session 15 once the formation-energy labels reached below -3 eV/atom); a parent
     with a frame more than ``HOLE_BELOW_RELAXED`` below its own relaxed energy per atom.
     """
     def epa(f: Atoms) -> float:
@@ -99,10 +99,9 @@ def teacher_holes(frames: list[Atoms]) -> dict[str, str]:
         elements = set(f.get_chemical_symbols())
         if len(elements) > 1 and f.pbc.all() and elements <= mu.keys():
             e_form = formation_energy(f, mu)
-            bound = HOLE_FORMATION if elements & NONMETALS else HOLE_FORMATION_METALLIC
-            if e_form < bound:
-                holes[pid] = f"formation energy {e_form:.2f} eV/atom" + ("" if elements & NONMETALS else
-                                                                         " (metals alone)")
+            metallic = not elements & NONMETALS
+            if e_form < (HOLE_FORMATION_METALLIC if metallic else HOLE_FORMATION):
+                holes[pid] = f"formation energy {e_form:.2f} eV/atom" + (" (metals alone)" if metallic else "")
     for f in frames:
         pid = f.info["parent_id"]
         if pid in relaxed and pid not in holes and epa(f) < epa(relaxed[pid]) - HOLE_BELOW_RELAXED:

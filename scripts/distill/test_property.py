@@ -3,8 +3,9 @@
 For each model: MAE (eV/atom) on the test ids that an older split already had (``--old-split``: the structures
 every earlier version was tested on), on the test ids new in the split, and on the test structures with a label
 below ``--stable-below`` (the most stable compounds), with the mean absolute deviation of each subset's labels
-for scale. Writes a markdown table and JSON, and with ``--write-test`` the labelled test structures (small enough
-to commit, so that the shipped model's test metrics can be re-checked without the data pipeline).
+for scale and the rank correlation (Spearman) of predictions and labels. Writes a markdown table and JSON, and
+with ``--write-test`` the labelled test structures (small enough to commit, so that the shipped model's test
+metrics can be re-checked without the data pipeline).
 
     git show 98707a2:scripts/distill/data/split_formation_energy.json > /tmp/split_v4.json   # v4's split
     git archive 98707a2 potentials/formation-energy-distill-v4 | tar -x -C /tmp                # and v4 itself
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from ase.io import iread, write
+from scipy.stats import spearmanr
 
 from alignn_ase import predict  # with the default potential beside the property model (its results unused)
 
@@ -30,10 +32,12 @@ TARGET = "formation_energy_peratom"
 
 
 def _row(name: str, ids: list[str], label: dict[str, float], pred: dict[str, float]) -> dict:
+    if len(ids) < 2:
+        return {"subset": name, "n": len(ids), "mae": None, "mad": None, "spearman": None}
     y = np.array([label[i] for i in ids])
     p = np.array([pred[i] for i in ids])
-    return {"subset": name, "n": len(ids), "mae": float(np.mean(np.abs(p - y))) if len(ids) else None,
-            "mad": float(np.mean(np.abs(y - y.mean()))) if len(ids) else None}
+    return {"subset": name, "n": len(ids), "mae": float(np.mean(np.abs(p - y))),
+            "mad": float(np.mean(np.abs(y - y.mean()))), "spearman": float(spearmanr(y, p).statistic)}
 
 
 def main() -> None:
@@ -71,9 +75,10 @@ def main() -> None:
         rows += [{"model": model, **_row(name, ids, label, pred)} for name, ids in subsets.items()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-    lines = ["| model | test subset | structures | MAE (eV/atom) | MAD of labels (eV/atom) |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['model']} | {r['subset']} | {r['n']} | {r['mae']:.3f} | {r['mad']:.3f} |" if r["n"] else
-              f"| {r['model']} | {r['subset']} | 0 | – | – |" for r in rows]
+    lines = ["| model | test subset | structures | MAE (eV/atom) | MAD of labels (eV/atom) | Spearman |",
+             "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['model']} | {r['subset']} | {r['n']} | {r['mae']:.3f} | {r['mad']:.3f} | {r['spearman']:.2f} |"
+              if r["mae"] is not None else f"| {r['model']} | {r['subset']} | {r['n']} | – | – | – |" for r in rows]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
