@@ -69,3 +69,20 @@ def test_teacher_holes_flag_unphysical_minima_only():
                           "binary:cesiumchloride:Be-Cu"}
     assert "metals alone" in holes["binary:cesiumchloride:Be-Cu"]
     assert "below the best Be solid" in holes["pyxtal:random:Be:2"]
+
+
+def test_extending_a_split_keeps_every_old_side():
+    import extend_id_split
+
+    old = {"train": ["a", "b", "gone"], "val": ["c"], "test": ["d"]}
+    ids = ["a", "b", "c", "d"] + [f"new{k}" for k in range(10)]
+    split, dropped = extend_id_split.extend(old, ids, (0.7, 0.1, 0.2), seed=0)
+    assert dropped == {"train": 1, "val": 0, "test": 0}
+    assert split["train"][:2] == ["a", "b"] and split["val"][0] == "c" and split["test"][0] == "d"
+    assert [len(split[p]) for p in ("train", "val", "test")] == [2 + 7, 1 + 1, 1 + 2]
+    assert sorted(i for p in split.values() for i in p) == sorted(ids)  # each id once
+    again, _ = extend_id_split.extend(old, ids, (0.7, 0.1, 0.2), seed=0)
+    assert again == split  # seeded
+    # fractions that round past the number of new ids: training takes what is left, never a negative share
+    tiny, _ = extend_id_split.extend({"train": ["a"]}, ["a", "x", "y", "z"], (0.0, 0.5, 0.5), seed=1)
+    assert sorted(tiny["val"] + tiny["test"] + tiny["train"]) == ["a", "x", "y", "z"]
