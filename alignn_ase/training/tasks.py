@@ -227,6 +227,7 @@ class ForceFieldTask(Task):
         graph, lab = batch
         n = graph.n_atoms.tolist()
         starts = np.cumsum([0] + n[:-1])
+        with_stress = _stress_mask(graph, lab).tolist() if "stress" in pred else [False] * len(ids)
         rows = []
         for b, rid in enumerate(ids):
             sl = slice(int(starts[b]), int(starts[b]) + n[b])
@@ -239,7 +240,7 @@ class ForceFieldTask(Task):
             if bool(lab["has_forces"][b]):
                 row["forces"] = lab["forces"][sl].tolist()
                 row["forces_pred"] = pred["forces"][sl].tolist()
-            if "stress" in pred and bool(_stress_mask(graph, lab)[b]):
+            if with_stress[b]:
                 row["stress_GPa"] = (lab["stress"][b] * EV_A3_TO_GPA).tolist()
                 row["stress_GPa_pred"] = (_voigt(pred["stress"][b]) * EV_A3_TO_GPA).tolist()
             rows.append(row)

@@ -151,7 +151,10 @@ class MDResult:
         """Averages over the second half of the run, the NVE energy drift (:meth:`energy_drift`; None for other
         ensembles or fewer than 3 logged steps) and the file paths."""
         half = slice(len(self.time_fs) // 2, None)
-        drift = self.energy_drift() if self.ensemble == "nve" and len(self.time_fs) >= 3 else {}
+        try:
+            drift = self.energy_drift()
+        except InvalidArgumentError:  # not NVE, or too short a run
+            drift = {}
         return {
             "formula": self.atoms.get_chemical_formula(),
             "ensemble": self.ensemble,
