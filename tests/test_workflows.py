@@ -7,6 +7,7 @@ import csv
 
 import numpy as np
 import pytest
+import seekpath
 from ase import Atoms, units
 from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
@@ -101,6 +102,21 @@ def test_relax_cell_needs_a_3d_cell():
         relax(fcc111("Pt", size=(1, 1, 3), vacuum=6.0), calculator=EMT(), **QUIET)
     with pytest.raises(InvalidArgumentError, match="needs relax_cell=True"):  # a pressure would be ignored
         relax(bulk("Cu", cubic=True), relax_cell=False, pressure_GPa=5.0, calculator=EMT(), **QUIET)
+
+
+class NoStress(EMT):
+    """EMT without a stress, as many molecular calculators are."""
+
+    implemented_properties = ["energy", "forces"]
+
+
+def test_relax_with_a_calculator_that_has_no_stress():
+    atoms = bulk("Cu", cubic=True, a=3.7)
+    atoms.rattle(0.05, seed=2)
+    result = relax(atoms, calculator=NoStress(), relax_cell=False, fmax=0.01, **QUIET)
+    assert result.converged and result.stress is None
+    with pytest.raises(InvalidArgumentError, match="needs a stress"):
+        relax(atoms, calculator=NoStress(), **QUIET)
 
 
 def test_relax_under_pressure_reports_the_enthalpy(emt_cu_a0, tmp_path):
@@ -303,6 +319,15 @@ def test_md_rejects_bad_options():
         run_md(bulk("Cu"), "nvt_langevin", calculator=EMT(), output_dir=None)
 
 
+@pytest.mark.parametrize("ensemble", ["nvt_nose_hoover", "npt_mtk", "npt_mtk_full"])
+def test_md_refuses_constraints_its_integrator_ignores(ensemble):
+    # ASE's Nose-Hoover chain runs a slab with fixed atoms without complaint and cools it to 0 K
+    slab = fcc111("Cu", (2, 2, 3), vacuum=5.0 if ensemble == "nvt_nose_hoover" else None, periodic=True)
+    slab.set_constraint(FixAtoms(indices=range(4)))
+    with pytest.raises(InvalidArgumentError, match="constraints.*FixAtoms"):
+        run_md(slab, ensemble, steps=2, calculator=EMT(), output_dir=None, **QUIET)
+
+
 # ------------------------------------------------------------------ watchdog
 
 
@@ -339,7 +364,8 @@ def test_watchdog_fires_on_planted_explosion(tmp_path, mode, reason):
     frame = read(frame_file)
     assert len(frame) == len(atoms) and np.isfinite(frame.positions).all()
     assert np.isfinite(frame.get_forces()).all() and np.abs(frame.get_forces()).max() < 5
-    assert "step" in str(info.value)
+    # evaluation 11 is step 10's: the error names the step that failed (the last good frame is step 9)
+    assert "MD stopped at step 10" in str(info.value)
 
 
 def test_watchdog_names_the_close_pair():
@@ -391,6 +417,21 @@ def test_phonons_report_imaginary_modes_of_an_unstable_crystal():
     assert worst < -0.5 and worst == min(f for f, _ in result.imaginary_modes)
     assert np.abs(q).max() > 0  # away from Γ
     assert result.summary()["n_imaginary_qpoints"] == len(result.imaginary_modes)
+
+
+def test_band_path_labels_stand_at_their_points_in_a_triclinic_crystal():
+    # seekpath's standard path is written in the basis of its standardised (here Niggli-reduced) cell; phonopy's
+    # auto_band_structure read it in the basis of the input cell, which put Y's label at Z's point and U's at V's
+    atoms = Atoms("CuAu", cell=[[4.0, 0, 0], [0.8, 4.6, 0], [0.7, 0.9, 5.3]], scaled_positions=[[0, 0, 0], [0.4, 0.3, 0.6]],
+                  pbc=True)
+    result = phonons(atoms, supercell=(1, 1, 1), mesh=(2, 2, 2), calculator=EMT(), output_dir=None)
+    standard = seekpath.get_path((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers))
+    cartesian = 2 * np.pi * np.linalg.inv(result.phonopy.primitive.cell)  # reduced -> Cartesian q (1/Å)
+    coords, reciprocal = standard["point_coords"], np.array(standard["reciprocal_primitive_lattice"])
+    assert len(result.phonopy.band_structure.qpoints) == len(standard["path"])
+    for band, ends in zip(result.phonopy.band_structure.qpoints, standard["path"]):
+        for q, name in ((band[0], ends[0]), (band[-1], ends[1])):
+            assert np.linalg.norm(cartesian @ q) == pytest.approx(np.linalg.norm(np.dot(coords[name], reciprocal)))
 
 
 def test_supercell_from_minimum_length():

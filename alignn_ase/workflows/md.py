@@ -197,7 +197,8 @@ def run_md(
         try:
             dyn.run(steps)
         except InvalidStructureError as exc:
-            watchdog.stop(f"the calculator rejected the structure ({exc})", dyn.nsteps)
+            # the step that failed: the force call at step 0 comes from dyn.run itself, later ones from step n + 1
+            watchdog.stop(f"the calculator rejected the structure ({exc})", dyn.nsteps + 1 if rows else 0)
         if dyn.nsteps % log_interval:  # the last step is always logged
             log()
             if traj is not None:
@@ -240,6 +241,13 @@ def _integrator(
         # fixcm=False: ASE's centre-of-mass fixing is deprecated (it biases the sampled distribution);
         # the thermostat then also thermalises the centre of mass, which is correct Langevin dynamics.
         return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction, fixcm=False, rng=rng)
+    if atoms.constraints and ensemble in ("nvt_nose_hoover", "npt_mtk", "npt_mtk_full"):
+        # ASE's Nose-Hoover chain ignores constraints (measured: a slab with fixed atoms cooled to 0 K) and its
+        # MTK barostats refuse them
+        raise InvalidArgumentError(
+            f"{ensemble} does not support constraints ({', '.join(type(c).__name__ for c in atoms.constraints)}); "
+            "use nvt_langevin or nvt_bussi for constrained atoms"
+        )
     if ensemble == "nvt_nose_hoover":
         return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=temperature_K, tdamp=tdamp)
     if ensemble in ("nvt_bussi", "npt_berendsen") and atoms.get_kinetic_energy() <= 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import seekpath
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 from matplotlib.figure import Figure
@@ -24,6 +25,8 @@ from .results import PhononResult
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPERATURES = np.arange(0.0, 1001.0, 10.0)
+#: seekpath's point names written as TeX in the band plot's labels
+GREEK_LABELS = {"GAMMA": r"\Gamma", "SIGMA": r"\Sigma", "DELTA": r"\Delta", "LAMBDA": r"\Lambda"}
 
 
 def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[Sequence[int]]) -> np.ndarray:
@@ -118,7 +121,7 @@ def phonons(
             "displaced with all its periodic images feels no force); use a larger supercell"
         )
 
-    ph.auto_band_structure(npoints=51)
+    _run_band_structure(ph, npoints=51, symprec=symprec)
     ph.run_mesh(mesh, is_gamma_center=True)
     ph.run_total_dos()
     ph.run_thermal_properties(temperatures=temperatures, exclude_gamma_acoustic=True)
@@ -152,6 +155,28 @@ def phonons(
         f, q = imaginary[0]
         logger.warning("%d q-points with imaginary modes; lowest %.3f THz at q = %s", len(imaginary), f, np.round(q, 4))
     return result
+
+
+def _run_band_structure(ph: Phonopy, npoints: int, symprec: float) -> None:
+    """Bands along seekpath's high-symmetry path of phonopy's primitive cell, in that cell's own reciprocal basis.
+
+    phonopy's ``auto_band_structure`` reads seekpath's coordinates, which are in the basis of seekpath's
+    standardised primitive cell, in the basis of phonopy's primitive; where the two cells differ (a triclinic
+    crystal, an axis order other than the standard one) its labels stand at the wrong q-points.
+    """
+    with warnings.catch_warnings():  # a primitive_matrix giving a supercell: seekpath warns that labels lose meaning
+        warnings.simplefilter("ignore", seekpath.SupercellWarning)
+        path = seekpath.get_path_orig_cell(ph.primitive.totuple(), symprec=symprec)
+    coords, pairs = path["point_coords"], path["path"]
+    bands = [np.linspace(coords[a], coords[b], npoints) for a, b in pairs]
+    labels, connections = [pairs[0][0]], []
+    for (_, end), following in zip(pairs, [*pairs[1:], None]):
+        connected = following is not None and following[0] == end
+        connections.append(connected)
+        labels += [end] if connected or following is None else [end, following[0]]
+    labels = [f"${GREEK_LABELS[name]}$" if name in GREEK_LABELS else name for name in labels]
+    ph.run_band_structure(bands, labels=labels, path_connections=connections)
+
 
 
 def _to_ase(cell: PhonopyAtoms) -> Atoms:

@@ -71,6 +71,11 @@ def relax(
             "relax_cell=True needs a 3D periodic cell; pass relax_cell=False for molecules and slabs "
             "(command line: use --fixed-cell)"
         )
+    with_stress = is_3d_periodic(atoms) and "stress" in calc.implemented_properties
+    if relax_cell and not with_stress:
+        raise InvalidArgumentError(
+            f"relax_cell=True needs a stress, which {type(calc).__name__} does not compute; pass relax_cell=False"
+        )
     if pressure_GPa and not relax_cell:
         raise InvalidArgumentError(
             f"pressure_GPa={pressure_GPa} needs relax_cell=True: with a fixed cell an external pressure changes nothing"
@@ -98,7 +103,7 @@ def relax(
         atoms=atoms,
         energy=float(atoms.get_potential_energy()),
         max_force=_max_force(atoms),
-        stress=atoms.get_stress() if is_3d_periodic(atoms) else None,
+        stress=atoms.get_stress() if with_stress else None,
         steps=int(opt.nsteps),
         converged=converged,
         energies=np.array(energies),
