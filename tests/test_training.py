@@ -403,6 +403,22 @@ def test_finetuning_into_another_task_kind_is_refused(tmp_path, dataset):
         train(cfg, progress=False)
 
 
+@pytest.mark.parametrize("kind, params, message", [
+    ("forcefield", {"gradwise_weight": 0}, "is a property model"),  # atomwise without forces: no force field
+    ("regression", {"calculate_gradient": True}, "is a force field"),
+])
+def test_a_fresh_model_must_fit_the_task_kind(tmp_path, dataset, kind, params, message):
+    cfg = run_config(tmp_path, dataset, kind, model={"architecture": "alignn_atomwise", "params": {**TINY, **params}},
+                     optim={"epochs": 1})
+    with pytest.raises(ConfigError, match=message):
+        train(cfg, progress=False)
+
+
+def test_batch_normalised_models_need_two_structures_per_batch(tmp_path, dataset):
+    with pytest.raises(ConfigError, match="batch_size 1 with a batch-normalised model"):
+        train(run_config(tmp_path, dataset, "regression", optim={"epochs": 1, "batch_size": 1}), progress=False)
+
+
 def test_resume_continues_the_same_run_only_and_remembers_early_stopping(tmp_path, dataset, caplog):
     # a learning rate too small to move any weight (and LayerNorm, no running statistics): the validation loss
     # never improves after the first epoch, so patience 1 stops the run after the second
@@ -511,6 +527,9 @@ def test_split_file_ids_are_checked(tmp_path):
         path.write_text(json.dumps(split))
         with pytest.raises(DatasetError, match=message):
             load_split(path, ["a", "b", "c"])
+    path.write_text(json.dumps({"train": [], "val": ["a"], "test": ["b"]}))
+    with pytest.raises(ConfigError, match="lists no training records"):
+        load_split(path, ["a", "b", "c"])
 
 
 def test_graph_cache_is_keyed_by_the_minimum_distance(tmp_path):
@@ -549,6 +568,17 @@ def test_split_by_group_keeps_each_group_in_one_part(tmp_path):
     assert {len(split["val"]), len(split["test"])} == {4}  # one whole parent each
     with pytest.raises(DatasetError, match="has no info\\['trajectory'\\]"):
         _groups(records, "trajectory")
+
+
+def test_ase_database_key_value_pairs_can_group_a_split(tmp_path):
+    from ase.db import connect
+
+    from alignn_ase.training.trainer import _groups
+
+    with connect(tmp_path / "frames.db") as db:
+        for i, a in enumerate(emt_frames(8)):
+            db.write(a, parent=f"p{i // 4}")
+    assert _groups(read_dataset(tmp_path / "frames.db", None), "parent") == ["p0"] * 4 + ["p1"] * 4
 
 
 def test_a_run_made_before_a_config_entry_existed_still_resumes():

@@ -212,6 +212,7 @@ def read_ase_db(path: Path, target: str | None, id_key: str = "jid") -> Iterator
 
         def make(row: Any = row, rid: str = rid) -> Record:
             atoms = row.toatoms(add_additional_information=False)
+            atoms.info.update(row.key_value_pairs)  # e.g. a group label for data.group_key
             if target is None:
                 return Record(rid, atoms, _forcefield_labels(atoms, rid))
             source = {**(row.get("data") or {}), **row.key_value_pairs}

@@ -95,4 +95,6 @@ def load_split(path: str | Path, ids: Sequence[str]) -> dict[str, list[str]]:
             raise DatasetError(f"{path}: id {sorted(twice)[0]!r} is in more than one part of the split")
         seen.update(members)
         split[part] = members
+    if not split["train"]:
+        raise ConfigError(f"{path}: the split file lists no training records")
     return {part: split.get(part, []) for part in SPLITS}

@@ -104,6 +104,14 @@ class _Dist:
         return t.tolist()
 
 
+def _check_kind(model: ALIGNNModel, kind: str, what: str) -> None:
+    """Raise :class:`ConfigError` unless ``model`` is a force field exactly when ``kind`` is ``"forcefield"``."""
+    if kind == "forcefield" and not model.is_potential:
+        raise ConfigError(f"config: {what} is a property model (no energy gradient), not a force field")
+    if kind != "forcefield" and model.is_potential:
+        raise ConfigError(f"config: {what} is a force field, not a property model for task.kind {kind!r}")
+
+
 def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
     """Build (or load, for fine-tuning) the model; a fresh smooth force field supports the data's elements
     unless ``params.elements`` says otherwise, so it rejects elements it never saw."""
@@ -111,11 +119,8 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
     if m.init_from:
         model = load_model(m.init_from, resolve_dtype(cfg.dtype))
         logger.info("fine-tuning from %s", model.source)
-        if t.kind == "forcefield" and not model.is_potential:
-            raise ConfigError(f"config: model.init_from {m.init_from!r} is a property model, not a force field")
+        _check_kind(model, t.kind, f"model.init_from {m.init_from!r}")
         if t.kind != "forcefield":
-            if model.is_potential:
-                raise ConfigError(f"config: model.init_from {m.init_from!r} is a force field, not a property model")
             classifier = bool(getattr(model.config, "classification", False))
             if classifier != (t.kind == "classification"):
                 raise ConfigError(
@@ -149,6 +154,7 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
             model = build_model(config, "config: model", strict=True)
         except CheckpointError as exc:  # here the config is the user's, not a checkpoint's
             raise ConfigError(str(exc)) from None
+        _check_kind(model, t.kind, f"model {m.architecture!r} with params {m.params}")
     frozen = [name for name, p in model.named_parameters() if any(name.startswith(f) for f in m.freeze)]
     if m.freeze and not frozen:
         raise ConfigError(f"config: model.freeze {m.freeze} matches no parameter name")
@@ -457,6 +463,9 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
 
     model = _make_model(cfg, sorted({s for r in records for s in r.atoms.get_chemical_symbols()}))
     _check_elements(model, records)
+    if cfg.optim.batch_size < 2 and any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in model.modules()):
+        raise ConfigError("config: optim.batch_size 1 with a batch-normalised model: a batch of one 1-atom cell "
+                          "cannot be normalised; use a batch size of at least 2")
     classes = cfg.task.num_classes if cfg.task.kind == "classification" else None
     sets = {
         part: GraphDataset(
