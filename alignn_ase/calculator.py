@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import numbers
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
@@ -73,6 +74,10 @@ def _as_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> ALIG
     A model passed as an object is copied, so the caller's model is left as it
     was (dtype, device, trainable parameters).
     """
+    if not isinstance(spec, (str, Path, ALIGNNModel)):
+        raise InvalidArgumentError(
+            f"a model is a shipped name, a path or a loaded model, not {spec!r} (the default potential: 'default')"
+        )
     with torch.inference_mode(False):  # weights made in inference mode could not take part in the force backward
         model = copy.deepcopy(spec) if isinstance(spec, ALIGNNModel) else load_model(spec, dtype)
         return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
@@ -168,6 +173,8 @@ class ALIGNNCalculator(Calculator):
                 "pass it as properties=[...] next to a potential (command line: --property, with predict)"
             )
         self.property_models: dict[str, ALIGNNModel] = {}
+        if isinstance(properties, (str, Path)):  # one property model, not its name's letters
+            properties = [properties]
         items = properties.items() if isinstance(properties, Mapping) else [(None, p) for p in properties or []]
         for key, spec in items:
             m = _as_model(spec, self.device, self.dtype)
@@ -286,7 +293,7 @@ class ALIGNNCalculator(Calculator):
         graph) is left alone. ``progress`` shows a tqdm bar when there is more
         than one batch.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
         structures = list(structures)
         for i, atoms in enumerate(structures):

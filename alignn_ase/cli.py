@@ -336,17 +336,14 @@ def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _with_results(atoms: Atoms, result: dict[str, Any]) -> Atoms:
-    """A copy of ``atoms`` carrying ``result``: ASE properties on a single-point calculator, the rest in info/arrays."""
+    """A copy of ``atoms`` carrying ``result``: ASE properties on a single-point calculator, property-model outputs
+    (one value or vector per structure, e.g. a classifier's log-probabilities) in ``info``."""
     atoms = atoms.copy()
     standard = {k: v for k, v in result.items() if k in ("energy", "free_energy", "forces", "stress", "energies")}
     atoms.calc = SinglePointCalculator(atoms, **standard)
     for key, value in result.items():
         if key not in standard:
-            value = np.asarray(value)
-            if value.ndim and value.shape[0] == len(atoms):
-                atoms.arrays[key] = value
-            else:
-                atoms.info[key] = value.tolist()
+            atoms.info[key] = np.asarray(value).tolist()
     return atoms
 
 

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
-from .errors import CheckpointError, UnknownModelError
+from .errors import AlignnAseError, CheckpointError, UnknownModelError
 from .graph import GraphSettings
 from .nn.base import ALIGNNModel
 from .nn.config import parse_config
@@ -212,8 +212,19 @@ def build_model(config: dict[str, Any], where: str = "config", strict: bool = Fa
     """Build an untrained model from a config dict (upstream's or alignn-ase's layout).
 
     Unknown model fields are logged and ignored (checkpoints written by other versions), or with ``strict``
-    (a hand-written training config) raise :class:`~alignn_ase.errors.CheckpointError`.
+    (a hand-written training config) raise :class:`~alignn_ase.errors.CheckpointError`, as does a value the
+    model cannot be built with (a negative width, a zero cut-off, an unknown element).
     """
+    try:
+        return _build(config, where, strict)
+    except CheckpointError:
+        raise
+    except (AlignnAseError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{where}: no model can be built from it: {exc}") from None
+
+
+def _build(config: dict[str, Any], where: str, strict: bool) -> ALIGNNModel:
+    """:func:`build_model` without the conversion of construction errors."""
     if not isinstance(config, dict):
         raise CheckpointError(f"{where}: expected a JSON object")
     if config.get("format") == FORMAT:
@@ -270,6 +281,14 @@ def _load_weights(model: ALIGNNModel, state: dict[str, torch.Tensor], where: str
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
+    odd = [  # a tensor torch.load(weights_only=True) accepts but a model cannot use as weights
+        f"{k}: {'sparse' if state[k].layout != torch.strided else 'meta' if state[k].is_meta else state[k].dtype}"
+        for k in expected
+        if k in state and (state[k].layout != torch.strided or state[k].is_meta
+                           or state[k].is_floating_point() != expected[k].is_floating_point())
+    ]
+    if odd:
+        raise CheckpointError(f"{where}: {len(odd)} weight tensor(s) of the wrong kind, e.g. {odd[:3]}")
     shapes = [
         f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
         for k in expected

@@ -21,12 +21,18 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from ase.geometry import wrap_positions
 from vesin import NeighborList
+
+from .errors import InvalidStructureError
 
 #: Pairs closer than this are the atom itself (upstream pure_torch: 1e-4 Å).
 SELF_TOLERANCE = 1e-4
 #: jarvis' ``get_all_neighbors`` drops neighbours closer than this (Å).
 KNN_BOND_TOLERANCE = 0.15
+#: the largest extent, in cut-off lengths, of the region vesin bins into cells: from ~1e5 cells along one
+#: axis (measured with vesin 0.6.2: 5e5 Å at a 5 Å cut-off) it kills the process with a floating-point exception
+MAX_SPAN_IN_CUTOFFS = 5e4
 
 
 class Edges(NamedTuple):
@@ -43,6 +49,7 @@ class Edges(NamedTuple):
 
 def all_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> Edges:
     """Every directed pair with ``d <= cutoff`` (Å), overlapping atoms included; one vesin call."""
+    _check_span(positions, cell, pbc, cutoff)
     nl = NeighborList(cutoff=float(cutoff) * (1 + 1e-12), full_list=True)
     box = cell if np.any(pbc) else np.zeros((3, 3))
     # copy=False: views of vesin's buffers, copied once by the selection below while ``nl`` is alive
@@ -51,6 +58,22 @@ def all_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: 
     )
     keep = d <= cutoff
     return Edges(i[keep].astype(np.int64), j[keep].astype(np.int64), s[keep].astype(np.int64), d[keep])
+
+
+def _check_span(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
+    """Raise :class:`InvalidStructureError` for a structure too large for vesin's cell list (see
+    :data:`MAX_SPAN_IN_CUTOFFS`): atoms spread over, or a periodic cell vector as long as, that many cut-offs."""
+    limit = MAX_SPAN_IN_CUTOFFS * cutoff
+    lengths = np.linalg.norm(cell, axis=1)
+    if len(positions) == 0 or max(np.ptp(positions, axis=0).max(), lengths[pbc].max(initial=0.0)) <= limit:
+        return  # the common case, without wrapping
+    if lengths[pbc].max(initial=0.0) > limit:
+        raise InvalidStructureError(f"a periodic cell vector is {lengths[pbc].max():.4g} Å long, longer than the "
+                                    f"neighbour list can bin ({MAX_SPAN_IN_CUTOFFS:g} cut-offs, {limit:.4g} Å)")
+    span = np.ptp(wrap_positions(positions, cell, pbc), axis=0).max() if np.any(pbc) else np.ptp(positions, axis=0).max()
+    if span > limit:
+        raise InvalidStructureError(f"the atoms are spread over {span:.4g} Å, more than the neighbour list can bin "
+                                    f"({MAX_SPAN_IN_CUTOFFS:g} cut-offs, {limit:.4g} Å): has an atom left the structure?")
 
 
 def radius_edges(

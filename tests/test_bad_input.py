@@ -23,6 +23,7 @@ from alignn_ase import (
     UnsupportedElementError,
     build_graph,
     load_model,
+    save_model,
 )
 
 from .conftest import UPSTREAM
@@ -49,11 +50,22 @@ def _energy(atoms, calc):
         (lambda: Atoms("Si", cell=[[3, 0, 0], [6, 0, 0], [0, 0, 3]], pbc=True), "linearly dependent"),
         (lambda: Atoms("SiC", positions=[[0, 0, 0], [0.1, 0, 0]]), r"atoms 0 \(Si\) and 1 \(C\) are 0.1000 Å apart"),
         (lambda: Atoms("Si", cell=[0.2, 5, 5], pbc=True), "periodic image"),
+        # vesin's cell list killed the process (SIGFPE) from ~1e5 cut-offs along an axis
+        (lambda: Atoms("Si2", positions=[[0, 0, 0], [1e6, 0, 0]]), "spread over 1e\\+06 Å.*left the structure"),
+        (lambda: Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.3]], cell=[5, 5, 1e6], pbc=True), "cell vector is 1e\\+06"),
+        (lambda: Atoms("Si2", positions=[[0, 0, 0], [0, 2.3, 1e6]], cell=[5, 5, 0], pbc=[1, 1, 0]), "spread over"),
     ],
 )
 def test_bad_structures(make, match, calc):
     with pytest.raises(InvalidStructureError, match=match):
         _energy(make(), calc)
+
+
+def test_far_unwrapped_atoms_of_a_periodic_cell_are_not_spread_out(calc):
+    near = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.3]], cell=[5, 5, 5], pbc=True)
+    far = near.copy()
+    far.positions[1, 0] += 5 * 1e6  # a million cells away along a periodic direction: the same structure
+    assert _energy(far, calc) == pytest.approx(_energy(near, calc), abs=1e-6)
 
 
 def test_unknown_element_is_named(calc):
@@ -189,6 +201,31 @@ def test_malformed_config(tmp_path):
         load_model(folder)
 
 
+def test_config_values_no_model_can_be_built_with(tmp_path):
+    folder = _copy(tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"]["hidden_features"] = -1  # torch raised this one from inside nn.Linear
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(folder))}.*no model can be built.*negative"):
+        load_model(folder)
+    smooth = tmp_path / "smooth"
+    save_model(smooth_model(), smooth)
+    cfg = json.loads((smooth / "config.json").read_text())
+    cfg["model"]["cutoff"] = 0.0  # an InvalidArgumentError of the architecture, not naming the file
+    (smooth / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(smooth))}.*cutoff must be a positive"):
+        load_model(smooth)
+
+
+@pytest.mark.parametrize("spoil", [lambda t: t.long(), lambda t: t.to_sparse(), lambda t: torch.empty_like(t, device="meta")])
+def test_weights_of_the_wrong_kind(tmp_path, spoil):
+    folder = _copy(tmp_path)
+    state = torch.load(folder / "best_model.pt", weights_only=True)
+    torch.save({k: spoil(v) if v.is_floating_point() else v for k, v in state.items()}, folder / "best_model.pt")
+    with pytest.raises(CheckpointError, match="weight tensor\\(s\\) of the wrong kind"):
+        load_model(folder)
+
+
 def test_config_that_does_not_match_the_weights(tmp_path):
     folder = _copy(tmp_path)
     cfg = json.loads((folder / "config.json").read_text())
@@ -213,6 +250,17 @@ def test_missing_files_and_unknown_names(tmp_path):
     (tmp_path / "junk.zip").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="not a folder and not a readable zip"):
         load_model(tmp_path / "junk.zip")
+
+
+def test_argument_mistakes_get_clear_errors(calc):
+    with pytest.raises(InvalidArgumentError, match="a model is a shipped name, a path or a loaded model, not None"):
+        ALIGNNCalculator(None)
+    one = ALIGNNCalculator(smooth_model(), properties=str(UPSTREAM / "classic_link_log"))  # not its letters
+    assert list(one.property_models) == ["optb88vdw_bandgap"]
+    (result,) = calc.predict([bulk("Si")], batch_size=np.int64(4))
+    assert np.isfinite(result["energy"])
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        calc.predict([bulk("Si")], batch_size=True)
 
 
 def test_unknown_property_device_dtype(calc):

@@ -161,6 +161,16 @@ def test_predict_with_a_property_model(files, capsys):
     assert frames[0].info["optb88vdw_bandgap"] != frames[1].info["optb88vdw_bandgap"]
 
 
+def test_predict_writes_a_classifier_per_structure_whatever_the_atom_count(files, capsys):
+    # two log-probabilities on a 2-atom cell used to land in atoms.arrays, as if they were per-atom values
+    write("mixed.extxyz", [bulk("Si"), bulk("Si", cubic=True)])
+    model = FIXTURES / "upstream" / "classic_cls_logit"
+    assert run(capsys, "predict", "mixed.extxyz", "--property", str(model), "-o", "c.extxyz")[0] == 0
+    for frame in read(files / "c.extxyz", ":"):
+        (key,) = [k for k in frame.info if k not in ("energy", "free_energy", "stress")] or [None]
+        assert key is not None and len(frame.info[key]) == 2 and key not in frame.arrays
+
+
 def test_info(capsys):
     code, out, _ = run(capsys, "info")
     assert code == 0
