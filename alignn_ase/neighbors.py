@@ -64,9 +64,10 @@ def _check_span(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff
     """Raise :class:`InvalidStructureError` for a structure too large for vesin's cell list (see
     :data:`MAX_SPAN_IN_CUTOFFS`): atoms spread over, or a periodic cell vector as long as, that many cut-offs."""
     limit = MAX_SPAN_IN_CUTOFFS * cutoff
+    # the common case, cheaply (a call on a small cell takes ~1 ms): bounds on the atoms' spread and the cell's lengths
+    if len(positions) == 0 or max(positions.max() - positions.min(), 1.75 * np.abs(cell).max()) <= limit:
+        return
     lengths = np.linalg.norm(cell, axis=1)
-    if len(positions) == 0 or max(np.ptp(positions, axis=0).max(), lengths[pbc].max(initial=0.0)) <= limit:
-        return  # the common case, without wrapping
     if lengths[pbc].max(initial=0.0) > limit:
         raise InvalidStructureError(f"a periodic cell vector is {lengths[pbc].max():.4g} Å long, longer than the "
                                     f"neighbour list can bin ({MAX_SPAN_IN_CUTOFFS:g} cut-offs, {limit:.4g} Å)")
