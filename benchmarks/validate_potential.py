@@ -28,7 +28,10 @@ benchmarks/VALIDATION.md):
 3. Si phonons: relaxed primitive Si, ``alignn_ase.phonons`` (phonopy, 2-atom cell x (4, 4, 4) =
    128 atoms, 0.01 Å displacements): Γ optical and X-point TA frequencies (THz) vs experiment
    (15.5 and 4.5 THz) and the teacher (``ase.phonons`` on the same supercell).
-4. Stability: ``alignn_ase.run_md``, Langevin NVT at 1000 K (friction 0.01/fs), 1 fs steps,
+4. Cubic elastic constants C11, C12, C44 (GPa) of the crystals of ``validation_protocol.ELASTIC_CRYSTALS``
+   whose elements the model covers (elemental, rock-salt and zinc-blende crystals): strain-stress central
+   differences at ±0.5 % with the ions relaxed, vs the teacher and, for six elements, room-temperature experiment.
+5. Stability: ``alignn_ase.run_md``, Langevin NVT at 1000 K (friction 0.01/fs), 1 fs steps,
    10 ps (``--md-ps``), from the ideal crystal at the experimental lattice constant: Si (64 atoms),
    Cu (32), NaCl (64), SrTiO3 (40) and α-Al2O3 (30, the hexagonal cell). Reported: whether the watchdog fired
    (non-finite energies/forces, atoms closer than 0.5 Å, T above 11000 K), the mean temperature
@@ -45,7 +48,7 @@ inspected while it goes. The teacher's numbers come from
 benchmarks/results/validation_teacher_<teacher>.json (default teacher: the one chosen in
 scripts/distill/results/teacher_choice.json).
 
-Parallel runs: ``--parts`` (dcdft, lattice, si_phonons, stability) and ``--systems`` pick what one
+Parallel runs: ``--parts`` (dcdft, lattice, si_phonons, elastic, stability) and ``--systems`` pick what one
 process measures; each process merges its results into the same JSON/markdown under a file lock,
 keeping what other runs measured with the same weights (SHA-256 of the state dict) and MD length.
 For example, on two cores:
@@ -290,6 +293,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += _dcdft_table(ours["dcdft"], teacher.get("dcdft", {}))
     lines += _lattice_table(ours["lattice"], teacher.get("lattice", {}))
     lines += _phonon_table(ours.get("si_phonons"), teacher.get("si_phonons"))
+    lines += _elastic_table(ours.get("elastic") or {}, teacher.get("elastic") or {})
     lines += _stability_table(ours["stability"], payload["md_ps"])
     return "\n".join(lines) + "\n"
 
@@ -420,6 +424,38 @@ def _phonon_table(ours: dict | None, teacher: dict | None) -> list[str]:
     return lines + _errors("Si phonons", {k: v for k, v in (("ours", ours), ("teacher", teacher)) if v})
 
 
+def _elastic_table(ours: dict, teacher: dict) -> list[str]:
+    lines = [
+        "## Cubic elastic constants",
+        "",
+        f"Conventional cubic cell relaxed, strained by ±{vp.ELASTIC_STRAIN} (xx; engineering shear yz), ions relaxed "
+        "at fixed cell; C11, C12, C44 from central differences of the stress (GPa). Experiment: room temperature, "
+        "Kittel's tables, where listed. MAE vs the teacher: mean |ours - teacher| / teacher over the three constants "
+        "of every crystal both have.",
+        "",
+        "| crystal | a (Å) teacher / ours | C11 exp / teacher / ours | C12 exp / teacher / ours "
+        "| C44 exp / teacher / ours | B teacher / ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    errors = []
+    for name, o in ours.items():
+        if "error" in o:
+            lines.append(_row([name, "error", "", "", "", ""]))
+            continue
+        t, exp = teacher.get(name, {}), vp.ELASTIC_EXPERIMENT_GPA.get(name, {})
+        cells = [name, f"{_fmt(t.get('a'), '.3f')} / {o['a']:.3f}"]
+        for key in (*vp.ELASTIC_KEYS, "B"):
+            ref = [_fmt(exp.get(key), ".0f")] if key != "B" else []
+            cells.append(" / ".join([*ref, _fmt(t.get(key), ".0f"), f"{o[key]:.0f}"]))
+            if key != "B" and t.get(key):
+                errors.append(abs(o[key] - t[key]) / abs(t[key]))
+        lines.append(_row(cells))
+    lines.append("")
+    if errors:
+        lines += [f"MAE vs the teacher over {len(errors)} constants: {100 * np.mean(errors):.1f} %.", ""]
+    return lines + _errors("elastic", ours)
+
+
 def _x_modes(result: dict) -> str:
     """The X-point frequencies (THz) of a phonon result, comma-separated."""
     return ", ".join(f"{f:.2f}" for f in result["x_THz"]) if "x_THz" in result else "—"
@@ -468,7 +504,7 @@ def _digest(model: ALIGNNModel) -> str:
     return h.hexdigest()
 
 
-PARTS = ("dcdft", "lattice", "si_phonons", "stability")
+PARTS = ("dcdft", "lattice", "si_phonons", "elastic", "stability")
 
 
 def _drift(r: dict[str, Any]) -> str:
@@ -554,7 +590,7 @@ def main() -> None:
         "teacher": None,
         "wall_s": {},
         "cpu_s": {},
-        "results": {"dcdft": {}, "lattice": {}, "si_phonons": None, "stability": {}},
+        "results": {"dcdft": {}, "lattice": {}, "si_phonons": None, "elastic": {}, "stability": {}},
     }
     results = payload["results"]
     log.info("validating %s (%d elements) against references and teacher %s; files in %s", name, len(elements), tname,
@@ -595,6 +631,8 @@ def main() -> None:
             shutil.copy(plot, vp.RESULTS / f"validation_{name}{suffix}_si_phonons.png")
 
     runners["si_phonons"] = run_phonons
+    runners["elastic"] = lambda: vp.survey(vp.elastic_crystals(elements), lambda s: vp.elastic_constants(s, statics()),
+                                           "elastic", results["elastic"], save)
     runners["stability"] = lambda: vp.survey(args.systems, lambda s: stability(s, model, md_ps, workdir),
                                              "stability MD", results["stability"], save)
     for key in args.parts:

@@ -10,7 +10,8 @@ wall (13 min CPU), SevenNet-0 59 min wall (its calls cost ~2.7x CHGNet's):
 
 Measures, for every element the teacher was trained on (MPtrj's 89 elements):
 dcdft V0/B0/B′ vs WIEN2k, the lattice constants of the fcc/bcc/diamond/hcp reference
-states, and the Si Γ optical / X TA phonon frequencies (ASE's finite-difference
+states, the cubic elastic constants of ``validation_protocol.ELASTIC_CRYSTALS``, and the Si Γ optical / X TA
+phonon frequencies (ASE's finite-difference
 ``ase.phonons.Phonons`` on the 2-atom primitive cell x (4, 4, 4), 128 atoms; phonopy is not in
 /work/upvenv). Writes benchmarks/results/validation_teacher_<teacher>.json after every
 element, so a running job can be inspected; ``validate_potential.py`` merges it into its
@@ -75,7 +76,7 @@ def si_phonons(calc: BaseCalculator) -> dict:
 
 
 #: The measured parts, in the order they run.
-PARTS = ("dcdft", "lattice", "si_phonons")
+PARTS = ("dcdft", "lattice", "si_phonons", "elastic")
 
 
 def main() -> None:
@@ -108,6 +109,7 @@ def main() -> None:
         "dcdft": {} if "dcdft" in args.parts else earlier.get("dcdft", {}),
         "lattice": {} if "lattice" in args.parts else earlier.get("lattice", {}),
         "si_phonons": None if "si_phonons" in args.parts else earlier.get("si_phonons"),
+        "elastic": {} if "elastic" in args.parts else earlier.get("elastic", {}),
         "wall_s": {k: v for k, v in earlier.get("wall_s", {}).items() if k not in args.parts},
         "cpu_s": {k: v for k, v in earlier.get("cpu_s", {}).items() if k not in args.parts},
     }
@@ -122,6 +124,8 @@ def main() -> None:
         "lattice": lambda: vp.survey(vp.lattice_elements(elements), lambda s: vp.lattice_constant(s, teacher.calc),
                                      "lattice", payload["lattice"], save),
         "si_phonons": lambda: vp.survey(["Si"], lambda _: si_phonons(teacher.calc), "Si phonons", phonons, save),
+        "elastic": lambda: vp.survey(vp.elastic_crystals(elements), lambda s: vp.elastic_constants(s, teacher.calc),
+                                     "elastic", payload["elastic"], save),
     }
     for key in args.parts:
         t0, cpu0 = time.perf_counter(), time.process_time()

@@ -9,6 +9,9 @@ student and the teacher in their two environments. References:
 - ``ase.data.reference_states``: ASE's (mostly experimental, room-temperature) lattice
   constants of the elemental solids in fcc, bcc, diamond and hcp reference states.
 - Si phonons, experiment (inelastic neutron scattering): Γ optical ≈ 15.5 THz, X TA ≈ 4.5 THz.
+- Cubic elastic constants C11, C12, C44 (GPa) of six elemental crystals at room temperature, experiment
+  as tabulated by Kittel (*Introduction to Solid State Physics*, 8th ed., ch. 3; sources differ by ~1-2 %);
+  the distillation teacher is the reference for the other cubic crystals of :data:`ELASTIC_CRYSTALS`.
 
 Method (both sides):
 
@@ -22,6 +25,10 @@ Method (both sides):
 - reference-state lattice constants: the ``ase.build.bulk`` cell of the reference state,
   relaxed -> conventional a (Å) and, for hcp, c (Å) and c/a; the MAE runs over every lattice
   parameter (a, and c for hcp).
+- elastic constants: the conventional cubic cell relaxed as above (to ``ELASTIC_FMAX``), then strained by ±``ELASTIC_STRAIN``
+  (xx, and the engineering shear yz), the ions relaxed at fixed cell (FIRE, ``ELASTIC_FMAX``, no symmetry constraint; this gives
+  diamond's and zinc blende's internal relaxation under shear), and C11 = dσxx/dεxx,
+  C12 = dσyy/dεxx, C44 = dσyz/dγyz by central differences of the stress (ASE's sign: positive = tensile).
 """
 
 from __future__ import annotations
@@ -65,6 +72,36 @@ SI_PHONONS_EXPERIMENT_THZ = {"gamma_optical": 15.5, "x_ta": 4.5}
 SI_PHONON_SUPERCELL = (4, 4, 4)  # of the 2-atom primitive cell: 128 atoms, faces >= 10 Å apart
 SI_PHONON_DISPLACEMENT = 0.01  # Å
 QUICK_ELEMENTS = ("Si", "Cu", "Al")
+ELASTIC_STRAIN = 0.005
+ELASTIC_FMAX = 1e-4  # eV/Å: diamond's C44 moves by ~20 % between 0.005 and 0.001 (its ions relax under shear)
+#: cubic crystals whose elastic constants are measured: ase.build.bulk arguments (conventional cubic cell)
+ELASTIC_CRYSTALS: dict[str, dict[str, Any]] = {
+    "Si": {"name": "Si", "crystalstructure": "diamond", "a": 5.43},
+    "C": {"name": "C", "crystalstructure": "diamond", "a": 3.567},
+    "Ge": {"name": "Ge", "crystalstructure": "diamond", "a": 5.66},
+    "Al": {"name": "Al", "crystalstructure": "fcc", "a": 4.05},
+    "Cu": {"name": "Cu", "crystalstructure": "fcc", "a": 3.61},
+    "Ni": {"name": "Ni", "crystalstructure": "fcc", "a": 3.52},
+    "Ag": {"name": "Ag", "crystalstructure": "fcc", "a": 4.09},
+    "Pt": {"name": "Pt", "crystalstructure": "fcc", "a": 3.92},
+    "W": {"name": "W", "crystalstructure": "bcc", "a": 3.165},
+    "Mo": {"name": "Mo", "crystalstructure": "bcc", "a": 3.147},
+    "V": {"name": "V", "crystalstructure": "bcc", "a": 3.03},
+    "NaCl": {"name": "NaCl", "crystalstructure": "rocksalt", "a": 5.64},
+    "MgO": {"name": "MgO", "crystalstructure": "rocksalt", "a": 4.21},
+    "LiF": {"name": "LiF", "crystalstructure": "rocksalt", "a": 4.03},
+    "GaAs": {"name": "GaAs", "crystalstructure": "zincblende", "a": 5.65},
+}
+#: room-temperature experiment (GPa), Kittel's tables (see the module docstring)
+ELASTIC_EXPERIMENT_GPA = {
+    "Si": {"C11": 165.7, "C12": 63.9, "C44": 79.6},
+    "C": {"C11": 1076.0, "C12": 125.0, "C44": 576.0},
+    "Al": {"C11": 106.8, "C12": 60.7, "C44": 28.2},
+    "Cu": {"C11": 168.4, "C12": 121.4, "C44": 75.4},
+    "Ni": {"C11": 250.8, "C12": 150.0, "C44": 123.5},
+    "W": {"C11": 523.3, "C12": 204.5, "C44": 160.7},
+}
+ELASTIC_KEYS = ("C11", "C12", "C44")
 
 log = logging.getLogger("validation")
 
@@ -94,8 +131,9 @@ def lattice_elements(supported: Iterable[str]) -> list[str]:
     return out
 
 
-def relax(atoms: Atoms, calc: BaseCalculator, cell: bool = True, steps: int = CELL_STEPS) -> dict[str, Any]:
-    """Relax ``atoms`` in place (positions, and the cell if ``cell``) keeping its symmetry.
+def relax(atoms: Atoms, calc: BaseCalculator, cell: bool = True, steps: int = CELL_STEPS, fmax: float = FMAX
+          ) -> dict[str, Any]:
+    """Relax ``atoms`` in place (positions, and the cell if ``cell``) keeping its symmetry, to ``fmax`` (eV/Å).
 
     Returns ``{"converged", "steps", "max_force_eV_per_A"}``.
     """
@@ -105,7 +143,7 @@ def relax(atoms: Atoms, calc: BaseCalculator, cell: bool = True, steps: int = CE
     opt = FIRE(target, logfile=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        converged = bool(opt.run(fmax=FMAX, steps=steps))
+        converged = bool(opt.run(fmax=fmax, steps=steps))
     forces = atoms.get_forces()
     return {
         "converged": converged,
@@ -238,6 +276,45 @@ def lattice_constant(symbol: str, calc: BaseCalculator) -> dict[str, Any]:
         per_cell = CUBIC_ATOMS_PER_CELL[ref["structure"]]
         out = {"a": float(np.cbrt(atoms.get_volume() / len(atoms) * per_cell))}
     out.update(relax=relaxation, a_err_pct=pct(out["a"], ref["a"]), flat_E=energy_is_flat(atoms, calc))
+    return out
+
+
+def elastic_crystals(supported: Iterable[str]) -> list[str]:
+    """The crystals of :data:`ELASTIC_CRYSTALS` whose elements are all in ``supported``."""
+    keep = set(supported)
+    return [name for name in ELASTIC_CRYSTALS if set(Atoms(name).get_chemical_symbols()) <= keep]
+
+
+def elastic_constants(name: str, calc: BaseCalculator) -> dict[str, Any]:
+    """C11, C12, C44 and the bulk modulus (C11 + 2 C12) / 3 (GPa) of the cubic crystal ``name`` of
+    :data:`ELASTIC_CRYSTALS` (method in the module docstring); errors (%) vs experiment where tabulated."""
+    atoms = bulk(cubic=True, **ELASTIC_CRYSTALS[name])
+    relaxation = relax(atoms, calc, fmax=ELASTIC_FMAX)
+    atoms.set_constraint()
+    cell = atoms.cell.array.copy()
+
+    def stress(strain: np.ndarray) -> np.ndarray:
+        # no FixSymmetry here: at a 0.5 % strain spglib's tolerance can still find the cubic group, and the
+        # constraint would then average the stress over it (a shear stress to zero)
+        strained = atoms.copy()
+        strained.set_cell(cell @ (np.eye(3) + strain), scale_atoms=True)
+        strained.calc = calc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            FIRE(strained, logfile=None).run(fmax=ELASTIC_FMAX, steps=CELL_STEPS)
+        return strained.get_stress(voigt=False) / units.GPa
+
+    d = ELASTIC_STRAIN
+    normal, shear = np.zeros((3, 3)), np.zeros((3, 3))
+    normal[0, 0] = d
+    shear[1, 2] = shear[2, 1] = d / 2  # engineering shear strain gamma_yz = d
+    dn = (stress(normal) - stress(-normal)) / (2 * d)
+    ds = (stress(shear) - stress(-shear)) / (2 * d)
+    out = {"a": float(np.cbrt(atoms.get_volume())), "C11": float(dn[0, 0]), "C12": float(0.5 * (dn[1, 1] + dn[2, 2])), "C44": float(ds[1, 2]),
+           "relax": relaxation}
+    out["B"] = (out["C11"] + 2 * out["C12"]) / 3
+    for key, ref in ELASTIC_EXPERIMENT_GPA.get(name, {}).items():
+        out[f"{key}_err_pct"] = pct(out[key], ref)
     return out
 
 
