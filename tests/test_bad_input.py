@@ -217,6 +217,17 @@ def test_config_values_no_model_can_be_built_with(tmp_path):
         load_model(smooth)
 
 
+def test_the_angle_basis_width_is_read_saved_and_checked(tmp_path):
+    # triplet_lengthscale l gives the bond-angle cosine's Gaussians gamma = 1 / l^2; None keeps upstream's 1 / spacing
+    assert smooth_model().angle_embedding[0].gamma == pytest.approx(19 / 2)  # 20 bins on [-1, 1]
+    sharp = smooth_model(triplet_lengthscale=0.1)
+    assert sharp.angle_embedding[0].gamma == pytest.approx(100.0)
+    save_model(sharp, tmp_path / "sharp")
+    assert load_model(tmp_path / "sharp").angle_embedding[0].gamma == pytest.approx(100.0)
+    with pytest.raises(InvalidArgumentError, match="triplet_lengthscale must be positive"):
+        smooth_model(triplet_lengthscale=0.0)
+
+
 @pytest.mark.parametrize("spoil", [lambda t: t.long(), lambda t: t.to_sparse(), lambda t: torch.empty_like(t, device="meta")])
 def test_weights_of_the_wrong_kind(tmp_path, spoil):
     folder = _copy(tmp_path)

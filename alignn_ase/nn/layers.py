@@ -362,6 +362,7 @@ def add_trunk(
     norm: str,
     edge_vmax: float = 8.0,
     edge_lengthscale: float | None = None,
+    triplet_lengthscale: float | None = None,
 ) -> None:
     """Add embeddings, ALIGNN layers and GCN layers to ``module``.
 
@@ -376,7 +377,7 @@ def add_trunk(
         MLPLayer(embedding_features, hidden_features, norm),
     )
     module.angle_embedding = nn.Sequential(
-        RBFExpansion(-1.0, 1.0, triplet_input_features),
+        RBFExpansion(-1.0, 1.0, triplet_input_features, triplet_lengthscale),
         MLPLayer(triplet_input_features, embedding_features, norm),
         MLPLayer(embedding_features, hidden_features, norm),
     )

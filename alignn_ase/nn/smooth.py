@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from ..graph import AtomGraph, GraphSettings
 from .base import ALIGNNModel
 from .layers import (
@@ -49,6 +50,9 @@ class SmoothConfig:
     embedding_features: int = 64
     edge_input_features: int = 40
     triplet_input_features: int = 20
+    #: width of the bond-angle cosine's Gaussians: None is upstream's convention (gamma = 1 / centre spacing,
+    #: wide: sigma ~ 0.23 in cos for 20 bins), a number l gives gamma = 1 / l^2 (as the bond lengths' basis has)
+    triplet_lengthscale: float | None = None
     cutoff: float = 5.0
     three_body_cutoff: float = 3.5
     envelope_exponent: int = 5
@@ -65,6 +69,8 @@ class SmoothALIGNN(ALIGNNModel):
     has_site_energies = True
 
     def __init__(self, config: SmoothConfig):
+        if config.triplet_lengthscale is not None and not config.triplet_lengthscale > 0:
+            raise InvalidArgumentError(f"triplet_lengthscale must be positive or null, got {config.triplet_lengthscale!r}")
         settings = GraphSettings("radius", config.cutoff, three_body_cutoff=config.three_body_cutoff)
         super().__init__(settings, config.atom_features, config.elements, config.min_distance)
         self.config = config
@@ -80,6 +86,7 @@ class SmoothALIGNN(ALIGNNModel):
             norm="layer",
             edge_vmax=config.cutoff,
             edge_lengthscale=config.cutoff / config.edge_input_features,
+            triplet_lengthscale=config.triplet_lengthscale,
         )
         self.readout = nn.Sequential(
             nn.Linear(config.hidden_features, config.hidden_features), nn.SiLU(), nn.Linear(config.hidden_features, 1)
