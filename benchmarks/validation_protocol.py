@@ -94,7 +94,7 @@ ELASTIC_CRYSTALS: dict[str, dict[str, Any]] = {
 }
 #: room-temperature experiment (GPa), Kittel's tables (see the module docstring)
 ELASTIC_EXPERIMENT_GPA = {
-    "Si": {"C11": 165.7, "C12": 63.9, "C44": 79.6},
+    "Si": {"C11": 166.0, "C12": 63.9, "C44": 79.6},
     "C": {"C11": 1076.0, "C12": 125.0, "C44": 576.0},
     "Al": {"C11": 106.8, "C12": 60.7, "C44": 28.2},
     "Cu": {"C11": 168.4, "C12": 121.4, "C44": 75.4},
