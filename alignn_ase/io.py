@@ -233,7 +233,9 @@ def _build(config: dict[str, Any], where: str, strict: bool) -> ALIGNNModel:
             raise CheckpointError(f"{where}: format_version {version!r} not supported (expected {FORMAT_VERSION})")
         arch = config.get("architecture")
         if arch == "alignn_ase_smooth":
-            return SmoothALIGNN(parse_config(SmoothConfig, config.get("model"), where, strict=strict))
+            # strict whatever the caller asked: a field this version does not know comes from a newer alignn-ase and
+            # may change the model (e.g. triplet_lengthscale), so it is refused rather than ignored
+            return SmoothALIGNN(parse_config(SmoothConfig, config.get("model"), where, strict=True))
         if arch in ("alignn", "alignn_atomwise", "alignn_atomwise_pure"):
             upstream = dict(config.get("graph") or {}, model=config.get("model"), target=config.get("property_name"))
             return _build_upstream(upstream, where, strict)

@@ -20,19 +20,21 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import logging
+
 import numpy as np
 from ase.geometry import wrap_positions
+from ase.neighborlist import primitive_neighbor_list
 from vesin import NeighborList
 
-from .errors import InvalidStructureError
+logger = logging.getLogger(__name__)
 
 #: Pairs closer than this are the atom itself (upstream pure_torch: 1e-4 Å).
 SELF_TOLERANCE = 1e-4
 #: jarvis' ``get_all_neighbors`` drops neighbours closer than this (Å).
 KNN_BOND_TOLERANCE = 0.15
-#: the largest extent, in cut-off lengths, of the region vesin bins into cells: from ~1e5 cells along one
-#: axis (measured with vesin 0.6.2: 5e5 Å at a 5 Å cut-off) it kills the process with a floating-point exception
-MAX_SPAN_IN_CUTOFFS = 5e4
+#: vesin's cell list holds at most this many cells (see :func:`vesin_can_bin`)
+VESIN_MAX_CELLS = 1e5
 
 
 class Edges(NamedTuple):
@@ -48,33 +50,38 @@ class Edges(NamedTuple):
 
 
 def all_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> Edges:
-    """Every directed pair with ``d <= cutoff`` (Å), overlapping atoms included; one vesin call."""
-    _check_span(positions, cell, pbc, cutoff)
-    nl = NeighborList(cutoff=float(cutoff) * (1 + 1e-12), full_list=True)
-    box = cell if np.any(pbc) else np.zeros((3, 3))
-    # copy=False: views of vesin's buffers, copied once by the selection below while ``nl`` is alive
-    i, j, s, d = nl.compute(
-        np.ascontiguousarray(positions, dtype=np.float64), box, [bool(p) for p in pbc], "ijSd", copy=False
-    )
+    """Every directed pair with ``d <= cutoff`` (Å), overlapping atoms included; one vesin call (ASE's neighbour
+    list for the rare structure vesin cannot take, see :func:`vesin_can_bin`)."""
+    positions = np.ascontiguousarray(positions, dtype=np.float64)
+    pbc = np.asarray(pbc, dtype=bool)
+    if vesin_can_bin(positions, cell, pbc, cutoff):
+        nl = NeighborList(cutoff=float(cutoff) * (1 + 1e-12), full_list=True)
+        box = cell if np.any(pbc) else np.zeros((3, 3))
+        # copy=False: views of vesin's buffers, copied once by the selection below while ``nl`` is alive
+        i, j, s, d = nl.compute(positions, box, [bool(p) for p in pbc], "ijSd", copy=False)
+    else:
+        logger.info("a structure spread over %.3g cut-offs: ASE's neighbour list instead of vesin's", cutoff)
+        i, j, s, d = primitive_neighbor_list("ijSd", pbc, cell, positions, float(cutoff) * (1 + 1e-12))
     keep = d <= cutoff
     return Edges(i[keep].astype(np.int64), j[keep].astype(np.int64), s[keep].astype(np.int64), d[keep])
 
 
-def _check_span(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
-    """Raise :class:`InvalidStructureError` for a structure too large for vesin's cell list (see
-    :data:`MAX_SPAN_IN_CUTOFFS`): atoms spread over, or a periodic cell vector as long as, that many cut-offs."""
-    limit = MAX_SPAN_IN_CUTOFFS * cutoff
-    # the common case, cheaply (a call on a small cell takes ~1 ms): bounds on the atoms' spread and the cell's lengths
-    if len(positions) == 0 or max(positions.max() - positions.min(), 1.75 * np.abs(cell).max()) <= limit:
-        return
-    lengths = np.linalg.norm(cell, axis=1)
-    if lengths[pbc].max(initial=0.0) > limit:
-        raise InvalidStructureError(f"a periodic cell vector is {lengths[pbc].max():.4g} Å long, longer than the "
-                                    f"neighbour list can bin ({MAX_SPAN_IN_CUTOFFS:g} cut-offs, {limit:.4g} Å)")
-    span = np.ptp(wrap_positions(positions, cell, pbc), axis=0).max() if np.any(pbc) else np.ptp(positions, axis=0).max()
-    if span > limit:
-        raise InvalidStructureError(f"the atoms are spread over {span:.4g} Å, more than the neighbour list can bin "
-                                    f"({MAX_SPAN_IN_CUTOFFS:g} cut-offs, {limit:.4g} Å): has an atom left the structure?")
+def vesin_can_bin(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> bool:
+    """Whether vesin's cell list can take the structure: whether it needs at most :data:`VESIN_MAX_CELLS` cells.
+
+    Above that vesin shrinks its cell counts, and for an elongated region a count truncated to zero kills the
+    process with a floating-point exception (vesin 0.6.2, ``cpu_cell_list.cpp``): e.g. one atom 2,500 Å from a
+    cluster along two axes. Counted from upper bounds (a periodic direction's cell-vector length, the atoms'
+    diameter for the others), so a structure it passes is safe.
+    """
+    bound = VESIN_MAX_CELLS ** (1 / 3) * cutoff / np.sqrt(3)  # each direction's count is below 1e5^(1/3) under it
+    if len(positions) == 0 or max(positions.max() - positions.min(), np.abs(cell).max()) < bound:
+        return True  # the common case, in ~3 µs (an 8-atom call takes ~1.5 ms)
+    extents = np.linalg.norm(cell, axis=1)
+    if not pbc.all():
+        spread = np.ptp(wrap_positions(positions, cell, pbc) if pbc.any() else positions, axis=0)
+        extents = np.where(pbc, extents, np.linalg.norm(spread))
+    return float(np.prod(np.maximum(1.0, np.floor(extents / cutoff)))) <= VESIN_MAX_CELLS
 
 
 def radius_edges(

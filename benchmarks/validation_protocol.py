@@ -293,6 +293,8 @@ def elastic_constants(name: str, calc: BaseCalculator) -> dict[str, Any]:
     atoms.set_constraint()
     cell = atoms.cell.array.copy()
 
+    converged = []
+
     def stress(strain: np.ndarray) -> np.ndarray:
         # no FixSymmetry here: at a 0.5 % strain spglib's tolerance can still find the cubic group, and the
         # constraint would then average the stress over it (a shear stress to zero)
@@ -301,7 +303,7 @@ def elastic_constants(name: str, calc: BaseCalculator) -> dict[str, Any]:
         strained.calc = calc
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            FIRE(strained, logfile=None).run(fmax=ELASTIC_FMAX, steps=CELL_STEPS)
+            converged.append(bool(FIRE(strained, logfile=None).run(fmax=ELASTIC_FMAX, steps=CELL_STEPS)))
         return strained.get_stress(voigt=False) / units.GPa
 
     d = ELASTIC_STRAIN
@@ -311,7 +313,7 @@ def elastic_constants(name: str, calc: BaseCalculator) -> dict[str, Any]:
     dn = (stress(normal) - stress(-normal)) / (2 * d)
     ds = (stress(shear) - stress(-shear)) / (2 * d)
     out = {"a": float(np.cbrt(atoms.get_volume())), "C11": float(dn[0, 0]), "C12": float(0.5 * (dn[1, 1] + dn[2, 2])), "C44": float(ds[1, 2]),
-           "relax": relaxation}
+           "relax": relaxation, "strained_ions_converged": all(converged)}
     out["B"] = (out["C11"] + 2 * out["C12"]) / 3
     for key, ref in ELASTIC_EXPERIMENT_GPA.get(name, {}).items():
         out[f"{key}_err_pct"] = pct(out[key], ref)

@@ -414,9 +414,19 @@ def test_a_fresh_model_must_fit_the_task_kind(tmp_path, dataset, kind, params, m
         train(cfg, progress=False)
 
 
-def test_batch_normalised_models_need_two_structures_per_batch(tmp_path, dataset):
-    with pytest.raises(ConfigError, match="batch_size 1 with a batch-normalised model"):
-        train(run_config(tmp_path, dataset, "regression", optim={"epochs": 1, "batch_size": 1}), progress=False)
+def test_batch_normalised_models_need_two_structures_per_batch_of_one_atom_cells(tmp_path, dataset):
+    single = []
+    for i, a0 in enumerate(np.linspace(3.5, 3.8, 12)):
+        atoms = bulk("Cu", "fcc", a=a0)  # one atom per cell
+        atoms.calc = EMT()
+        atoms.info.update(id=f"c{i}", epa=atoms.get_potential_energy())
+        single.append(atoms)
+    write(tmp_path / "single.extxyz", single)
+    with pytest.raises(ConfigError, match="puts a lone 1-atom cell in a batch"):
+        train(run_config(tmp_path / "a", tmp_path / "single.extxyz", "regression", optim={"epochs": 1, "batch_size": 1}),
+              progress=False)
+    # cells of several atoms normalise fine one at a time
+    train(run_config(tmp_path / "b", dataset, "regression", optim={"epochs": 1, "batch_size": 1}), progress=False)
 
 
 def test_resume_continues_the_same_run_only_and_remembers_early_stopping(tmp_path, dataset, caplog):

@@ -434,6 +434,14 @@ def test_band_path_labels_stand_at_their_points_in_a_triclinic_crystal():
             assert np.linalg.norm(cartesian @ q) == pytest.approx(np.linalg.norm(np.dot(coords[name], reciprocal)))
 
 
+def test_band_labels_are_tex_with_subscripts():
+    # body-centred tetragonal: seekpath's path has a point named S_0
+    result = phonons(bulk("Cu", "bct", a=2.6, c=3.6), supercell=(2, 2, 2), mesh=(2, 2, 2), calculator=EMT(),
+                     output_dir=None)
+    labels = result.phonopy.band_structure.labels
+    assert r"$\Gamma$" in labels and r"$\mathrm{S}_{0}$" in labels and r"$\mathrm{X}$" in labels
+
+
 def test_supercell_from_minimum_length():
     cubic = bulk("Cu", cubic=True, a=3.6)
     np.testing.assert_array_equal(supercell_matrix(cubic, 10.0), np.diag([3, 3, 3]))

@@ -463,9 +463,12 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
 
     model = _make_model(cfg, sorted({s for r in records for s in r.atoms.get_chemical_symbols()}))
     _check_elements(model, records)
-    if cfg.optim.batch_size < 2 and any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in model.modules()):
-        raise ConfigError("config: optim.batch_size 1 with a batch-normalised model: a batch of one 1-atom cell "
-                          "cannot be normalised; use a batch size of at least 2")
+    lone = cfg.optim.batch_size < 2 or len(split["train"]) < 2  # some batch will hold a single structure
+    if (lone and any(len(by_id[i].atoms) == 1 for i in split["train"])
+            and any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in model.modules())):
+        raise ConfigError(f"config: optim.batch_size {cfg.optim.batch_size} with {len(split['train'])} training "
+                          "structure(s), some of them 1-atom cells, puts a lone 1-atom cell in a batch, which batch "
+                          "normalisation cannot normalise; use a batch size of at least 2")
     classes = cfg.task.num_classes if cfg.task.kind == "classification" else None
     sets = {
         part: GraphDataset(

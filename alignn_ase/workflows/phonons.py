@@ -174,8 +174,13 @@ def _run_band_structure(ph: Phonopy, npoints: int, symprec: float) -> None:
         connected = following is not None and following[0] == end
         connections.append(connected)
         labels += [end] if connected or following is None else [end, following[0]]
-    labels = [f"${GREEK_LABELS[name]}$" if name in GREEK_LABELS else name for name in labels]
-    ph.run_band_structure(bands, labels=labels, path_connections=connections)
+    ph.run_band_structure(bands, labels=[_tex_label(name) for name in labels], path_connections=connections)
+
+
+def _tex_label(name: str) -> str:
+    r"""A seekpath point name as TeX: ``GAMMA`` -> ``$\Gamma$``, ``SIGMA_0`` -> ``$\Sigma_{0}$``, ``X_1`` -> ``$\mathrm{X}_{1}$``."""
+    base, _, sub = name.partition("_")
+    return "$" + GREEK_LABELS.get(base, rf"\mathrm{{{base}}}") + (f"_{{{sub}}}" if sub else "") + "$"
 
 
 
