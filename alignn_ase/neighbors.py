@@ -18,9 +18,8 @@ Strategies (``GraphSettings.strategy``):
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import logging
+from typing import NamedTuple
 
 import numpy as np
 from ase.geometry import wrap_positions
@@ -60,7 +59,8 @@ def all_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: 
         # copy=False: views of vesin's buffers, copied once by the selection below while ``nl`` is alive
         i, j, s, d = nl.compute(positions, box, [bool(p) for p in pbc], "ijSd", copy=False)
     else:
-        logger.info("a structure spread over %.3g cut-offs: ASE's neighbour list instead of vesin's", cutoff)
+        logger.info("a structure that could need more than vesin's %g cells at a %g Å cut-off: ASE's neighbour list",
+                    VESIN_MAX_CELLS, cutoff)
         i, j, s, d = primitive_neighbor_list("ijSd", pbc, cell, positions, float(cutoff) * (1 + 1e-12))
     keep = d <= cutoff
     return Edges(i[keep].astype(np.int64), j[keep].astype(np.int64), s[keep].astype(np.int64), d[keep])

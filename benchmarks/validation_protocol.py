@@ -131,14 +131,16 @@ def lattice_elements(supported: Iterable[str]) -> list[str]:
     return out
 
 
-def relax(atoms: Atoms, calc: BaseCalculator, cell: bool = True, steps: int = CELL_STEPS, fmax: float = FMAX
-          ) -> dict[str, Any]:
-    """Relax ``atoms`` in place (positions, and the cell if ``cell``) keeping its symmetry, to ``fmax`` (eV/Å).
+def relax(atoms: Atoms, calc: BaseCalculator, cell: bool = True, steps: int = CELL_STEPS, fmax: float = FMAX,
+          keep_symmetry: bool = True) -> dict[str, Any]:
+    """Relax ``atoms`` in place (positions, and the cell if ``cell``) to ``fmax`` (eV/Å), keeping its symmetry
+    (``FixSymmetry``) unless ``keep_symmetry`` is False.
 
     Returns ``{"converged", "steps", "max_force_eV_per_A"}``.
     """
     atoms.calc = calc
-    atoms.set_constraint(FixSymmetry(atoms))
+    if keep_symmetry:
+        atoms.set_constraint(FixSymmetry(atoms))
     target = FrechetCellFilter(atoms) if cell else atoms
     opt = FIRE(target, logfile=None)
     with warnings.catch_warnings():
@@ -292,7 +294,6 @@ def elastic_constants(name: str, calc: BaseCalculator) -> dict[str, Any]:
     relaxation = relax(atoms, calc, fmax=ELASTIC_FMAX)
     atoms.set_constraint()
     cell = atoms.cell.array.copy()
-
     converged = []
 
     def stress(strain: np.ndarray) -> np.ndarray:
@@ -300,10 +301,7 @@ def elastic_constants(name: str, calc: BaseCalculator) -> dict[str, Any]:
         # constraint would then average the stress over it (a shear stress to zero)
         strained = atoms.copy()
         strained.set_cell(cell @ (np.eye(3) + strain), scale_atoms=True)
-        strained.calc = calc
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            converged.append(bool(FIRE(strained, logfile=None).run(fmax=ELASTIC_FMAX, steps=CELL_STEPS)))
+        converged.append(relax(strained, calc, cell=False, fmax=ELASTIC_FMAX, keep_symmetry=False)["converged"])
         return strained.get_stress(voigt=False) / units.GPa
 
     d = ELASTIC_STRAIN
@@ -312,8 +310,8 @@ def elastic_constants(name: str, calc: BaseCalculator) -> dict[str, Any]:
     shear[1, 2] = shear[2, 1] = d / 2  # engineering shear strain gamma_yz = d
     dn = (stress(normal) - stress(-normal)) / (2 * d)
     ds = (stress(shear) - stress(-shear)) / (2 * d)
-    out = {"a": float(np.cbrt(atoms.get_volume())), "C11": float(dn[0, 0]), "C12": float(0.5 * (dn[1, 1] + dn[2, 2])), "C44": float(ds[1, 2]),
-           "relax": relaxation, "strained_ions_converged": all(converged)}
+    out = {"a": float(np.cbrt(atoms.get_volume())), "C11": float(dn[0, 0]), "C12": float(0.5 * (dn[1, 1] + dn[2, 2])),
+           "C44": float(ds[1, 2]), "relax": relaxation, "strained_ions_converged": all(converged)}
     out["B"] = (out["C11"] + 2 * out["C12"]) / 3
     for key, ref in ELASTIC_EXPERIMENT_GPA.get(name, {}).items():
         out[f"{key}_err_pct"] = pct(out[key], ref)

@@ -183,7 +183,6 @@ def _tex_label(name: str) -> str:
     return "$" + GREEK_LABELS.get(base, rf"\mathrm{{{base}}}") + (f"_{{{sub}}}" if sub else "") + "$"
 
 
-
 def _to_ase(cell: PhonopyAtoms) -> Atoms:
     return Atoms(
         symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, masses=cell.masses, pbc=True
