@@ -12,7 +12,10 @@ def smooth_model(seed: int = 0, **overrides) -> SmoothALIGNN:
     """A small randomly initialised smooth model (float32 weights, like a loaded one)."""
     torch.manual_seed(seed)
     config = SmoothConfig(hidden_features=32, embedding_features=32, **overrides)
-    return SmoothALIGNN(config).eval()
+    model = SmoothALIGNN(config).eval()
+    if config.angle_energy:  # its output layer starts at zero; random weights, so that a test sees the term
+        torch.nn.init.normal_(model.angle_readout[2].weight, std=0.3)
+    return model
 
 
 def random_crystal(symbols: str = "Si2O3Na", seed: int = 0, a: float = 4.6) -> Atoms:
@@ -27,4 +30,5 @@ def random_crystal(symbols: str = "Si2O3Na", seed: int = 0, a: float = 4.6) -> A
 
 
 def calc64(model=None) -> ALIGNNCalculator:
+    """A float64 calculator of ``model`` (default: :func:`smooth_model`)."""
     return ALIGNNCalculator(model if model is not None else smooth_model(), dtype="float64", device="cpu")

@@ -1,6 +1,8 @@
 """Physics of the smooth potential: gradients, invariances, extensivity, smoothness,
 and geometry sensitivity in elemental solids (where upstream's gated mean is blind)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from alignn_ase import ALIGNNCalculator, batch_graphs, build_graph, evaluate, load_model
 from alignn_ase.nn.layers import polynomial_envelope
+from alignn_ase.nn.smooth import SmoothALIGNN
 
 from .conftest import UPSTREAM
 from .helpers import calc64, random_crystal, smooth_model
@@ -21,10 +24,14 @@ def energy(atoms, calc):
     return atoms.get_potential_energy()
 
 
+ANGLE = pytest.mark.parametrize("angle_energy", [False, True])
+
+
+@ANGLE
 @pytest.mark.parametrize("seed", [0, 1])
-def test_forces_match_central_differences(seed):
+def test_forces_match_central_differences(seed, angle_energy):
     atoms = random_crystal("Si2O3Na", seed=seed)
-    atoms.calc = calc64()
+    atoms.calc = calc64(smooth_model(angle_energy=angle_energy))
     forces = atoms.get_forces()
     h = 1e-5
     fd = np.zeros_like(forces)
@@ -38,10 +45,11 @@ def test_forces_match_central_differences(seed):
     assert np.abs(fd - forces).max() <= 1e-6 * np.abs(forces).max()
 
 
+@ANGLE
 @pytest.mark.parametrize("seed", [0, 3])
-def test_stress_matches_finite_strain(seed):
+def test_stress_matches_finite_strain(seed, angle_energy):
     atoms = random_crystal("MgAl2O4", seed=seed, a=4.2)
-    atoms.calc = calc64()
+    atoms.calc = calc64(smooth_model(angle_energy=angle_energy))
     stress = atoms.get_stress(voigt=False)
     h = 1e-5
     fd = np.zeros((3, 3))
@@ -135,9 +143,10 @@ def test_stress_sign_is_ase_convention():
     assert s[:3].mean() < 0
 
 
-def test_invariances():
+@ANGLE
+def test_invariances(angle_energy):
     atoms = random_crystal("ZnS2O", seed=5)
-    calc = calc64()
+    calc = calc64(smooth_model(angle_energy=angle_energy))
     atoms.calc = calc
     e0, f0, s0 = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
 
@@ -165,9 +174,10 @@ def test_invariances():
     assert np.allclose(permuted.get_forces(), f0[perm], atol=1e-10)
 
 
-def test_supercell_extensivity():
+@ANGLE
+def test_supercell_extensivity(angle_energy):
     atoms = random_crystal("Si2O3Na", seed=2)
-    calc = calc64()
+    calc = calc64(smooth_model(angle_energy=angle_energy))
     e1 = energy(atoms, calc)
     big = atoms.repeat((2, 2, 2))
     big.calc = calc
@@ -182,11 +192,12 @@ def energy_stress(atoms, calc):
     return atoms.get_stress()
 
 
-def test_energy_is_smooth_across_both_cutoffs():
+@ANGLE
+def test_energy_is_smooth_across_both_cutoffs(angle_energy):
     """Atom 2 crosses the three-body cutoff of bond 0-2, then the pair cutoff: the energy has
     no jump (the difference quotient across the cutoff is the force) and no kink (the force is
     the same on both sides)."""
-    model = smooth_model()
+    model = smooth_model(angle_energy=angle_energy)
     calc = calc64(model)
 
     def at(x):
@@ -237,6 +248,25 @@ def test_upstream_gated_mean_is_blind_but_smooth_model_sees_elemental_geometry()
     upstream = calc64(load_model(UPSTREAM / "pure_2_2_64_cgcnn"))
     si.calc = upstream
     assert np.abs(si.get_forces()).max() < 1e-4
+
+
+def test_angle_energy_starts_at_zero_and_sees_bond_bending():
+    """A fresh explicit three-body term changes no energy (so a fine-tune that switches it on starts from the loaded
+    model); with weights, bending at fixed bond lengths changes the energy it adds."""
+    plain = smooth_model(seed=4)
+    fresh = SmoothALIGNN(dataclasses.replace(plain.config, angle_energy=True)).eval()
+    fresh.load_state_dict(plain.state_dict(), strict=False)
+    with_term = smooth_model(seed=4, angle_energy=True)
+
+    def bent(angle_deg):  # O in the middle; both O-H bonds 1.0 Å, inside the three-body cutoff
+        t = np.radians(angle_deg)
+        return Atoms("HOH", positions=[[1.0, 0, 0], [0, 0, 0], [np.cos(t), np.sin(t), 0]])
+
+    angles = (100, 150)
+    base = [energy(bent(t), calc64(plain)) for t in angles]
+    assert [energy(bent(t), calc64(fresh)) for t in angles] == pytest.approx(base, abs=1e-12)
+    added = [energy(bent(t), calc64(with_term)) - e for t, e in zip(angles, base)]
+    assert abs(added[0] - added[1]) > 1e-4  # eV
 
 
 def _strained(atoms, scale):

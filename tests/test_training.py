@@ -395,6 +395,24 @@ def test_data_the_model_cannot_take_is_refused_before_training(tmp_path, dataset
         train(cfg, progress=False)
 
 
+def test_finetune_can_switch_on_the_angle_energy_and_nothing_else(tmp_path, dataset):
+    ff = train(run_config(tmp_path / "ff", dataset, "forcefield", optim={"epochs": 1}), progress=False)
+    grown = train(run_config(tmp_path / "ft", dataset, "forcefield", optim={"epochs": 1},
+                             model={"init_from": str(ff.best_model), "params": {**TINY, "angle_energy": True}}),
+                  progress=False)
+    tuned = load_model(grown.best_model)
+    assert tuned.config.angle_energy and tuned.angle_readout[2].weight.abs().sum() > 0  # it trained
+    assert not load_model(ff.best_model).config.angle_energy
+
+    # a fine-tune keeps the loaded model's hyperparameters, and does not switch the term off again
+    for source, params, what in [(ff, {"hidden_features": 32}, "hidden_features"),
+                                 (grown, {"angle_energy": False}, "angle_energy")]:
+        cfg = run_config(tmp_path / what, dataset, "forcefield",
+                         model={"init_from": str(source.best_model), "params": params})
+        with pytest.raises(ConfigError, match=f"model.params {{'{what}'.*can only switch on"):
+            train(cfg, progress=False)
+
+
 def test_finetuning_into_another_task_kind_is_refused(tmp_path, dataset):
     prop = train(run_config(tmp_path / "p", dataset, "regression", optim={"epochs": 1}), progress=False)
     cfg = run_config(tmp_path / "c", dataset, "classification", task={"threshold": -3.0},

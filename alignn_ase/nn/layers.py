@@ -401,11 +401,13 @@ def run_layers(
     edge_weight: torch.Tensor | None = None,
     triplet_weight: torch.Tensor | None = None,
     bond_endpoints: Endpoints | None = None,
-) -> torch.Tensor:
-    """Apply ``module``'s ALIGNN then GCN layers; return the final atom features.
+    read_angles: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply ``module``'s ALIGNN then GCN layers; return the final atom and angle features.
 
     Edge and angle features that no later layer reads (the last GCN layer's
-    bond update, the last ALIGNN layer's angle update) are not computed.
+    bond update; the last ALIGNN layer's angle update, unless ``read_angles``
+    says the caller reads them) are not computed.
     ``bond_endpoints``: :func:`edge_endpoints` of the line graph ``(e1, e2)``
     over the bonds, computed here unless given (it depends on the topology
     alone; :func:`~alignn_ase.compute.functional_derivatives` computes it
@@ -415,7 +417,8 @@ def run_layers(
         bond_endpoints = edge_endpoints(e1, e2, y.shape[0])
     n_alignn, n_gcn = len(module.alignn_layers), len(module.gcn_layers)
     for k, layer in enumerate(module.alignn_layers):
-        x, y, z = layer(x, y, z, src, dst, e1, e2, edge_weight, triplet_weight, bond_endpoints, k < n_alignn - 1)
+        update_angles = read_angles or k < n_alignn - 1
+        x, y, z = layer(x, y, z, src, dst, e1, e2, edge_weight, triplet_weight, bond_endpoints, update_angles)
     for k, layer in enumerate(module.gcn_layers):
         x, y = layer(x, y, src, dst, edge_weight, update_edges=k < n_gcn - 1)
-    return x
+    return x, z

@@ -12,6 +12,12 @@ Differences from upstream's force-field model, each for a physical reason:
   hence extensive: E(2x2x2 supercell) = 8 E.
 - Optional ZBL repulsion that is part of both the reported and the
   differentiated energy.
+- Optional explicit three-body energy (``angle_energy``): each bond pair
+  (u->v, v->w) within the three-body cutoff adds w_uv w_vw g(z_uvw) to the
+  energy of its central atom v, with g an MLP of the last ALIGNN layer's angle
+  features. Otherwise an angle reaches the energy only through the gates of
+  the bond messages, which leaves a model little room for the energy of bond
+  bending (shear stiffness; ``scripts/distill/README.md``, "Elastic part").
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ class SmoothConfig:
     #: width of the bond-angle cosine's Gaussians: None is upstream's convention (gamma = 1 / centre spacing,
     #: wide: sigma ~ 0.23 in cos for 20 bins), a number l gives gamma = 1 / l^2 (as the bond lengths' basis has)
     triplet_lengthscale: float | None = None
+    #: add the explicit three-body energy (see the module docstring); its output layer starts at zero, so a model
+    #: fine-tuned from one without it starts from the same energies
+    angle_energy: bool = False
     cutoff: float = 5.0
     three_body_cutoff: float = 3.5
     envelope_exponent: int = 5
@@ -91,6 +100,12 @@ class SmoothALIGNN(ALIGNNModel):
         self.readout = nn.Sequential(
             nn.Linear(config.hidden_features, config.hidden_features), nn.SiLU(), nn.Linear(config.hidden_features, 1)
         )
+        if config.angle_energy:
+            self.angle_readout = nn.Sequential(
+                nn.Linear(config.hidden_features, config.hidden_features), nn.SiLU(), nn.Linear(config.hidden_features, 1)
+            )
+            nn.init.zeros_(self.angle_readout[2].weight)
+            nn.init.zeros_(self.angle_readout[2].bias)
         self.reference_energies = nn.Parameter(torch.zeros(self._feature_table.shape[0]))
 
     def config_dict(self) -> dict[str, Any]:
@@ -108,8 +123,13 @@ class SmoothALIGNN(ALIGNNModel):
         y = self.edge_embedding(d)
         z = self.angle_embedding(bond_cosines(r, e1, e2))
         triplet_weight = gather_rows(three_body, e1) * gather_rows(three_body, e2)
-        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, triplet_weight, bond_endpoints)
+        x, z = run_layers(
+            self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, triplet_weight, bond_endpoints, c.angle_energy
+        )
         energies = self.readout(x)[:, 0] + self.reference_energies.index_select(0, graph.numbers)
+        if c.angle_energy:  # each triplet's energy goes to its central atom, the source of its second bond
+            angle = self.angle_readout(z)[:, 0] * triplet_weight
+            energies = energies + scatter_sum(angle, graph.src.index_select(0, e2), graph.num_atoms)
         if c.use_zbl and zbl_needed(d, c.zbl_cutoff):
             zbl = zbl_repulsion(graph.numbers, graph.src, graph.dst, d, c.zbl_cutoff, graph.src, graph.num_atoms)
             energies = energies + zbl

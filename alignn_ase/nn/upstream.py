@@ -158,7 +158,7 @@ class ALIGNN(ALIGNNModel):
         y = self.edge_embedding(r.norm(dim=1))
         z = self.angle_embedding(bond_cosines(r, graph.triplet_e1, graph.triplet_e2))
         e1, e2 = graph.triplet_e1, graph.triplet_e2
-        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, bond_endpoints=bond_endpoints)
+        x, _ = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, bond_endpoints=bond_endpoints)
         out = self.fc(scatter_mean(x, graph.atom_graph, graph.num_graphs))
         return {"property": _link_and_classify(out, self.config.link, self.config.classification)}
 
@@ -271,7 +271,7 @@ class ALIGNNAtomwise(ALIGNNModel):
         else:
             y = self.edge_embedding(d)
         e1, e2 = graph.triplet_e1, graph.triplet_e2
-        x = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, bond_endpoints=bond_endpoints)
+        x, _ = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, bond_endpoints=bond_endpoints)
         out = self.fc(scatter_mean(x, graph.atom_graph, graph.num_graphs))
         if not self.is_potential:
             return {"property": _link_and_classify(out, c.link, c.classification)}

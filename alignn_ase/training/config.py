@@ -106,7 +106,9 @@ class ModelConfig:
             and ``three_body_cutoff`` for ``pure_torch``); ``atom_features``
             defaults to the set whose width is ``params.atom_input_features``.
         init_from: fine-tune from this checkpoint (name or path, ours or
-            upstream's); ``architecture``/``params``/``graph`` are then ignored.
+            upstream's); ``architecture`` and ``graph`` are then ignored, and
+            ``params`` may only switch on parts that start at zero output
+            (``angle_energy: true`` of an ``alignn_ase_smooth`` model).
         freeze: parameter-name prefixes to keep fixed (e.g. ``atom_embedding``,
             ``alignn_layers.0``).
     """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -119,6 +120,8 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
     if m.init_from:
         model = load_model(m.init_from, resolve_dtype(cfg.dtype))
         logger.info("fine-tuning from %s", model.source)
+        if m.params:
+            model = _with_added_parts(model, m.params, m.init_from)
         _check_kind(model, t.kind, f"model.init_from {m.init_from!r}")
         if t.kind != "forcefield":
             classifier = bool(getattr(model.config, "classification", False))
@@ -163,6 +166,32 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
     if frozen:
         logger.info("froze %d parameter tensors", len(frozen))
     return model
+
+
+#: smooth-model switches a fine-tune may turn on (``model.params`` beside ``model.init_from``): each adds a part whose
+#: output starts at zero, so the fine-tune starts from the loaded model's energies
+ADDABLE_PARTS = ("angle_energy",)
+
+
+def _with_added_parts(model: ALIGNNModel, params: dict[str, Any], source: str) -> ALIGNNModel:
+    """``model`` (loaded from ``source``) with the parts that a fine-tune's ``params`` switch on, its weights copied;
+    ``params`` may also repeat the loaded model's own hyperparameters."""
+    changed = {k: v for k, v in params.items() if getattr(model.config, k, MISSING) != v}
+    wrong = sorted(k for k, v in changed.items() if k not in ADDABLE_PARTS or v is not True)
+    if wrong or (changed and not isinstance(model, SmoothALIGNN)):
+        raise ConfigError(
+            f"config: model.params {({k: changed[k] for k in wrong} or changed)} differ from model.init_from "
+            f"{source!r}: a fine-tune keeps the loaded model's hyperparameters; it can only switch on "
+            f"{list(ADDABLE_PARTS)} (true) of an alignn_ase_smooth model"
+        )
+    if not changed:
+        return model
+    grown = SmoothALIGNN(dataclasses.replace(model.config, **changed)).to(next(model.parameters()).dtype)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("angle_readout.") for k in missing), (missing, unexpected)
+    grown.source = model.source
+    logger.info("added %s to the loaded model (their output starts at zero)", sorted(changed))
+    return grown.eval()
 
 
 #: ``model.graph`` fields of upstream architectures (see :class:`~alignn_ase.training.config.ModelConfig`)
