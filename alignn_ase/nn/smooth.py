@@ -15,9 +15,9 @@ Differences from upstream's force-field model, each for a physical reason:
 - Optional explicit three-body energy (``angle_energy``): each bond pair
   (u->v, v->w) within the three-body cutoff adds w_uv w_vw g(z_uvw) to the
   energy of its central atom v, with g an MLP of the last ALIGNN layer's angle
-  features. Otherwise an angle reaches the energy only through the gates of
-  the bond messages, which leaves a model little room for the energy of bond
-  bending (shear stiffness; ``scripts/distill/README.md``, "Elastic part").
+  features. Without it an angle reaches the energy through the gates of the
+  bond messages. (Added to v5 in a fine-tune, it did not give v5 the bond-bending
+  stiffness it lacks: ``scripts/distill/README.md``, "Elastic part".)
 """
 
 from __future__ import annotations

@@ -107,8 +107,9 @@ class ModelConfig:
             defaults to the set whose width is ``params.atom_input_features``.
         init_from: fine-tune from this checkpoint (name or path, ours or
             upstream's); ``architecture`` and ``graph`` are then ignored, and
-            ``params`` may only switch on parts that start at zero output
-            (``angle_energy: true`` of an ``alignn_ase_smooth`` model).
+            ``params`` may only repeat the loaded model's values or switch on
+            parts that start at zero output (``angle_energy: true`` of an
+            ``alignn_ase_smooth`` model).
         freeze: parameter-name prefixes to keep fixed (e.g. ``atom_embedding``,
             ``alignn_layers.0``).
     """
