@@ -253,12 +253,13 @@ def test_upstream_gated_mean_is_blind_but_smooth_model_sees_elemental_geometry()
 def test_angle_energy_starts_at_zero_and_sees_bond_bending():
     """A fresh explicit three-body term changes no energy (so a fine-tune that switches it on starts from the loaded
     model); with weights, bending at fixed bond lengths changes the energy it adds."""
-    plain = smooth_model(seed=4)
+    short = {"cutoff": 1.2, "three_body_cutoff": 1.2}  # the two O-H bonds are the only ones: H-H is beyond 1.5 Å
+    plain = smooth_model(seed=4, **short)
     fresh = SmoothALIGNN(dataclasses.replace(plain.config, angle_energy=True)).eval()
     fresh.load_state_dict(plain.state_dict(), strict=False)
-    with_term = smooth_model(seed=4, angle_energy=True)
+    with_term = smooth_model(seed=4, angle_energy=True, **short)
 
-    def bent(angle_deg):  # O in the middle; both O-H bonds 1.0 Å, inside the three-body cutoff
+    def bent(angle_deg):  # O in the middle; both O-H bonds 1.0 Å
         t = np.radians(angle_deg)
         return Atoms("HOH", positions=[[1.0, 0, 0], [0, 0, 0], [np.cos(t), np.sin(t), 0]])
 
@@ -267,6 +268,29 @@ def test_angle_energy_starts_at_zero_and_sees_bond_bending():
     assert [energy(bent(t), calc64(fresh)) for t in angles] == pytest.approx(base, abs=1e-12)
     added = [energy(bent(t), calc64(with_term)) - e for t, e in zip(angles, base)]
     assert abs(added[0] - added[1]) > 1e-4  # eV
+
+
+def test_angle_energy_goes_to_the_atom_both_bonds_share():
+    """With a constant output c, the term adds c * sum of w1 w2 over the bond pairs (u->v, v->w) to atom v's site
+    energy, w the three-body envelopes of the two bonds."""
+    atoms = random_crystal("Si2O3Na", seed=1)
+    plain = smooth_model(seed=2)
+    with_term = SmoothALIGNN(dataclasses.replace(plain.config, angle_energy=True)).eval()
+    with_term.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        with_term.angle_readout[2].bias.fill_(0.1)  # weight stays zero: g = 0.1 eV for every bond pair
+
+    sites = []
+    for model in (plain, with_term):
+        atoms.calc = calc64(model)
+        sites.append(atoms.get_potential_energies())
+    graph = build_graph(atoms, plain.graph_settings, torch.float64)
+    d = graph.bond_vectors().norm(dim=1)
+    w = polynomial_envelope(d / plain.config.three_body_cutoff, plain.config.envelope_exponent)
+    pair = w[graph.triplet_e1] * w[graph.triplet_e2]
+    expected = torch.zeros(len(atoms), dtype=torch.float64).index_add_(0, graph.src[graph.triplet_e2], 0.1 * pair)
+    assert expected.abs().min() > 1e-3  # every atom is the centre of some bond pair here
+    assert np.allclose(sites[1] - sites[0], expected.numpy(), atol=1e-12)
 
 
 def _strained(atoms, scale):

@@ -19,6 +19,9 @@ from ase.io import write
 from alignn_ase import ALIGNNCalculator, load_model
 from alignn_ase.errors import ConfigError, DatasetError
 from alignn_ase.training import config_from_dict, load_config, read_dataset, train
+from alignn_ase.training.trainer import _with_added_parts
+
+from .conftest import UPSTREAM
 
 TINY = {"hidden_features": 16, "embedding_features": 16, "alignn_layers": 1, "gcn_layers": 1}
 
@@ -397,20 +400,41 @@ def test_data_the_model_cannot_take_is_refused_before_training(tmp_path, dataset
 
 def test_finetune_can_switch_on_the_angle_energy_and_nothing_else(tmp_path, dataset):
     ff = train(run_config(tmp_path / "ff", dataset, "forcefield", optim={"epochs": 1}), progress=False)
+    trunk = ["atom_embedding", "edge_embedding", "angle_embedding", "alignn_layers", "gcn_layers", "readout",
+             "reference_energies"]
     grown = train(run_config(tmp_path / "ft", dataset, "forcefield", optim={"epochs": 1},
-                             model={"init_from": str(ff.best_model), "params": {**TINY, "angle_energy": True}}),
+                             model={"init_from": str(ff.best_model), "params": {**TINY, "angle_energy": True},
+                                    "freeze": trunk}),
                   progress=False)
-    tuned = load_model(grown.best_model)
-    assert tuned.config.angle_energy and tuned.angle_readout[2].weight.abs().sum() > 0  # it trained
-    assert not load_model(ff.best_model).config.angle_energy
+    before, tuned = load_model(ff.best_model), load_model(grown.best_model)
+    assert tuned.config.angle_energy and not before.config.angle_energy
+    old = dict(before.named_parameters())
+    changed = {name for name, p in tuned.named_parameters() if name not in old or not torch.equal(p, old[name])}
+    assert changed and all(name.startswith("angle_readout.") for name in changed)  # only the new term trained
 
-    # a fine-tune keeps the loaded model's hyperparameters, and does not switch the term off again
-    for source, params, what in [(ff, {"hidden_features": 32}, "hidden_features"),
-                                 (grown, {"angle_energy": False}, "angle_energy")]:
-        cfg = run_config(tmp_path / what, dataset, "forcefield",
-                         model={"init_from": str(source.best_model), "params": params})
-        with pytest.raises(ConfigError, match=f"model.params {{'{what}'.*can only switch on"):
-            train(cfg, progress=False)
+    # before training, the grown model gives the loaded model's energies, and keeps its card
+    loaded = load_model(ff.best_model, torch.float64)
+    added = _with_added_parts(loaded, {"angle_energy": True, "elements": loaded.config.elements[::-1]}, "ff")
+    assert added.card == loaded.card is not None
+    atoms = emt_frames(1, seed=3)[0]
+    energies = []
+    for model in (loaded, added):
+        atoms.calc = ALIGNNCalculator(model=model, dtype="float64", device="cpu")
+        energies.append(atoms.get_potential_energy())
+    assert energies[0] == pytest.approx(energies[1], abs=1e-12)
+
+    # a fine-tune keeps the loaded model's hyperparameters, does not switch the term off again, names unknown fields,
+    # and adds nothing to upstream's architectures
+    for source, params, message in [(ff.best_model, {"hidden_features": 32}, "{'hidden_features': 32} differ"),
+                                    (grown.best_model, {"angle_energy": False}, "{'angle_energy': False} differ"),
+                                    (ff.best_model, {"angle_enrgy": True}, r"unknown field\(s\) \['angle_enrgy'\]"),
+                                    (UPSTREAM / "pure_2_2_64_cgcnn", {"angle_energy": True}, "unknown field")]:
+        with pytest.raises(ConfigError, match=message):
+            _with_added_parts(load_model(source), params, str(source))
+    cfg = run_config(tmp_path / "hf", dataset, "forcefield",
+                     model={"init_from": str(ff.best_model), "params": {"hidden_features": 32}})
+    with pytest.raises(ConfigError, match="can only switch on"):
+        train(cfg, progress=False)
 
 
 def test_finetuning_into_another_task_kind_is_refused(tmp_path, dataset):

@@ -175,21 +175,33 @@ ADDABLE_PARTS = ("angle_energy",)
 
 def _with_added_parts(model: ALIGNNModel, params: dict[str, Any], source: str) -> ALIGNNModel:
     """``model`` (loaded from ``source``) with the parts that a fine-tune's ``params`` switch on, its weights copied;
-    ``params`` may also repeat the loaded model's own hyperparameters."""
-    changed = {k: v for k, v in params.items() if getattr(model.config, k, MISSING) != v}
+    ``params`` may also repeat the loaded model's own hyperparameters (``elements`` in any order)."""
+    where = f"config: model.params with model.init_from {source!r}"
+    unknown = sorted(k for k in params if not hasattr(model.config, k))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown} for a {type(model).__name__} model")
+
+    def same(key: str, value: Any) -> bool:
+        ours = getattr(model.config, key)
+        if key == "elements" and isinstance(value, list | tuple) and isinstance(ours, list | tuple):
+            return sorted(map(str, value)) == sorted(ours)
+        return ours == value
+
+    changed = {k: v for k, v in params.items() if not same(k, v)}
     wrong = sorted(k for k, v in changed.items() if k not in ADDABLE_PARTS or v is not True)
     if wrong or (changed and not isinstance(model, SmoothALIGNN)):
         raise ConfigError(
-            f"config: model.params {({k: changed[k] for k in wrong} or changed)} differ from model.init_from "
-            f"{source!r}: a fine-tune keeps the loaded model's hyperparameters; it can only switch on "
-            f"{list(ADDABLE_PARTS)} (true) of an alignn_ase_smooth model"
+            f"{where}: {({k: changed[k] for k in wrong} or changed)} differ from the loaded model's; a fine-tune keeps "
+            f"its hyperparameters and can only switch on {list(ADDABLE_PARTS)} (true) of an alignn_ase_smooth model"
         )
     if not changed:
         return model
     grown = SmoothALIGNN(dataclasses.replace(model.config, **changed)).to(next(model.parameters()).dtype)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("angle_readout.") for k in missing), (missing, unexpected)
-    grown.source = model.source
+    if unexpected or not all(k.startswith("angle_readout.") for k in missing):
+        raise CheckpointError(f"{source}: its weights do not fit the grown model (missing {missing}, unexpected "
+                              f"{unexpected})")
+    grown.card, grown.source = model.card, model.source
     logger.info("added %s to the loaded model (their output starts at zero)", sorted(changed))
     return grown.eval()
 
