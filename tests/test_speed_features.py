@@ -282,11 +282,13 @@ def test_compiled_calculator_equals_eager():
     assert compiled.n_graph_builds < 3
     for atoms in (random_crystal("Si2O3Na", seed=2), _mixed_structures()[5]):
         _assert_same(_results(compiled, atoms), _results(eager, atoms))
-    # a second compiled model of the same class, narrower and with another cut-off, in the same process
-    other = SmoothALIGNN(SmoothConfig(hidden_features=16, embedding_features=16, cutoff=4.5)).eval()
+    # a second compiled model of the same class, narrower, with another cut-off and the explicit three-body energy
+    other = SmoothALIGNN(SmoothConfig(hidden_features=16, embedding_features=16, cutoff=4.5, angle_energy=True)).eval()
+    torch.nn.init.normal_(other.angle_readout[2].weight, std=0.3)  # it starts at zero
     compiled_other = ALIGNNCalculator(other, dtype="float64", device="cpu", skin=0.0, compile=True)
     eager_other = ALIGNNCalculator(other, dtype="float64", device="cpu", skin=0.0)
     _assert_same(_results(compiled_other, atoms), _results(eager_other, atoms))
+    assert compiled.compile_mode == compiled_other.compile_mode == "functional"  # compiled, not fallen back
     _assert_same(_results(compiled, atoms), _results(eager, atoms))
     batch = _mixed_structures()[2:5]  # a crystal, a molecule, a slab
     for a, b in zip(compiled.predict(batch, progress=False), eager.predict(batch, progress=False)):
