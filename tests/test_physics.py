@@ -1,8 +1,6 @@
 """Physics of the smooth potential: gradients, invariances, extensivity, smoothness,
 and geometry sensitivity in elemental solids (where upstream's gated mean is blind)."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from alignn_ase import ALIGNNCalculator, batch_graphs, build_graph, evaluate, load_model
 from alignn_ase.nn.layers import polynomial_envelope
-from alignn_ase.nn.smooth import SmoothALIGNN
+from alignn_ase.training.trainer import _with_added_parts
 
 from .conftest import UPSTREAM
 from .helpers import calc64, random_crystal, smooth_model
@@ -255,8 +253,7 @@ def test_angle_energy_starts_at_zero_and_sees_bond_bending():
     model); with weights, bending at fixed bond lengths changes the energy it adds."""
     short = {"cutoff": 1.2, "three_body_cutoff": 1.2}  # the two O-H bonds are the only ones: H-H is beyond 1.5 Å
     plain = smooth_model(seed=4, **short)
-    fresh = SmoothALIGNN(dataclasses.replace(plain.config, angle_energy=True)).eval()
-    fresh.load_state_dict(plain.state_dict(), strict=False)
+    fresh = _with_added_parts(plain, {"angle_energy": True}, "plain")
     with_term = smooth_model(seed=4, angle_energy=True, **short)
 
     def bent(angle_deg):  # O in the middle; both O-H bonds 1.0 Å
@@ -275,8 +272,7 @@ def test_angle_energy_goes_to_the_atom_both_bonds_share():
     energy, w the three-body envelopes of the two bonds."""
     atoms = random_crystal("Si2O3Na", seed=1)
     plain = smooth_model(seed=2)
-    with_term = SmoothALIGNN(dataclasses.replace(plain.config, angle_energy=True)).eval()
-    with_term.load_state_dict(plain.state_dict(), strict=False)
+    with_term = _with_added_parts(plain, {"angle_energy": True}, "plain")
     with torch.no_grad():
         with_term.angle_readout[2].bias.fill_(0.1)  # weight stays zero: g = 0.1 eV for every bond pair
 

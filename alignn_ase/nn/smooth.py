@@ -72,6 +72,11 @@ class SmoothConfig:
     min_distance: float = 0.3
 
 
+def _energy_head(width: int) -> nn.Sequential:
+    """Linear -> SiLU -> Linear to one number (eV) per row of features."""
+    return nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
+
+
 class SmoothALIGNN(ALIGNNModel):
     """Smooth, extensive ALIGNN potential; energy in eV, per-atom energies in eV."""
 
@@ -97,13 +102,9 @@ class SmoothALIGNN(ALIGNNModel):
             edge_lengthscale=config.cutoff / config.edge_input_features,
             triplet_lengthscale=config.triplet_lengthscale,
         )
-        self.readout = nn.Sequential(
-            nn.Linear(config.hidden_features, config.hidden_features), nn.SiLU(), nn.Linear(config.hidden_features, 1)
-        )
+        self.readout = _energy_head(config.hidden_features)
         if config.angle_energy:
-            self.angle_readout = nn.Sequential(
-                nn.Linear(config.hidden_features, config.hidden_features), nn.SiLU(), nn.Linear(config.hidden_features, 1)
-            )
+            self.angle_readout = _energy_head(config.hidden_features)
             nn.init.zeros_(self.angle_readout[2].weight)
             nn.init.zeros_(self.angle_readout[2].bias)
         self.reference_energies = nn.Parameter(torch.zeros(self._feature_table.shape[0]))

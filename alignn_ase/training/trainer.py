@@ -188,10 +188,11 @@ def _with_added_parts(model: ALIGNNModel, params: dict[str, Any], source: str) -
         return ours == value
 
     changed = {k: v for k, v in params.items() if not same(k, v)}
+    # (an upstream model has no ADDABLE_PARTS field, so asking for one was refused above as unknown)
     wrong = sorted(k for k, v in changed.items() if k not in ADDABLE_PARTS or v is not True)
-    if wrong or (changed and not isinstance(model, SmoothALIGNN)):
+    if wrong:
         raise ConfigError(
-            f"{where}: {({k: changed[k] for k in wrong} or changed)} differ from the loaded model's; a fine-tune keeps "
+            f"{where}: {({k: changed[k] for k in wrong})} differ from the loaded model's; a fine-tune keeps "
             f"its hyperparameters and can only switch on {list(ADDABLE_PARTS)} (true) of an alignn_ase_smooth model"
         )
     if not changed:

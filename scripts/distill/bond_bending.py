@@ -1,8 +1,8 @@
 """The energy of bond bending in diamond-structure crystals: a quick probe of a potential's angular stiffness.
 
 A volume-conserving tetragonal strain of the cubic diamond cell, diag(1+e, (1+e)^-1/2, (1+e)^-1/2), leaves the four
-bond lengths of every atom unchanged to first order (and equal to each other) and changes the bond angles, so the energy it costs (meV/atom) is the
-bond-bending part of C11 - C12. Every model is probed at the same geometry (fixed lattice constants, below), so the
+bond lengths of every atom unchanged to first order (and equal to each other) and changes the bond angles, so the
+energy it costs (meV/atom) is the bond-bending part of C11 - C12. Every model is probed at the same geometry (fixed lattice constants, below), so the
 numbers compare models, not lattice constants. Used in ``README.md`` ("Elastic part") to follow training runs
 between full elastic-constant checks (``benchmarks/validate_potential.py --parts elastic``).
 
