@@ -8,8 +8,12 @@ Public API::
     results = predict(list_of_atoms, batch_size=32)  # many structures per forward/backward pass
 
     from alignn_ase import relax, run_md, phonons, eos   # workflows on any ASE calculator
+
+    from alignn_ase import tune_malloc
+    tune_malloc()  # once, first thing in a training or MD script: freed buffers are kept (faster steps)
 """
 
+from .allocator import tune_malloc
 from .batch import predict
 from .calculator import ALIGNNCalculator
 from .compute import evaluate
@@ -65,4 +69,5 @@ __all__ = [
     "relax",
     "run_md",
     "save_model",
+    "tune_malloc",
 ]

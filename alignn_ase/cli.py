@@ -25,6 +25,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 from ase.io.formats import UnknownFileTypeError, filetype, ioformats
 
+from .allocator import tune_malloc
 from .calculator import ALIGNNCalculator
 from .check import run_checks
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
@@ -486,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    tune_malloc()  # this process is ours: keep freed buffers (alignn_ase.allocator)
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *_, **__: print(
             f"{PROG}: warning: {_one_line(message)}", file=sys.stderr

@@ -4,6 +4,12 @@ Every reuse or batching result is compared with the plain one-structure,
 fresh-graph path in float64.
 """
 
+import json
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +17,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 
 import alignn_ase
+import alignn_ase.cli
 from alignn_ase import (
     ALIGNNCalculator,
     GraphCache,
@@ -414,3 +421,43 @@ def test_a_potential_running_eagerly_leaves_its_compiled_property_models_compile
     monkeypatch.setattr(torch.compiler, "set_stance", recording)
     calc.get_property("formation_energy_peratom", random_crystal("Si2O3Na", seed=3))
     assert stances.count("force_eager") == 1  # the potential's evaluation only
+
+
+_KEEPS_FREED = """
+import json, sys, torch
+from alignn_ase import tune_malloc
+tuned = tune_malloc() if sys.argv[1] == "tune" else None
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+x = torch.ones(32 * 2**20)  # 128 MiB, above glibc's largest dynamic mmap threshold (32 MiB)
+with_x = rss()
+del x
+print(json.dumps({"tuned": tuned, "released_MiB": with_x - rss()}))
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt"
+)
+@pytest.mark.parametrize("env", [{}, {"MALLOC_TRIM_THRESHOLD_": "131072"}])
+def test_tune_malloc_keeps_freed_buffers_unless_the_environment_says_otherwise(env):
+    """After tune_malloc a freed 128 MiB buffer stays in the process (no page faults to get it back);
+    glibc's defaults give it back, and so does tune_malloc when the user set the allocator in the environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = {}
+    for mode in ("stock", "tune"):
+        run = subprocess.run([sys.executable, "-c", _KEEPS_FREED, mode], env={**base, **env},
+                             capture_output=True, text=True, check=True)
+        out[mode] = json.loads(run.stdout)
+    assert out["stock"]["released_MiB"] > 100
+    if env:
+        assert out["tune"] == {"tuned": False, "released_MiB": pytest.approx(out["stock"]["released_MiB"], abs=8)}
+    else:
+        assert out["tune"]["tuned"] is True and out["tune"]["released_MiB"] < 8
+
+
+def test_the_command_line_tunes_the_allocator(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("alignn_ase.cli.tune_malloc", lambda: calls.append(1) or True)
+    assert alignn_ase.cli.main(["info"]) == 0
+    assert calls == [1]
