@@ -3,11 +3,12 @@
 Each forward/backward pass allocates and frees buffers of megabytes (one row per
 bond or bond pair). With glibc's defaults a freed buffer of that size is handed
 back to the kernel (``munmap`` above the mmap threshold, heap trimming above the
-trim threshold) and the next pass faults every page of it in again: on this
-project's machine a force-field training step took 0.33-0.38 s on one thread
-with the defaults and 0.23-0.25 s with both thresholds raised (``benchmarks/NOTES.md``,
-"Allocator"). The cost of raising them: the process keeps its peak heap until
-it exits instead of returning freed memory to the system.
+trim threshold) and the next pass faults every page of it in again. On this
+project's 2-core machine a force-field training step took 0.86x the wall time and
+0.94x the CPU time with both thresholds raised, for 1.07x the peak memory
+(``benchmarks/train_step.py``; ``benchmarks/NOTES.md``, item 28). The cost: the
+process keeps its peak heap until it exits instead of returning freed memory to
+the system.
 
 The ``alignn-ase`` command calls :func:`tune_malloc` at start; a Python program
 that trains or runs long simulations may call it once, first thing. It changes the
