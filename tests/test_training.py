@@ -366,6 +366,39 @@ def test_labels_read_where_ase_puts_them(tmp_path):
     np.testing.assert_allclose(ff.labels["stress"], [-4.0 / 3.6**3] * 3 + [0.0] * 3)
 
 
+@pytest.mark.parametrize("fmt", ["extxyz", "db"])
+def test_force_field_energy_label_is_energy_or_free_energy(tmp_path, fmt):
+    """data.energy_key picks the energy label (smeared-metal DFT: free_energy is what forces derive from)."""
+    frames = emt_frames(2, seed=4)
+    for k, atoms in enumerate(frames):
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0 - k, free_energy=-1.5 - k, forces=atoms.get_forces())
+    path = tmp_path / f"smeared.{fmt}"
+    write(path, frames)
+    assert [r.labels["energy"] for r in read_dataset(path)] == [-1.0, -2.0]
+    assert [r.labels["energy"] for r in read_dataset(path, energy_key="free_energy")] == [-1.5, -2.5]
+    with pytest.raises(DatasetError, match="energy_key must be one of"):
+        read_dataset(path, energy_key="total_energy")
+    frames[1].calc = SinglePointCalculator(frames[1], energy=-2.0, forces=frames[1].get_forces())
+    write(tmp_path / f"mixed.{fmt}", frames)
+    with pytest.raises(DatasetError, match=f"record {'s1' if fmt == 'extxyz' else 2}: no free_energy label"):
+        read_dataset(tmp_path / f"mixed.{fmt}", energy_key="free_energy")
+
+
+def test_training_reads_the_configured_energy_label(tmp_path):
+    frames = emt_frames(8, seed=6)
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, free_energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+    write(tmp_path / "free.extxyz", frames)
+    cfg = run_config(tmp_path / "run", tmp_path / "free.extxyz", "forcefield", optim={"epochs": 1})
+    with pytest.raises(DatasetError, match="no energy label"):
+        train(cfg, progress=False)
+    cfg["data"]["energy_key"] = "free_energy"
+    assert len(train(cfg, progress=False).history) == 1
+    cfg["data"]["energy_key"] = "total_energy"
+    with pytest.raises(ConfigError, match="energy_key"):
+        config_from_dict(cfg)
+
+
 def test_bad_force_field_labels_are_named(tmp_path):
     frames = emt_frames(2, seed=5)
     forces = frames[1].get_forces()

@@ -4,6 +4,8 @@ smooth model in float64 for energy conservation, and the default potential where
 machinery is tested."""
 
 import csv
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -377,6 +379,30 @@ def test_watchdog_names_the_close_pair():
     assert Watchdog(min_distance=0.5).problem(atoms) is None
     atoms.set_momenta(np.full((3, 3), np.nan))
     assert Watchdog(min_distance=0.5).problem(atoms) == "non-finite momenta"
+
+
+_FAR_ATOM = """
+import sys
+from ase import Atoms
+from ase.build import fcc111
+from ase.calculators.emt import EMT
+from alignn_ase.workflows import Watchdog, run_md
+molecule = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [600, 600, 0]])
+slab = fcc111("Cu", (2, 2, 2), vacuum=5.0)
+slab.positions[-1, 2] += 20000.0  # pbc (True, True, False)
+for atoms in (molecule, slab):
+    atoms.calc = EMT()
+    print(Watchdog(0.5).problem(atoms))
+print(run_md(molecule, "nve", steps=3, calculator=EMT(), output_dir=None, progress=False).steps)
+"""
+
+
+def test_watchdog_survives_an_atom_far_from_the_rest():
+    """An atom hundreds of Å away once killed the process with a floating-point exception in vesin's
+    cell list (the watchdog called vesin directly, at its 0.5 Å cut-off, without all_pairs' guard)."""
+    run = subprocess.run([sys.executable, "-c", _FAR_ATOM], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["None", "None", "3"]
 
 
 # ------------------------------------------------------------------ phonons

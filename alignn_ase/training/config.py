@@ -74,6 +74,10 @@ class DataConfig:
             so near-duplicate frames do not sit on both sides of a split; groups are
             dealt to test, then validation, until each holds at least its share of
             ``split_ratios``, so large groups overshoot it.
+        energy_key: the force-field energy label, an ASE property: ``energy`` (default) or ``free_energy``.
+            For a smeared-metal DFT calculation (e.g. VASP with ISMEAR > 0) ASE's ``energy`` is the
+            sigma -> 0 extrapolation, while the forces and stress are derivatives of ``free_energy``: train on
+            ``free_energy`` for labels that are consistent with each other.
         cache_dir: where built graphs are cached (default ``<output_dir>/graph_cache``).
         in_memory: keep built graphs in RAM; ``false`` streams them from the
             cache for datasets larger than memory.
@@ -87,6 +91,7 @@ class DataConfig:
     split_counts: list[int] | None = None
     split_file: str | None = None
     group_key: str | None = None
+    energy_key: Literal["energy", "free_energy"] = "energy"
     cache_dir: str | None = None
     in_memory: bool = True
 

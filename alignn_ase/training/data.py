@@ -114,11 +114,12 @@ def _read_structure(path: Path, rid: str) -> Atoms:
         raise DatasetError(f"record {rid}: cannot read structure {path} ({type(exc).__name__}: {exc})") from None
 
 
-def _forcefield_labels(atoms: Atoms, rid: str) -> dict[str, Any]:
-    """energy/forces/stress from an attached calculator, else from ``info`` / ``arrays``."""
+def _forcefield_labels(atoms: Atoms, rid: str, energy_key: str = "energy") -> dict[str, Any]:
+    """energy/forces/stress from an attached calculator, else from ``info`` / ``arrays``; the energy label is
+    the ``energy_key`` property (``energy`` or ``free_energy``)."""
     labels: dict[str, Any] = {}
     calc = atoms.calc
-    for key in ("energy", "forces", "stress"):
+    for key in (energy_key, "forces", "stress"):
         value = None
         if calc is not None:
             try:
@@ -128,11 +129,11 @@ def _forcefield_labels(atoms: Atoms, rid: str) -> dict[str, Any]:
         if value is None:
             value = atoms.arrays.get(key) if key == "forces" else atoms.info.get(key)
         if value is not None:
-            labels[key] = value
+            labels["energy" if key == energy_key else key] = value
     if "energy" not in labels:
         raise DatasetError(
-            f"record {rid}: no energy label (read from the structure's calculator results, info['energy'], "
-            "arrays['forces'] and info['stress'] or info['virial'])"
+            f"record {rid}: no {energy_key} label (read from the structure's calculator results, "
+            f"info['{energy_key}'], arrays['forces'] and info['stress'] or info['virial'])"
         )
     labels["energy"] = _number(labels["energy"], "energy", rid)
     n = len(atoms)
@@ -162,6 +163,9 @@ def _forcefield_labels(atoms: Atoms, rid: str) -> dict[str, Any]:
     return labels
 
 
+#: the force-field energy labels one may train on (ASE property names)
+ENERGY_KEYS = ("energy", "free_energy")
+
 #: Stresses above this (eV/Å³; 160 GPa) are more likely a unit mistake than a label.
 MAX_PLAUSIBLE_STRESS = 1.0
 
@@ -182,7 +186,7 @@ def _stress_from_virial(atoms: Atoms, virial: Any, rid: str) -> np.ndarray:
     return -w / atoms.cell.volume
 
 
-def read_extxyz(path: Path, target: str | None) -> Iterator[Record | DatasetError]:
+def read_extxyz(path: Path, target: str | None, energy_key: str = "energy") -> Iterator[Record | DatasetError]:
     """Records of an (ext)xyz file; ids from ``info['id']`` else the frame index."""
     try:
         frames = ase_read(path, index=":")
@@ -191,14 +195,16 @@ def read_extxyz(path: Path, target: str | None) -> Iterator[Record | DatasetErro
     for i, atoms in enumerate(frames):
         rid = str(atoms.info.get("id", i))
         if target is None:
-            yield _guard(rid, lambda: Record(rid, atoms, _forcefield_labels(atoms, rid)))
+            yield _guard(rid, lambda: Record(rid, atoms, _forcefield_labels(atoms, rid, energy_key)))
         else:
             # ASE moves some keys (energy, free_energy, magmom, ...) from the comment line to a calculator
             source = {**(atoms.calc.results if atoms.calc is not None else {}), **atoms.info}
             yield _guard(rid, lambda: Record(rid, atoms, {target: _property(source, target, rid)}))
 
 
-def read_ase_db(path: Path, target: str | None, id_key: str = "jid") -> Iterator[Record | DatasetError]:
+def read_ase_db(
+    path: Path, target: str | None, id_key: str = "jid", energy_key: str = "energy"
+) -> Iterator[Record | DatasetError]:
     """Records of an ASE database; targets from key-value pairs or ``data``, else the stored calculator."""
     from ase.db import connect
 
@@ -214,7 +220,7 @@ def read_ase_db(path: Path, target: str | None, id_key: str = "jid") -> Iterator
             atoms = row.toatoms(add_additional_information=False)
             atoms.info.update(row.key_value_pairs)  # e.g. a group label for data.group_key
             if target is None:
-                return Record(rid, atoms, _forcefield_labels(atoms, rid))
+                return Record(rid, atoms, _forcefield_labels(atoms, rid, energy_key))
             source = {**(row.get("data") or {}), **row.key_value_pairs}
             if target not in source and row.get(target) is not None:  # a column: energy, magmom, charge, ...
                 source[target] = row.get(target)
@@ -250,15 +256,19 @@ def read_dataset(
     fmt: str = "auto",
     id_key: str = "jid",
     skip_invalid: bool = False,
+    energy_key: str = "energy",
 ) -> list[Record]:
     """Read every record of a dataset.
 
     ``target=None`` reads force-field labels (energy, forces, stress; extxyz
-    and ASE databases only); otherwise the named property. Bad records raise
+    and ASE databases only; the energy label is the ``energy_key`` property,
+    ``energy`` or ``free_energy``); otherwise the named property. Bad records raise
     :class:`~alignn_ase.errors.DatasetError` naming the id, or with
     ``skip_invalid`` are skipped and counted in the log. Ids must be unique.
     """
     path = Path(path)
+    if energy_key not in ENERGY_KEYS:
+        raise DatasetError(f"energy_key must be one of {ENERGY_KEYS}, got {energy_key!r}")
     if not path.exists():
         raise DatasetError(f"dataset {path} does not exist")
     fmt = guess_format(path) if fmt == "auto" else fmt
@@ -272,9 +282,9 @@ def read_dataset(
     elif fmt == "id_prop":
         items = read_id_prop(path, target)
     elif fmt == "extxyz":
-        items = read_extxyz(path, target)
+        items = read_extxyz(path, target, energy_key)
     elif fmt == "ase_db":
-        items = read_ase_db(path, target, id_key)
+        items = read_ase_db(path, target, id_key, energy_key)
     else:
         raise DatasetError(f"unknown dataset format {fmt!r}")
     records, skipped = [], 0

@@ -482,7 +482,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
 
     records = read_dataset(
         cfg.data.path, None if cfg.task.kind == "forcefield" else cfg.task.target, cfg.data.format,
-        cfg.data.id_key, cfg.data.skip_invalid,
+        cfg.data.id_key, cfg.data.skip_invalid, cfg.data.energy_key,
     )
     ids = [r.id for r in records]
     state_path = out / STATE_FILE
@@ -653,8 +653,11 @@ def evaluate_dataset(
     batch_size: int = 16,
     device: str | None = "cpu",
     dtype: str = "float64",
+    energy_key: str = "energy",
 ) -> dict[str, float]:
     """Test a trained model on every record of a dataset file (e.g. a held-out set).
+
+    A force field is tested against the ``energy_key`` label (``energy`` or ``free_energy``, as in training).
 
     Writes ``test_metrics.json``, ``predictions_test.csv`` and parity plots to
     ``output_dir``; returns the metrics (units in their names).
@@ -663,7 +666,8 @@ def evaluate_dataset(
                                                                         strict=True)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     m = model if isinstance(model, ALIGNNModel) else load_model(model, dt)
-    records = read_dataset(data_path, None if task_cfg.kind == "forcefield" else task_cfg.target)
+    records = read_dataset(data_path, None if task_cfg.kind == "forcefield" else task_cfg.target,
+                           energy_key=energy_key)
     _check_elements(m, records)
     out = Path(output_dir)
     classes = task_cfg.num_classes if task_cfg.kind == "classification" else None

@@ -11,9 +11,8 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
-from vesin import NeighborList
-
 from ..errors import InvalidArgumentError, SimulationError
+from ..neighbors import all_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,6 @@ class Watchdog:
         self.min_distance = float(min_distance)
         self.max_temperature_K = float(max_temperature_K)
         self.frame_path = frame_path
-        self._neighbors = NeighborList(cutoff=self.min_distance, full_list=False)
         self.last_good: Atoms | None = None
         self.last_good_step: int | None = None
 
@@ -52,11 +50,13 @@ class Watchdog:
             return "non-finite positions"
         if not np.isfinite(atoms.get_momenta()).all():
             return "non-finite momenta"
-        box = atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3))
-        i, j, d = self._neighbors.compute(positions, box, [bool(p) for p in atoms.pbc], "ijd")
+        # all_pairs, not vesin directly: it guards against the structures vesin cannot bin (an atom far away)
+        pairs = all_pairs(positions, atoms.cell.array, atoms.pbc, self.min_distance)
+        d = pairs.distance
         if len(d) and d.min() < self.min_distance:
             k = int(np.argmin(d))
-            return f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart (watchdog limit {self.min_distance} Å)"
+            i, j = sorted((int(pairs.src[k]), int(pairs.dst[k])))
+            return f"atoms {i} and {j} are {d[k]:.3f} Å apart (watchdog limit {self.min_distance} Å)"
         temperature = atoms.get_temperature()
         if temperature > self.max_temperature_K:
             return f"temperature {temperature:.0f} K exceeds the watchdog limit {self.max_temperature_K:.0f} K"
