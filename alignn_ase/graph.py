@@ -275,7 +275,7 @@ def build_graphs(
     allowed = None
     if settings.three_body_cutoff is not None and settings.three_body_cutoff < settings.cutoff:
         allowed = edges.distance <= settings.three_body_cutoff
-    e1, e2 = line_graph(edges.src, edges.dst, n_total, allowed, pair_edge_with_itself=settings.strategy == "pure_torch")
+    e1, e2 = line_graph(edges.src, edges.dst, n_total, allowed, pair_edge_with_itself=pairs_bond_with_itself(settings))
     return _as_graph(structures, edges, e1, e2, dtype, device)
 
 
@@ -330,10 +330,23 @@ def build_graph(
     return build_graphs([atoms], settings, dtype, device, min_distance)
 
 
+def pairs_bond_with_itself(settings: GraphSettings) -> bool:
+    """Whether the line graph pairs a bond from an atom to its own periodic image (u -> u + S) with itself.
+
+    That pair is the straight angle at u + S between u -> u + S and u + S -> u + 2S, which a supercell holds
+    as a pair of two different bonds: without it a cell with a lattice vector shorter than the three-body
+    cut-off (primitive fcc or bcc metals) sees fewer angles per atom than its supercell, and a model's energy
+    is not extensive. alignn-ase's ``radius`` graphs and upstream's pure-torch builder pair it; upstream's
+    DGL graphs (``k-nearest``, ``radius_graph``) do not, and their checkpoints keep that convention.
+    """
+    return settings.strategy in ("radius", "pure_torch")
+
+
 def _line_graph_sorted(
     src: torch.Tensor, dst: torch.Tensor, n_atoms: int, allowed: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`~alignn_ase.neighbors.line_graph` (no bond paired with itself) in torch, for bonds sorted by src."""
+    """:func:`~alignn_ase.neighbors.line_graph` of a ``radius`` graph (a self-image bond paired with itself, see
+    :func:`pairs_bond_with_itself`) in torch, for bonds sorted by src."""
     ids = torch.arange(src.shape[0], device=src.device) if allowed is None else torch.nonzero(allowed).squeeze(1)
     s, d = src.index_select(0, ids), dst.index_select(0, ids)
     out_degree = torch.bincount(s, minlength=n_atoms)
@@ -345,8 +358,7 @@ def _line_graph_sorted(
         torch.cumsum(partners, 0) - partners, partners, output_size=total
     )
     e2 = first_out.index_select(0, d).index_select(0, e1) + rank
-    keep = e1 != e2
-    return ids.index_select(0, e1[keep]), ids.index_select(0, e2[keep])
+    return ids.index_select(0, e1), ids.index_select(0, e2)
 
 
 def restrict_graph(graph: AtomGraph, settings: GraphSettings, min_distance: float = 0.0) -> AtomGraph:

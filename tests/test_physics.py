@@ -184,6 +184,27 @@ def test_supercell_extensivity(angle_energy):
     assert np.isclose(big.get_potential_energies().sum(), big.get_potential_energy(), rtol=1e-12)
 
 
+@ANGLE
+@pytest.mark.parametrize("skin", [0.0, 1.0])  # the numpy line graph, and the torch one of the skin's bond list
+@pytest.mark.parametrize("cell", ["Cu fcc", "Fe bcc", "SiC zincblende"])
+def test_extensivity_of_cells_shorter_than_the_three_body_cutoff(cell, skin, angle_energy):
+    """Primitive cells whose lattice vectors (2.5-3.1 Å) are shorter than the 3.5 Å three-body cut-off: an atom
+    bonds to its own images, and the straight angle along such a bond must be counted as in a supercell."""
+    name, structure = cell.split()
+    atoms = bulk(name, structure, a={"Cu": 3.6, "Fe": 2.87, "SiC": 4.36}[name])
+    atoms.rattle(0.03, seed=1)
+    assert atoms.cell.lengths().min() < 3.5
+    model = smooth_model(angle_energy=angle_energy, three_body_cutoff=3.5)
+    calc = ALIGNNCalculator(model, dtype="float64", device="cpu", skin=skin)
+    e1, s1 = energy(atoms, calc), energy_stress(atoms, calc)
+    for repeat in ((2, 2, 2), (3, 1, 1)):
+        big = atoms.repeat(repeat)
+        big.calc = calc
+        n = int(np.prod(repeat))
+        assert np.isclose(big.get_potential_energy(), n * e1, rtol=1e-10, atol=1e-10), repeat
+        assert np.allclose(big.get_stress(), s1, atol=1e-10), repeat
+
+
 def energy_stress(atoms, calc):
     atoms = atoms.copy()
     atoms.calc = calc

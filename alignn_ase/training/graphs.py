@@ -61,7 +61,7 @@ def label_tensors(
 
 
 #: changes when what a cached graph holds, or how it is built, changes: older cache files are then not reused
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def _key(record: Record, settings: GraphSettings, labels: dict[str, torch.Tensor], min_distance: float) -> str:
