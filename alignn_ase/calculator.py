@@ -19,13 +19,12 @@ from tqdm import tqdm
 from .compute import autograd_derivatives, evaluate, functional_derivatives
 from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, InvalidStructureError
 from .graph import MIN_CELL_VOLUME, AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
-from .io import load_model
+from .io import load_model, resolve_dtype
 from .neighbors import SELF_TOLERANCE
 from .nn.base import ALIGNNModel
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ModelSpec = str | Path | ALIGNNModel
 #: Graphs keep positions and cell in float64 whatever the model's dtype: bond vectors are differences of
 #: absolute coordinates, which float32 would round by ~1e-6 of their size (measured: force errors of 1e-4 eV/Å
@@ -58,14 +57,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise InvalidArgumentError(f"unsupported device {device!r}; use None, 'cpu' or 'cuda'")
     return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
-        return dtype
-    if dtype in DTYPES:
-        return DTYPES[dtype]
-    raise InvalidArgumentError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'")
 
 
 def _as_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> ALIGNNModel:

@@ -48,6 +48,8 @@ def read_structures(path: str | Path, index: str = "-1") -> list[Atoms]:
         raise FileNotFoundError(f"no such file: {path}")
     try:
         images = read(path, index=index)
+    except (StopIteration, IndexError):
+        raise InvalidStructureError(f"{path} has no frame at index {index!r}") from None
     except Exception as exc:  # ASE's readers raise anything from StopIteration to KeyError on bad input
         raise InvalidStructureError(f"cannot read a structure from {path}: {type(exc).__name__}: {exc}") from exc
     images = images if isinstance(images, list) else [images]
@@ -58,7 +60,11 @@ def read_structures(path: str | Path, index: str = "-1") -> list[Atoms]:
 
 def read_one(args: argparse.Namespace) -> Atoms:
     """The structure named by ``args.structure`` and ``args.index`` (see :func:`add_structure`)."""
-    return read_structures(args.structure, args.index)[0]
+    images = read_structures(args.structure, args.index)
+    if len(images) > 1:
+        raise InvalidArgumentError(f"--index {args.index} picks {len(images)} frames of {args.structure}; this "
+                                   "command takes one (e.g. --index 0, or -1 for the last)")
+    return images[0]
 
 
 def add_structure(p: argparse.ArgumentParser, help: str = "input structure (any format ASE reads)") -> None:
@@ -173,7 +179,11 @@ def add_md(sub: argparse._SubParsersAction, parents: Parents) -> None:
 def cmd_md(args: argparse.Namespace) -> int:
     atoms = read_one(args)
     if args.repeat:
-        atoms = atoms.repeat(args.repeat)
+        repeat = _integers(args.repeat, "--repeat")
+        if not atoms.pbc.all() and any(n > 1 for n, p in zip(repeat, atoms.pbc) if not p):
+            raise InvalidArgumentError(f"--repeat {' '.join(map(str, repeat))} repeats along a non-periodic "
+                                       f"direction (pbc {atoms.pbc.tolist()}); use 1 there")
+        atoms = atoms.repeat(repeat)
     result = run_md(
         atoms,
         ensemble=args.ensemble,
@@ -395,6 +405,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         k: sum(r.passed is v for r in results) for k, v in (("passed", True), ("failed", False), ("skipped", None))
     }
     print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped ({dtype})")
+    if not counts["passed"] and not counts["failed"]:
+        print(f"{PROG}: error: nothing was checked: the model covers none of the built-in structures' elements",
+              file=sys.stderr)
+        return 1
     return 1 if counts["failed"] else 0
 
 

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
-from .errors import AlignnAseError, CheckpointError, UnknownModelError
+from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, UnknownModelError
 from .graph import GraphSettings
 from .nn.base import ALIGNNModel
 from .nn.config import parse_config
@@ -39,6 +39,19 @@ from .nn.smooth import SmoothALIGNN, SmoothConfig
 from .nn.upstream import ALIGNN, ALIGNNAtomwise, ALIGNNAtomwiseConfig, ALIGNNConfig, atomwise_defaults
 
 logger = logging.getLogger(__name__)
+
+#: the floating-point types a model computes in
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32"`` / ``"float64"`` (or the torch dtype) as a torch dtype; anything else raises
+    :class:`~alignn_ase.errors.InvalidArgumentError`."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise InvalidArgumentError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'")
 
 FORMAT = "alignn-ase"
 FORMAT_VERSION = 1
@@ -100,7 +113,8 @@ def _pick(names: list[str], source: str) -> tuple[str, str, str | None]:
         folders = [str(PurePosixPath(n).parent) for n in configs]
         raise CheckpointError(
             f"{source}: holds {len(folders)} models ({', '.join(folders[:5])}{', ...' if len(folders) > 5 else ''}); "
-            "give the path of one of them"
+            + ("extract it and give the path of one of its folders" if source.endswith(".zip")
+               else "give the path of one of them")
         )
     configs = [CONFIG_FILE] if CONFIG_FILE in configs else configs
     folder = str(PurePosixPath(configs[0]).parent)
@@ -147,7 +161,8 @@ def _read_state_dict(files: _Files) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(io.BytesIO(files.weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or objects that weights_only refuses
-        detail = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0][:300]
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()
+        detail = (lines[0] if lines else type(exc).__name__)[:300]  # an empty file: EOFError without a message
         raise CheckpointError(
             f"{where} cannot be read safely as PyTorch weights: it is corrupt or holds objects other than tensors "
             "(e.g. an optimiser or scheduler saved beside the weights), and alignn-ase unpickles tensors only. "
@@ -195,6 +210,8 @@ def _graph_settings_upstream(cfg: dict[str, Any], where: str) -> GraphSettings:
         raise CheckpointError(
             f"{where}: neighbor_strategy {strategy!r} is not supported (supported: {UPSTREAM_STRATEGIES})"
         )
+    if isinstance(use_canonize, str) or use_canonize not in (True, False):  # bool("false") is True
+        raise CheckpointError(f"{where}: use_canonize must be true or false, got {use_canonize!r}")
     three_body = cfg.get("three_body_cutoff") if strategy == "pure_torch" else None
     try:
         return GraphSettings(
@@ -332,16 +349,17 @@ def _resolve(path_or_name: str | Path) -> Path:
     )
 
 
-def load_model(path_or_name: str | Path = "default", dtype: torch.dtype = torch.float32) -> ALIGNNModel:
+def load_model(path_or_name: str | Path = "default", dtype: str | torch.dtype = torch.float32) -> ALIGNNModel:
     """Load a model by shipped name (``"default"``, see :func:`available_models`) or path.
 
     The path is a folder or zip in upstream ALIGNN's layout or alignn-ase's
     (see module docstring). The model comes back on the CPU in ``dtype``
-    (the stored weights are converted once, so float64 weights stay exact in
-    float64), in eval mode, with ``model.card`` set to its model card text (or None). Raises
+    (``"float32"``/``"float64"`` or the torch dtype; the stored weights are converted once, so float64
+    weights stay exact in float64), in eval mode, with ``model.card`` set to its model card text (or None). Raises
     :class:`~alignn_ase.errors.CheckpointError` (or its subclass
     :class:`~alignn_ase.errors.UnknownModelError`) for anything unloadable.
     """
+    dtype = resolve_dtype(dtype)
     path = _resolve(path_or_name)
     files = _read_files(path)
     try:

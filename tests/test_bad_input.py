@@ -137,9 +137,10 @@ def test_batch_errors_name_the_structure(spoil, error, match, calc):
 
 
 
-def test_corrupt_weights(tmp_path):
+@pytest.mark.parametrize("content", [b"\x00not a checkpoint" * 10, b"", b"PK"])  # empty: an interrupted download
+def test_corrupt_weights(tmp_path, content):
     folder = _copy(tmp_path)
-    (folder / "best_model.pt").write_bytes(b"\x00not a checkpoint" * 10)
+    (folder / "best_model.pt").write_bytes(content)
     with pytest.raises(CheckpointError, match="best_model.pt cannot be read"):
         load_model(folder)
 
@@ -185,7 +186,7 @@ def test_a_folder_or_zip_of_several_models_is_ambiguous(tmp_path):
     with zipfile.ZipFile(tmp_path / "two.zip", "w") as zf:
         for f in (tmp_path / "two").rglob("*"):
             zf.write(f, f.relative_to(tmp_path / "two").as_posix())
-    with pytest.raises(CheckpointError, match="holds 2 models"):
+    with pytest.raises(CheckpointError, match="holds 2 models .*extract it and give the path of one of its folders"):
         load_model(tmp_path / "two.zip")
     assert load_model(tmp_path / "two" / "a").source == str(tmp_path / "two" / "a")
 
@@ -218,6 +219,28 @@ def test_odd_checkpoint_files_give_checkpoint_errors(tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=rf"^{re.escape(str(folder))}.*energy_mult_natoms=false"):
         load_model(folder)
+
+
+def test_config_values_of_the_wrong_kind_or_range(tmp_path):
+    folder = _copy(tmp_path)
+    original = json.loads((folder / "config.json").read_text())
+    for spoil, match in [
+        (lambda c: c.update(use_canonize="false"), "use_canonize must be true or false"),  # bool("false") is True
+        (lambda c: c["model"].update(use_cutoff_function=True, inner_cutoff=0.0), "inner_cutoff > 0"),
+        (lambda c: c["model"].update(use_cutoff_function=True, exponent=0), "exponent >= 1"),
+    ]:
+        cfg = json.loads(json.dumps(original))
+        spoil(cfg)
+        (folder / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(CheckpointError, match=match):
+            load_model(folder)
+
+
+def test_load_model_takes_the_dtype_names_the_calculator_takes():
+    assert next(load_model(UPSTREAM / "pure_2_2_64_cgcnn", "float64").parameters()).dtype == torch.float64
+    for bad in ("double precision", torch.int32, torch.float16):
+        with pytest.raises(InvalidArgumentError, match="unknown dtype"):
+            load_model(UPSTREAM / "pure_2_2_64_cgcnn", bad)
 
 
 def test_malformed_config(tmp_path):

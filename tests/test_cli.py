@@ -208,13 +208,33 @@ def test_check_command(capsys, dtype):
         (["predict", "Si.cif", "-o", "p.txt"], "--output must end in .json or .extxyz"),
         (["eos", "garbage.cif"], "cannot read a structure from garbage.cif"),
         (["relax", "Si.cif", "--model", "formation_energy_peratom"], "is a property model .*--property"),
+        (["md", "Si.cif", "--seed", "-1"], "seed >= 0 .*seed=-1"),
+        (["md", "Si.cif", "--friction", "-1"], "friction_per_fs=-1"),
+        (["md", "Si.cif", "--ensemble", "nvt_bussi", "--tdamp", "0"], "tdamp_fs=0"),
+        (["md", "Si.cif", "--ensemble", "npt_berendsen", "--pdamp", "0"], "pdamp_fs=0"),
+        (["md", "Si.cif", "--repeat", "0", "1", "1"], "--repeat needs positive integers"),
+        (["md", "water.xyz", "--repeat", "2", "2", "2"], "--repeat 2 2 2 repeats along a non-periodic direction"),
+        (["phonons", "Si.cif", "--mesh", "-5"], "mesh must be a positive length"),
+        (["phonons", "Si.cif", "--mesh", "0"], "mesh must be a positive length"),
+        (["phonons", "Si.cif", "--tmin", "-100"], "temperatures must be .* >= 0 K"),
+        (["relax", "two.extxyz", "--index", "5"], "two.extxyz has no frame at index '5'"),
+        (["relax", "two.extxyz", "--index", "0:2"], "--index 0:2 picks 2 frames"),
+        (["relax", "Si.cif", "--pressure", "nan"], "pressure_GPa must be a finite number"),
     ],
 )
 def test_user_errors_are_one_line(files, capsys, argv, message):
     (files / "garbage.cif").write_text("this is not a CIF file\n")
+    write(files / "water.xyz", molecule("H2O"))
     code, out, err = run(capsys, *argv)
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("alignn-ase: error: ") and re.search(message, err)
+
+
+def test_check_that_checks_nothing_fails(tmp_path, capsys):
+    """A model covering none of the built-in structures' elements: every structure skipped, exit status 1."""
+    save_model(smooth_model(elements=["H", "C", "N", "O"]), tmp_path / "organic")
+    code, out, err = run(capsys, "check", "--model", str(tmp_path / "organic"))
+    assert code == 1 and "0 passed, 0 failed, 3 skipped" in out and "nothing was checked" in err
 
 
 def test_debug_shows_the_traceback(files):

@@ -214,6 +214,10 @@ class ALIGNNAtomwise(ALIGNNModel):
         _reject(where, not config.lg_on_fly, "lg_on_fly=false (forces without the angle terms)")
         _reject(where, config.include_pos_deriv, "include_pos_deriv=true")
         _reject(where, not config.energy_mult_natoms, "energy_mult_natoms=false")
+        if config.use_cutoff_function and not (config.inner_cutoff > 0 and config.exponent >= 1):
+            # the envelope divides by inner_cutoff; a non-positive exponent is no envelope
+            raise CheckpointError(f"{where}: use_cutoff_function needs inner_cutoff > 0 Å and exponent >= 1 "
+                                  f"(got {config.inner_cutoff}, {config.exponent})")
         potential = config.calculate_gradient and config.gradwise_weight != 0
         # upstream differentiates the un-linked sum of every output but reports the linked first one: no energy
         # whose derivatives its forces are

@@ -40,9 +40,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from ..calculator import resolve_device, resolve_dtype
+from ..calculator import resolve_device
 from ..errors import CheckpointError, ConfigError, DatasetError, UnsupportedElementError
-from ..io import ATOM_FEATURE_WIDTH, FORMAT, FORMAT_VERSION, build_model, load_model, save_model
+from ..io import ATOM_FEATURE_WIDTH, FORMAT, FORMAT_VERSION, build_model, load_model, resolve_dtype, save_model
 from ..nn.base import ALIGNNModel
 from ..nn.smooth import SmoothALIGNN
 from ..nn.upstream import ALIGNNAtomwise, ALIGNNAtomwiseConfig, ALIGNNConfig

@@ -127,6 +127,14 @@ def run_md(
             f"need timestep_fs > 0, steps >= 0, log_interval >= 1, temperature_K >= 0 (got {timestep_fs}, "
             f"{steps}, {log_interval}, {temperature_K})"
         )
+    positive = {"friction_per_fs": friction_per_fs, "tdamp_fs": tdamp_fs, "pdamp_fs": pdamp_fs,
+                "bulk_modulus_GPa": bulk_modulus_GPa}
+    bad = {k: v for k, v in positive.items() if v is not None and not (np.isfinite(v) and v > 0)}
+    if bad or not np.isfinite(pressure_GPa) or int(seed) != seed or seed < 0:
+        raise InvalidArgumentError(
+            f"need friction_per_fs, tdamp_fs, pdamp_fs and bulk_modulus_GPa > 0, a finite pressure_GPa and a "
+            f"seed >= 0 (got {', '.join(f'{k}={v}' for k, v in bad.items()) or f'pressure_GPa={pressure_GPa}, seed={seed}'})"
+        )
     if temperature_K <= 0 and ensemble in ("nvt_nose_hoover", "npt_mtk", "npt_mtk_full"):
         raise InvalidArgumentError(
             f"{ensemble} needs temperature_K > 0 (its thermostat's mass is set by the target temperature); at 0 K "

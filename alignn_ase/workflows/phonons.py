@@ -97,6 +97,13 @@ def phonons(
         raise InvalidArgumentError("phonons need a 3D periodic cell")
     if displacement <= 0:
         raise InvalidArgumentError(f"displacement must be positive (Å), got {displacement}")
+    mesh_values = np.atleast_1d(np.asarray(mesh, dtype=float))
+    if mesh_values.shape not in ((1,), (3,)) or not (np.isfinite(mesh_values).all() and (mesh_values > 0).all()):
+        # phonopy would quietly turn a length <= 0 into a Gamma-only 1x1x1 mesh
+        raise InvalidArgumentError(f"mesh must be a positive length (Å) or three positive integers, got {mesh}")
+    temps = np.asarray(temperatures, dtype=float)
+    if temps.ndim != 1 or temps.size == 0 or not (np.isfinite(temps).all() and (temps >= 0).all()):
+        raise InvalidArgumentError("temperatures must be a non-empty list of finite values >= 0 K")
     calc = get_calculator(atoms, calculator)
     unitcell = PhonopyAtoms(
         symbols=atoms.get_chemical_symbols(),

@@ -76,6 +76,8 @@ def relax(
         raise InvalidArgumentError(
             f"relax_cell=True needs a stress, which {type(calc).__name__} does not compute; pass relax_cell=False"
         )
+    if not np.isfinite(pressure_GPa):
+        raise InvalidArgumentError(f"pressure_GPa must be a finite number, got {pressure_GPa}")
     if pressure_GPa and not relax_cell:
         raise InvalidArgumentError(
             f"pressure_GPa={pressure_GPa} needs relax_cell=True: with a fixed cell an external pressure changes nothing"
