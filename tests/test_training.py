@@ -215,9 +215,10 @@ def test_readers_round_trip(tmp_path):
     folder = tmp_path / "idprop"
     folder.mkdir()
     lines = []
-    for i, a in enumerate(frames):
-        write(folder / f"POSCAR-{i}", a, format="vasp")
-        lines.append(f"POSCAR-{i},{a.info['epa']}")
+    for i, a in enumerate(frames):  # upstream's folders name POSCARs by id, with no suffix to tell the format
+        name = f"POSCAR-{i}" if i % 2 else f"JVASP-{i}"
+        write(folder / name, a, format="vasp")
+        lines.append(f"{name},{a.info['epa']}")
     (folder / "id_prop.csv").write_text("\n".join(lines) + "\n")
     got = read_dataset(folder, "formation_energy")
     assert [r.labels["formation_energy"] for r in got] == pytest.approx([a.info["epa"] for a in frames])
@@ -285,6 +286,9 @@ def test_bad_records_are_named_or_skipped(tmp_path, caplog):
         ({"task": {"force_weight": -10.0}}, "task.force_weight' must be >= 0"),
         ({"task": {"huber_delta": 0.0}}, "task.huber_delta' must be positive"),
         ({"data": {"group_key": "parent", "split_counts": [1, 1, 1]}}, "split_counts cannot be met with data.group_key"),
+        ({"task": {"energy_weight": 0.0, "force_weight": 0.0, "stress_weight": 0.0}}, "all 0: the loss would be 0"),
+        ({"task": {"kind": "classification", "target": "c", "threshold": 0.3, "num_classes": 3},
+          "model": {"architecture": "alignn"}}, "task.threshold' makes two classes"),
     ],
 )
 def test_config_errors_name_the_field(patch, message):
@@ -303,6 +307,9 @@ def test_cli_train_runs_a_yaml_config_and_names_bad_fields(tmp_path, dataset):
     cfg = run_config(tmp_path / "run", dataset, "forcefield", optim={"epochs": 1})
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "ok.yaml")]) == 0
+    # a learning rate written as people write it (YAML 1.1 would make 1e-3 a string)
+    (tmp_path / "lr.yaml").write_text(yaml.safe_dump(cfg).replace("lr: 0.003", "lr: 1e-3"))
+    assert load_config(tmp_path / "lr.yaml").optim.lr == 1e-3
     assert (tmp_path / "run" / "best_model" / "model.safetensors").is_file()
     cfg["optim"]["epochz"] = 2
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
@@ -429,6 +436,25 @@ def test_data_the_model_cannot_take_is_refused_before_training(tmp_path, dataset
     cfg = run_config(tmp_path / "cls", tmp_path / "c3.extxyz", "classification", task={"target": "c"})
     with pytest.raises(DatasetError, match=r"class 2 is outside 0..1 \(task.num_classes = 2\)"):
         train(cfg, progress=False)
+
+
+def test_freeze_matches_whole_module_names(tmp_path, dataset):
+    """'gcn_layers.1' freezes layer 1, not layers 10 and 11."""
+    from alignn_ase.training.trainer import _make_model
+
+    cfg = config_from_dict(run_config(tmp_path, dataset, "forcefield",
+                                      model={"params": {**TINY, "gcn_layers": 12}, "freeze": ["gcn_layers.1"]}))
+    model = _make_model(cfg, ["Al", "Cu"])
+    frozen = {name.split(".")[1] for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"1"}
+
+
+def test_a_non_finite_validation_loss_stops_training_with_a_clear_error(tmp_path, dataset, monkeypatch):
+    from alignn_ase.training import trainer
+
+    monkeypatch.setattr(trainer, "_run_eval", lambda *args: (float("nan"), {}))
+    with pytest.raises(FloatingPointError, match="validation loss became non-finite .* after epoch 1"):
+        train(run_config(tmp_path, dataset, "forcefield", optim={"epochs": 1}), progress=False)
 
 
 def test_finetune_can_switch_on_the_angle_energy_and_nothing_else(tmp_path, dataset):

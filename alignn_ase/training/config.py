@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -115,8 +116,8 @@ class ModelConfig:
             ``params`` may only repeat the loaded model's values or switch on
             parts that start at zero output (``angle_energy: true`` of an
             ``alignn_ase_smooth`` model).
-        freeze: parameter-name prefixes to keep fixed (e.g. ``atom_embedding``,
-            ``alignn_layers.0``).
+        freeze: modules or parameters to keep fixed, as leading parts of parameter names (e.g.
+            ``atom_embedding``, ``alignn_layers.0``; whole dotted parts: ``alignn_layers.1`` is not layer 10).
     """
 
     architecture: Architecture = "alignn_ase_smooth"
@@ -221,6 +222,12 @@ class TrainConfig:
             if getattr(t, name) < 0:
                 raise ConfigError(f"config: field 'task.{name}' must be >= 0 (0 leaves the term out), got "
                                   f"{getattr(t, name)}")
+        if t.kind == "forcefield" and t.energy_weight == t.force_weight == t.stress_weight == 0:
+            raise ConfigError("config: fields 'task.energy_weight', 'task.force_weight' and 'task.stress_weight' are "
+                              "all 0: the loss would be 0 and nothing would train")
+        if t.kind == "classification" and t.threshold is not None and t.num_classes != 2:
+            raise ConfigError(f"config: field 'task.threshold' makes two classes (at or below / above it), but "
+                              f"'task.num_classes' is {t.num_classes}")
         if not t.huber_delta > 0:
             raise ConfigError(f"config: field 'task.huber_delta' must be positive, got {t.huber_delta}")
 
@@ -232,6 +239,15 @@ class TrainConfig:
 def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
     """Validate a config mapping; raises :class:`~alignn_ase.errors.ConfigError` naming the bad field."""
     return parse_config(TrainConfig, data, where, error=ConfigError, strict=True)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with 1e-3 and 1.0e3 read as numbers (YAML 1.2, JSON); PyYAML's YAML 1.1 rules make them strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str], where: str = "config") -> dict[str, Any]:
@@ -247,7 +263,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], where: str =
             value = json.loads(text)  # YAML 1.1 would read 1e-3 as a string
         except json.JSONDecodeError:
             try:
-                value = yaml.safe_load(text)
+                value = yaml.load(text, Loader=_Loader)
             except yaml.YAMLError as exc:
                 raise ConfigError(f"{where}: override {item!r}: value is not valid YAML ({exc})") from None
         *parents, leaf = key.strip().split(".")
@@ -269,7 +285,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read training config {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        data = yaml.load(text, Loader=_Loader) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
     if overrides:

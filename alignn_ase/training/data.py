@@ -25,6 +25,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.io import read as ase_read
+from ase.io.formats import UnknownFileTypeError
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..errors import DatasetError
@@ -110,6 +111,12 @@ def read_id_prop(folder: Path, target: str) -> Iterator[Record | DatasetError]:
 def _read_structure(path: Path, rid: str) -> Atoms:
     try:
         return ase_read(path)
+    except UnknownFileTypeError:  # upstream's folders name POSCARs by id, without a suffix (JVASP-1)
+        try:
+            return ase_read(path, format="vasp")
+        except Exception as exc:  # ASE raises many types for unreadable files
+            raise DatasetError(f"record {rid}: cannot read structure {path} as a POSCAR, the format of a file "
+                               f"whose name gives none ({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # ASE raises many types for unreadable files
         raise DatasetError(f"record {rid}: cannot read structure {path} ({type(exc).__name__}: {exc})") from None
 

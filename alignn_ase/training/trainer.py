@@ -158,7 +158,9 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
         except CheckpointError as exc:  # here the config is the user's, not a checkpoint's
             raise ConfigError(str(exc)) from None
         _check_kind(model, t.kind, f"model {m.architecture!r} with params {m.params}")
-    frozen = [name for name, p in model.named_parameters() if any(name.startswith(f) for f in m.freeze)]
+    # whole dotted parts: "alignn_layers.1" freezes layer 1, not layers 10 and 11
+    frozen = [name for name, p in model.named_parameters()
+              if any(name == f or name.startswith(f.rstrip(".") + ".") for f in m.freeze)]
     if m.freeze and not frozen:
         raise ConfigError(f"config: model.freeze {m.freeze} matches no parameter name")
     for name, p in model.named_parameters():
@@ -589,6 +591,10 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
             count += len(idx)
         train_loss_sum, train_count = d.all_sum([loss_sum, float(count)])
         val_loss, val_metrics = _run_eval(eval_model, task, val_set, val_batches, device, dtype, d)
+        if not math.isfinite(val_loss):  # no best model could be chosen, and a resumed run would stay stuck
+            raise FloatingPointError(
+                f"validation loss became non-finite ({val_loss}) after epoch {epoch + 1}; lower optim.lr?"
+            )
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss_sum / max(train_count, 1.0),
                "val_loss": val_loss, **{f"val_{k}": v for k, v in val_metrics.items()},
                "seconds": time.perf_counter() - t0}
