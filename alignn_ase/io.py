@@ -375,7 +375,8 @@ def load_model(path_or_name: str | Path = "default", dtype: str | torch.dtype = 
 
 
 def save_model(model: ALIGNNModel, folder: str | Path, card: str | None = None) -> Path:
-    """Write ``model`` in alignn-ase's format: config.json, model.safetensors, MODEL_CARD.md."""
+    """Write ``model`` in alignn-ase's format: config.json, model.safetensors, and MODEL_CARD.md when ``card`` is
+    given; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(model, SmoothALIGNN):
