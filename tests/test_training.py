@@ -438,6 +438,14 @@ def test_data_the_model_cannot_take_is_refused_before_training(tmp_path, dataset
         train(cfg, progress=False)
 
 
+def test_device_and_init_from_errors_name_their_field(tmp_path, dataset):
+    with pytest.raises(ConfigError, match="field 'device': .*"):
+        train(run_config(tmp_path, dataset, "forcefield", device="tpu"), progress=False)
+    with pytest.raises(ConfigError, match="field 'model.init_from': unknown model"):
+        train(run_config(tmp_path, dataset, "forcefield", model={"init_from": str(tmp_path / "nowhere")}),
+              progress=False)
+
+
 def test_freeze_matches_whole_module_names(tmp_path, dataset):
     """'gcn_layers.1' freezes layer 1, not layers 10 and 11."""
     from alignn_ase.training.trainer import _make_model

@@ -41,7 +41,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..calculator import resolve_device
-from ..errors import CheckpointError, ConfigError, DatasetError, UnsupportedElementError
+from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArgumentError, UnsupportedElementError
 from ..io import ATOM_FEATURE_WIDTH, FORMAT, FORMAT_VERSION, build_model, load_model, resolve_dtype, save_model
 from ..nn.base import ALIGNNModel
 from ..nn.smooth import SmoothALIGNN
@@ -118,7 +118,10 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
     unless ``params.elements`` says otherwise, so it rejects elements it never saw."""
     m, t = cfg.model, cfg.task
     if m.init_from:
-        model = load_model(m.init_from, resolve_dtype(cfg.dtype))
+        try:
+            model = load_model(m.init_from, resolve_dtype(cfg.dtype))
+        except CheckpointError as exc:  # UnknownModelError included
+            raise ConfigError(f"config: field 'model.init_from': {exc}") from None
         logger.info("fine-tuning from %s", model.source)
         if m.params:
             model = _with_added_parts(model, m.params, m.init_from)
@@ -468,7 +471,10 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         config_from_dict(config) if isinstance(config, dict) else load_config(config)
     )
     d = _Dist.from_env()
-    device = resolve_device(cfg.device)
+    try:
+        device = resolve_device(cfg.device)
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"config: field 'device': {exc}") from None
     if d.world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda" and d.world_size > 1:
