@@ -37,8 +37,8 @@ def tune_malloc() -> bool:
 
     Does nothing (returns False) outside glibc, or when the environment already
     sets ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES``
-    (so ``MALLOC_TRIM_THRESHOLD_=131072`` in the environment keeps glibc's default
-    behaviour). Returns True when both thresholds were set.
+    (so setting one of them in the environment, e.g. ``MALLOC_TRIM_THRESHOLD_=131072``,
+    leaves the allocator to glibc and that setting). Returns True when both thresholds were set.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

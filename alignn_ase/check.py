@@ -75,16 +75,16 @@ class CheckResult:
 
 
 def builtin_structures() -> dict[str, Atoms]:
-    """Small cells with different chemistry, rattled and strained (seeded); the last, primitive fcc Cu, has
-    2.55 Å cell vectors, so an atom bonds to its own periodic images (what a supercell holds as distinct atoms)."""
+    """Small cells with different chemistry, rattled and strained (seeded); the last, hcp Cu with a = 2.55 Å, has
+    cell vectors so short that an atom bonds to its own periodic images (what a supercell holds as distinct atoms)."""
     rng = np.random.default_rng(7)
     si = bulk("Si", "diamond", a=5.43)
     nacl = bulk("NaCl", "rocksalt", a=5.64)
     cu3au = bulk("Cu", "fcc", a=3.75, cubic=True)
     cu3au.symbols[0] = "Au"
-    cu = bulk("Cu", "fcc", a=3.61)
+    cu = bulk("Cu", "hcp", a=2.55)  # two atoms: the rattle gives forces to check
     out = {}
-    for name, atoms in (("Si2", si), ("NaCl", nacl), ("Cu3Au", cu3au), ("Cu", cu)):
+    for name, atoms in (("Si2", si), ("NaCl", nacl), ("Cu3Au", cu3au), ("Cu2", cu)):
         strain = rng.normal(0.0, 0.015, (3, 3))
         atoms.set_cell(atoms.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
         atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)

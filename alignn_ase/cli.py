@@ -48,14 +48,23 @@ def read_structures(path: str | Path, index: str = "-1") -> list[Atoms]:
         raise FileNotFoundError(f"no such file: {path}")
     try:
         images = read(path, index=index)
-    except (StopIteration, IndexError):
-        raise InvalidStructureError(f"{path} has no frame at index {index!r}") from None
     except Exception as exc:  # ASE's readers raise anything from StopIteration to KeyError on bad input
+        frames = _frame_count(path)
+        if isinstance(exc, (StopIteration, IndexError)) and frames:  # a readable file, and an index beyond it
+            raise InvalidStructureError(f"{path} holds {frames} frame(s): none at index {index!r}") from None
         raise InvalidStructureError(f"cannot read a structure from {path}: {type(exc).__name__}: {exc}") from exc
     images = images if isinstance(images, list) else [images]
     if not images:
         raise InvalidStructureError(f"{path} holds no structure at index {index!r}")
     return images
+
+
+def _frame_count(path: Path) -> int:
+    """How many frames ASE reads from ``path`` (0 if it reads none)."""
+    try:
+        return len(read(path, index=":"))
+    except Exception:  # an unreadable file
+        return 0
 
 
 def read_one(args: argparse.Namespace) -> Atoms:
@@ -508,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             return args.func(args)
-        except (AlignnAseError, OSError, UnknownFileTypeError) as exc:
+        except (AlignnAseError, OSError, UnknownFileTypeError, FloatingPointError) as exc:  # the last: training
             if args.debug:
                 raise
             print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)

@@ -245,8 +245,9 @@ def line_graph(
     Backtracking pairs (w == u, reversed image) are included, as in DGL's
     ``line_graph(shared=True)`` that upstream uses. A bond from an atom to its
     own periodic image (u == v) satisfies dst(e1) == src(e1); DGL does not
-    pair it with itself, upstream's pure-torch builder does
-    (``pair_edge_with_itself=True``). With ``allowed`` (bool, E) only allowed
+    pair it with itself, upstream's pure-torch builder and alignn-ase's
+    ``radius`` graphs do (``pair_edge_with_itself=True``; see
+    :func:`alignn_ase.graph.pairs_bond_with_itself`). With ``allowed`` (bool, E) only allowed
     bonds take part, as either member. Returns int64 index arrays into the
     edge list.
     """

@@ -400,7 +400,15 @@ def test_training_reads_the_configured_energy_label(tmp_path):
     with pytest.raises(DatasetError, match="no energy label"):
         train(cfg, progress=False)
     cfg["data"]["energy_key"] = "free_energy"
-    assert len(train(cfg, progress=False).history) == 1
+    result = train(cfg, progress=False)
+    assert len(result.history) == 1
+    from alignn_ase.training import evaluate_dataset
+
+    with pytest.raises(DatasetError, match="no energy label"):
+        evaluate_dataset(result.best_model, tmp_path / "free.extxyz", {"kind": "forcefield"}, tmp_path / "test")
+    metrics = evaluate_dataset(result.best_model, tmp_path / "free.extxyz", {"kind": "forcefield"}, tmp_path / "test",
+                               energy_key="free_energy")
+    assert metrics["n"] == 8 and np.isfinite(metrics["energy_mae_eV_per_atom"])
     cfg["data"]["energy_key"] = "total_energy"
     with pytest.raises(ConfigError, match="energy_key"):
         config_from_dict(cfg)
@@ -455,6 +463,11 @@ def test_freeze_matches_whole_module_names(tmp_path, dataset):
     model = _make_model(cfg, ["Al", "Cu"])
     frozen = {name.split(".")[1] for name, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {"1"}
+    # each entry must match something: a typo beside a good entry is not ignored
+    cfg = config_from_dict(run_config(tmp_path, dataset, "forcefield",
+                                      model={"params": TINY, "freeze": ["gcn_layers.0", "alignn_layer"]}))
+    with pytest.raises(ConfigError, match=r"model.freeze entries \['alignn_layer'\] match no module"):
+        _make_model(cfg, ["Al", "Cu"])
 
 
 def test_a_non_finite_validation_loss_stops_training_with_a_clear_error(tmp_path, dataset, monkeypatch):

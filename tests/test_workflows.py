@@ -319,6 +319,18 @@ def test_md_rejects_bad_options():
         run_md(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]]), "npt_mtk", calculator=EMT(), output_dir=None)
     with pytest.raises(InvalidArgumentError, match="at least 2 atoms"):  # its momenta would become NaN
         run_md(bulk("Cu"), "nvt_langevin", calculator=EMT(), output_dir=None)
+    pair = bulk("Cu", cubic=True)
+    for ensemble, options, bad in [("nvt_langevin", {"friction_per_fs": -0.1}, "friction_per_fs=-0.1"),
+                                   ("nvt_bussi", {"tdamp_fs": 0.0}, "tdamp_fs=0.0"),
+                                   ("npt_berendsen", {"pdamp_fs": 0.0, "bulk_modulus_GPa": -1.0},
+                                    "pdamp_fs=0.0, bulk_modulus_GPa=-1.0"),
+                                   ("npt_mtk", {"pressure_GPa": float("nan")}, "pressure_GPa=nan"),
+                                   ("nve", {"seed": -1}, "seed=-1")]:
+        with pytest.raises(InvalidArgumentError, match=f"{ensemble}: bad {bad}"):
+            run_md(pair, ensemble, steps=1, calculator=EMT(), output_dir=None, **QUIET, **options)
+    # what an ensemble does not use is not checked; friction 0 is a valid Langevin setting; seed None is random
+    run_md(pair, "nve", steps=1, friction_per_fs=0.0, tdamp_fs=-1.0, calculator=EMT(), output_dir=None, **QUIET)
+    run_md(pair, "nvt_langevin", steps=1, friction_per_fs=0.0, seed=None, calculator=EMT(), output_dir=None, **QUIET)
 
 
 @pytest.mark.parametrize("ensemble", ["nvt_nose_hoover", "npt_mtk", "npt_mtk_full"])

@@ -6,6 +6,7 @@ Example: ``torchrun --nproc-per-node 2 -m alignn_ase.training config.yaml --set 
 import argparse
 import logging
 
+from ..allocator import tune_malloc
 from .config import load_config
 from .trainer import train
 
@@ -16,4 +17,5 @@ if __name__ == "__main__":
                         help="override a config entry (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    tune_malloc()  # this process is ours, as in the alignn-ase command
     train(load_config(args.config, args.overrides))

@@ -161,11 +161,15 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
         except CheckpointError as exc:  # here the config is the user's, not a checkpoint's
             raise ConfigError(str(exc)) from None
         _check_kind(model, t.kind, f"model {m.architecture!r} with params {m.params}")
-    # whole dotted parts: "alignn_layers.1" freezes layer 1, not layers 10 and 11
-    frozen = [name for name, p in model.named_parameters()
-              if any(name == f or name.startswith(f.rstrip(".") + ".") for f in m.freeze)]
-    if m.freeze and not frozen:
-        raise ConfigError(f"config: model.freeze {m.freeze} matches no parameter name")
+    def matches(name: str, entry: str) -> bool:  # whole dotted parts: "alignn_layers.1" is not layer 10
+        return name == entry or name.startswith(entry.rstrip(".") + ".")
+
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [f for f in m.freeze if not any(matches(name, f) for name in names)]
+    if unmatched:
+        raise ConfigError(f"config: model.freeze entries {unmatched} match no module or parameter name (e.g. "
+                          f"{', '.join(sorted({n.split('.')[0] for n in names})[:6])})")
+    frozen = [name for name in names if any(matches(name, f) for f in m.freeze)]
     for name, p in model.named_parameters():
         p.requires_grad_(name not in frozen)
     if frozen:

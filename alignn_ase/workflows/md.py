@@ -67,7 +67,7 @@ def run_md(
     bulk_modulus_GPa: float = 100.0,
     trajectory: str | Path | None = None,
     log_interval: int = 10,
-    seed: int = 0,
+    seed: int | None = 0,
     init_velocities: bool = True,
     output_dir: str | Path | None = "md_output",
     calculator: BaseCalculator | None = None,
@@ -101,7 +101,7 @@ def run_md(
             every ``log_interval`` steps and after the last; None for none.
         log_interval: log (CSV row, result arrays, trajectory frame) every this many steps,
             and after the last step.
-        seed: seeds the initial velocities and the stochastic thermostats.
+        seed: seeds the initial velocities and the stochastic thermostats (None: a fresh random seed).
         init_velocities: draw Maxwell-Boltzmann velocities at ``temperature_K`` and zero
             the total momentum; False keeps the momenta ``atoms`` has (e.g. to continue a run).
         output_dir: folder for ``md.csv``, the trajectory and, if the watchdog fires,
@@ -127,13 +127,14 @@ def run_md(
             f"need timestep_fs > 0, steps >= 0, log_interval >= 1, temperature_K >= 0 (got {timestep_fs}, "
             f"{steps}, {log_interval}, {temperature_K})"
         )
-    positive = {"friction_per_fs": friction_per_fs, "tdamp_fs": tdamp_fs, "pdamp_fs": pdamp_fs,
-                "bulk_modulus_GPa": bulk_modulus_GPa}
-    bad = {k: v for k, v in positive.items() if v is not None and not (np.isfinite(v) and v > 0)}
-    if bad or not np.isfinite(pressure_GPa) or int(seed) != seed or seed < 0:
+    bad = [f"{k}={v}" for k, v in _bad_parameters(ensemble, friction_per_fs, tdamp_fs, pdamp_fs,
+                                                         bulk_modulus_GPa, pressure_GPa).items()]
+    if seed is not None and not (isinstance(seed, (int, np.integer)) and seed >= 0):
+        bad.append(f"seed={seed!r}")
+    if bad:
         raise InvalidArgumentError(
-            f"need friction_per_fs, tdamp_fs, pdamp_fs and bulk_modulus_GPa > 0, a finite pressure_GPa and a "
-            f"seed >= 0 (got {', '.join(f'{k}={v}' for k, v in bad.items()) or f'pressure_GPa={pressure_GPa}, seed={seed}'})"
+            f"{ensemble}: bad {', '.join(bad)} (needs friction_per_fs >= 0, tdamp_fs, pdamp_fs and bulk_modulus_GPa "
+            "> 0, a finite pressure_GPa, and a seed that is None or an integer >= 0)"
         )
     if temperature_K <= 0 and ensemble in ("nvt_nose_hoover", "npt_mtk", "npt_mtk_full"):
         raise InvalidArgumentError(
@@ -228,6 +229,25 @@ def run_md(
     )
     logger.info("MD %s: %d steps, %s", ensemble, result.steps, result.summary())
     return result
+
+
+def _bad_parameters(
+    ensemble: str, friction: float, tdamp: float | None, pdamp: float | None, bulk_modulus: float, pressure: float
+) -> dict[str, float]:
+    """The parameters ``ensemble`` uses whose values it cannot take (None: the default time constant)."""
+    bad: dict[str, float] = {}
+    if ensemble == "nvt_langevin" and not (np.isfinite(friction) and friction >= 0):
+        bad["friction_per_fs"] = friction
+    if ensemble not in ("nve", "nvt_langevin") and tdamp is not None and not (np.isfinite(tdamp) and tdamp > 0):
+        bad["tdamp_fs"] = tdamp
+    if ensemble.startswith("npt"):
+        if pdamp is not None and not (np.isfinite(pdamp) and pdamp > 0):
+            bad["pdamp_fs"] = pdamp
+        if not np.isfinite(pressure):
+            bad["pressure_GPa"] = pressure
+        if ensemble == "npt_berendsen" and not (np.isfinite(bulk_modulus) and bulk_modulus > 0):
+            bad["bulk_modulus_GPa"] = bulk_modulus
+    return bad
 
 
 def _integrator(

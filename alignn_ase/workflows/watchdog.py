@@ -16,6 +16,9 @@ from ..neighbors import all_pairs
 
 logger = logging.getLogger(__name__)
 
+#: Å; the neighbour-list cut-off of the minimum-distance check (pairs closer than min_distance are then picked)
+_PAIR_CUTOFF = 3.0
+
 
 class Watchdog:
     """Checks every MD frame; raises :class:`~alignn_ase.errors.SimulationError` on the first bad one.
@@ -50,8 +53,11 @@ class Watchdog:
             return "non-finite positions"
         if not np.isfinite(atoms.get_momenta()).all():
             return "non-finite momenta"
-        # all_pairs, not vesin directly: it guards against the structures vesin cannot bin (an atom far away)
-        pairs = all_pairs(positions, atoms.cell.array, atoms.pbc, self.min_distance)
+        # all_pairs, not vesin directly: it guards against the structures vesin cannot bin (an atom far away); at a
+        # cut-off of a few Å, not at min_distance, where vesin's cell count would exceed its limit in any cell wider
+        # than ~23 Å and send every step to ASE's slower neighbour list
+        pairs = all_pairs(positions, atoms.cell.array, atoms.pbc, max(self.min_distance, _PAIR_CUTOFF))
+        pairs = pairs.select(pairs.distance < self.min_distance)
         d = pairs.distance
         if len(d) and d.min() < self.min_distance:
             k = int(np.argmin(d))

@@ -85,7 +85,8 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    model = load_model(args.run / args.checkpoint, "float64")  # exact for float32 and float64 checkpoints alike
+    # float64: exact for float32 and float64 checkpoints alike (a float32 one is written at twice its size)
+    model = load_model(args.run / args.checkpoint, "float64")
     out = HERE / "results" / f"{args.name}_heldout"
     out.mkdir(parents=True, exist_ok=True)
     known = set(model.config.elements or [])
