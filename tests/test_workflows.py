@@ -447,6 +447,42 @@ def test_phonons_of_a_stable_crystal(tmp_path, emt_cu_a0):
     assert "force_constants" in (tmp_path / "phonopy_params.yaml").read_text()
 
 
+class NoisyEMT(EMT):
+    """EMT with seeded noise on the forces (0.05 eV/Å): force constants that break translational invariance."""
+
+    def __init__(self):
+        super().__init__()
+        self.rng = np.random.default_rng(0)
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        self.results["forces"] = self.results["forces"] + self.rng.normal(0.0, 0.05, self.results["forces"].shape)
+
+
+def test_phonons_acoustic_check_reads_the_forces_before_symmetrisation(emt_cu_a0):
+    cu = bulk("Cu", "fcc", a=emt_cu_a0)
+    noisy = phonons(cu, supercell=(3, 3, 3), mesh=(4, 4, 4), calculator=NoisyEMT(), output_dir=None)
+    assert not noisy.acoustic_ok and not noisy.stable
+    assert np.abs(np.sort(np.abs(noisy.gamma_frequencies))[:3]).max() < 1e-3  # symmetrised: the sum rule imposed
+    assert phonons(cu, supercell=(3, 3, 3), mesh=(4, 4, 4), calculator=EMT(), output_dir=None).acoustic_ok
+
+
+def test_phonons_of_a_left_handed_cell_equal_those_of_the_right_handed_one(emt_cu_a0):
+    right = bulk("Cu", "fcc", a=emt_cu_a0)
+    left = right.copy()
+    left.set_cell(right.cell.array[[1, 0, 2]], scale_atoms=False)  # the same lattice, vectors swapped
+    assert np.linalg.det(left.cell.array) < 0
+    results = [phonons(a, supercell=(3, 3, 3), mesh=(4, 4, 4), calculator=EMT(), output_dir=None) for a in (right, left)]
+    np.testing.assert_allclose(results[1].heat_capacity, results[0].heat_capacity, rtol=1e-8, atol=1e-10)
+    for r in results:
+        r.phonopy.run_qpoints([[0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(*(r.phonopy.qpoints.frequencies for r in results), atol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="mesh must be"):
+        phonons(right, supercell=(2, 2, 2), mesh=(4.5, 4.5, 4.5), calculator=EMT(), output_dir=None)
+    with pytest.raises(InvalidArgumentError, match="whole number of points"):
+        eos(right, points=6.5, calculator=EMT(), output_dir=None)
+
+
 def test_phonons_report_imaginary_modes_of_an_unstable_crystal():
     # bcc copper is dynamically unstable (Bain path); EMT agrees
     result = phonons(bulk("Cu", "bcc", a=2.87), supercell=(4, 4, 4), mesh=(6, 6, 6), calculator=EMT(), output_dir=None)

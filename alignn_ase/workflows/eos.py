@@ -48,10 +48,12 @@ def eos(
         raise InvalidArgumentError("eos needs a 3D periodic cell")
     if eos_name not in eos_names:
         raise InvalidArgumentError(f"unknown EOS {eos_name!r}; use one of {eos_names}")
-    if not 0 < volume_range < 0.5 or points < 5:
-        raise InvalidArgumentError(f"need 0 < volume_range < 0.5 and points >= 5 (got {volume_range}, {points})")
+    if not 0 < volume_range < 0.5 or not float(points).is_integer() or points < 5:
+        raise InvalidArgumentError(
+            f"need 0 < volume_range < 0.5 and a whole number of points >= 5 (got {volume_range}, {points})"
+        )
     calc = get_calculator(atoms, calculator)
-    factors = np.linspace(1 - volume_range, 1 + volume_range, points)
+    factors = np.linspace(1 - volume_range, 1 + volume_range, int(points))
     structures = []
     for f in factors:
         scaled = atoms.copy()

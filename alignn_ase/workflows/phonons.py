@@ -86,7 +86,8 @@ def phonons(
             ``thermal_properties.png``; None writes nothing.
         primitive_matrix: phonopy's primitive matrix (``"auto"`` finds it by symmetry).
         symprec: symmetry tolerance, Å.
-        acoustic_tolerance: THz; the acoustic frequencies at Γ must satisfy |ω| below it,
+        acoustic_tolerance: THz; the acoustic frequencies at Γ of the force constants as the forces give them
+            (before symmetrisation imposes the acoustic sum rule) must satisfy |ω| below it,
             and modes below ``-acoustic_tolerance`` elsewhere count as imaginary.
 
     Returns a :class:`~alignn_ase.workflows.results.PhononResult`: the ``Phonopy`` object
@@ -98,17 +99,20 @@ def phonons(
     if displacement <= 0:
         raise InvalidArgumentError(f"displacement must be positive (Å), got {displacement}")
     mesh_values = np.atleast_1d(np.asarray(mesh, dtype=float))
-    if mesh_values.shape not in ((1,), (3,)) or not (np.isfinite(mesh_values).all() and (mesh_values > 0).all()):
+    if (mesh_values.shape not in ((1,), (3,)) or not (np.isfinite(mesh_values).all() and (mesh_values > 0).all())
+            or (mesh_values.shape == (3,) and not all(float(v).is_integer() for v in mesh_values))):
         # phonopy would quietly turn a length <= 0 into a Gamma-only 1x1x1 mesh
         raise InvalidArgumentError(f"mesh must be a positive length (Å) or three positive integers, got {mesh}")
     temps = np.asarray(temperatures, dtype=float)
     if temps.ndim != 1 or temps.size == 0 or not (np.isfinite(temps).all() and (temps >= 0).all()):
         raise InvalidArgumentError("temperatures must be a non-empty list of finite values >= 0 K")
     calc = get_calculator(atoms, calculator)
+    # phonopy takes right-handed cells only: a left-handed one is the same lattice with its vectors reversed
+    sign = -1.0 if np.linalg.det(atoms.cell.array) < 0 else 1.0
     unitcell = PhonopyAtoms(
         symbols=atoms.get_chemical_symbols(),
-        cell=atoms.cell.array,
-        scaled_positions=atoms.get_scaled_positions(),
+        cell=sign * atoms.cell.array,
+        scaled_positions=(sign * atoms.get_scaled_positions()) % 1.0,
         masses=atoms.get_masses(),
     )
     with warnings.catch_warnings():  # "auto" is our documented choice, not phonopy's v3-compatibility default
@@ -121,6 +125,10 @@ def phonons(
     results = calculate_many(structures, calc)
     ph.forces = np.array([r["forces"] for r in results[1:]]) - results[0]["forces"]
     ph.produce_force_constants()
+    # the acoustic check reads the force constants as the forces gave them: symmetrisation imposes the sum rule
+    ph.run_qpoints([[0.0, 0.0, 0.0]])
+    raw_gamma = ph.qpoints.frequencies[0]
+    raw_acoustic = np.sort(raw_gamma[np.argsort(np.abs(raw_gamma))[:3]])
     ph.symmetrize_force_constants()
     if np.abs(ph.force_constants).max() < 1e-8:
         raise InvalidArgumentError(
@@ -144,7 +152,7 @@ def phonons(
     result = PhononResult(
         phonopy=ph,
         gamma_frequencies=gamma,
-        acoustic_ok=bool(np.all(np.abs(acoustic) < acoustic_tolerance)),
+        acoustic_ok=bool(np.all(np.abs(raw_acoustic) < acoustic_tolerance)),
         acoustic_tolerance=acoustic_tolerance,
         imaginary_modes=imaginary,
         temperatures=np.asarray(tp.temperatures),
@@ -156,7 +164,8 @@ def phonons(
         result.files = _write(ph, Path(output_dir))
     if not result.acoustic_ok:
         logger.warning(
-            "acoustic frequencies at Γ are %s THz, not within ±%g THz", acoustic.round(4), acoustic_tolerance
+            "acoustic frequencies at Γ are %s THz before the force constants are symmetrised, not within ±%g THz "
+            "(the forces break translational invariance)", raw_acoustic.round(4), acoustic_tolerance
         )
     if imaginary:
         f, q = imaginary[0]

@@ -195,7 +195,8 @@ class PhononResult:
         phonopy: the ``Phonopy`` object with force constants, band structure, mesh,
             total DOS and thermal properties computed (phonopy's units: THz, kJ/mol, J/K/mol).
         gamma_frequencies: all frequencies at Γ, ascending, THz (negative = imaginary).
-        acoustic_ok: whether the three acoustic frequencies at Γ satisfy |ω| < ``acoustic_tolerance``.
+        acoustic_ok: whether the three acoustic frequencies at Γ satisfy |ω| < ``acoustic_tolerance`` before
+            the force constants are symmetrised (a check of the forces: symmetrisation imposes the sum rule).
         acoustic_tolerance: THz.
         imaginary_modes: ``(frequency THz, q-point in reduced coordinates)`` of the lowest
             mode at every band-path or mesh q-point away from Γ, and of the lowest optical mode
