@@ -177,6 +177,15 @@ def add_md(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
     p.add_argument("--tdamp", type=float, help="thermostat time constant, fs (default 100 time steps)")
     p.add_argument("--pdamp", type=float, help="barostat time constant, fs (default 1000 time steps)")
+    p.add_argument("--bulk-modulus", type=float, default=100.0,
+                   help="GPa, an estimate for npt_berendsen's volume steps (default 100)")
+    p.add_argument("--keep-velocities", action="store_true",
+                   help="start from the input's momenta (e.g. the final.extxyz of an earlier run) instead of drawing "
+                        "Maxwell-Boltzmann velocities")
+    p.add_argument("--min-distance", type=float, default=0.5,
+                   help="Å; the watchdog stops the run when two atoms come closer (default 0.5)")
+    p.add_argument("--max-temperature", type=float,
+                   help="K; the watchdog stops the run above it (default 10 x temperature + 1000)")
     p.add_argument("--repeat", type=int, nargs=3, metavar="N", help="run on this supercell of the input")
     p.add_argument("--log-interval", type=int, default=10, help="steps between CSV rows and trajectory frames")
     p.add_argument("--seed", type=int, default=0)
@@ -203,11 +212,15 @@ def cmd_md(args: argparse.Namespace) -> int:
         friction_per_fs=args.friction,
         tdamp_fs=args.tdamp,
         pdamp_fs=args.pdamp,
+        bulk_modulus_GPa=args.bulk_modulus,
         trajectory=args.trajectory,
         log_interval=args.log_interval,
         seed=args.seed,
+        init_velocities=not args.keep_velocities,
         output_dir=args.output_dir,
         calculator=make_calculator(args),
+        min_distance=args.min_distance,
+        max_temperature_K=args.max_temperature,
     )
     out = Path(args.output_dir)
     write_structures(out / "final.extxyz", result.atoms)

@@ -59,6 +59,23 @@ def test_md(files, capsys):
     assert (files / "md_output" / "md.png").stat().st_size > 1000
 
 
+def test_md_continues_with_the_final_velocities_and_takes_the_watchdog_limits(files, capsys):
+    import csv
+
+    def rows(folder):
+        with open(files / folder / "md.csv") as handle:
+            return list(csv.DictReader(handle))
+
+    assert run(capsys, "md", "Si.cif", "--repeat", "2", "2", "2", "--steps", "4", "--log-interval", "2")[0] == 0
+    assert run(capsys, "md", "md_output/final.extxyz", "--keep-velocities", "--steps", "2", "--output-dir", "again",
+               "--ensemble", "nve")[0] == 0
+    last, first = rows("md_output")[-1], rows("again")[0]
+    assert float(first["temperature_K"]) == pytest.approx(float(last["temperature_K"]), rel=1e-6)
+    code, _, err = run(capsys, "md", "Si.cif", "--repeat", "2", "2", "2", "--steps", "2", "--min-distance", "2.4",
+                       "--output-dir", "watched")
+    assert code == 1 and "watchdog limit 2.4 Å" in err
+
+
 def test_phonons(files, capsys):
     argv = [
         "phonons",

@@ -333,7 +333,7 @@ def test_md_rejects_bad_options():
     run_md(pair, "nvt_langevin", steps=1, friction_per_fs=0.0, seed=None, calculator=EMT(), output_dir=None, **QUIET)
 
 
-@pytest.mark.parametrize("ensemble", ["nvt_nose_hoover", "npt_mtk", "npt_mtk_full"])
+@pytest.mark.parametrize("ensemble", ["nvt_nose_hoover", "npt_mtk", "npt_mtk_full", "npt_berendsen"])
 def test_md_refuses_constraints_its_integrator_ignores(ensemble):
     # ASE's Nose-Hoover chain runs a slab with fixed atoms without complaint and cools it to 0 K
     slab = fcc111("Cu", (2, 2, 3), vacuum=5.0 if ensemble == "nvt_nose_hoover" else None, periodic=True)

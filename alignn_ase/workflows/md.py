@@ -269,9 +269,9 @@ def _integrator(
         # fixcm=False: ASE's centre-of-mass fixing is deprecated (it biases the sampled distribution);
         # the thermostat then also thermalises the centre of mass, which is correct Langevin dynamics.
         return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction, fixcm=False, rng=rng)
-    if atoms.constraints and ensemble in ("nvt_nose_hoover", "npt_mtk", "npt_mtk_full"):
-        # ASE's Nose-Hoover chain ignores constraints (measured: a slab with fixed atoms cooled to 0 K) and its
-        # MTK barostats refuse them
+    if atoms.constraints and ensemble in ("nvt_nose_hoover", "npt_mtk", "npt_mtk_full", "npt_berendsen"):
+        # ASE's Nose-Hoover chain ignores constraints (measured: a slab with fixed atoms cooled to 0 K), its MTK
+        # barostats refuse them, and Berendsen's scales every position with the cell (fixed atoms moved 0.04 Å)
         raise InvalidArgumentError(
             f"{ensemble} does not support constraints ({', '.join(type(c).__name__ for c in atoms.constraints)}); "
             "use nvt_langevin or nvt_bussi for constrained atoms"
