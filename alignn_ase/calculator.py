@@ -17,7 +17,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from tqdm import tqdm
 
 from .compute import autograd_derivatives, evaluate, functional_derivatives
-from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, InvalidStructureError
+from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, InvalidStructureError, UnsupportedElementError
 from .graph import MIN_CELL_VOLUME, AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
 from .io import load_model, resolve_dtype
 from .neighbors import SELF_TOLERANCE
@@ -326,7 +326,8 @@ class ALIGNNCalculator(Calculator):
         for i in group:
             try:
                 for m in models:
-                    m.check_elements(self._build(m, [structures[i]]).numbers)
+                    self._build(m, [structures[i]])
+                self._check_elements(torch.as_tensor(structures[i].numbers))
             except InvalidStructureError as own:
                 named = type(own)(f"structure {i} (of {len(structures)}): {own}")
                 named.structure_index = i
@@ -400,12 +401,23 @@ class ALIGNNCalculator(Calculator):
     def _build(self, model: ALIGNNModel, structures: list[Atoms]) -> AtomGraph:
         return build_graphs(structures, model.graph_settings, GRAPH_DTYPE, self.device, model.min_distance)
 
+    def _check_elements(self, numbers: torch.Tensor) -> None:
+        """Raise :class:`UnsupportedElementError` if the potential or a property model lacks an element (a
+        property model's by its name), before any model runs."""
+        self.model.check_elements(numbers)
+        for name, m in self.property_models.items():
+            try:
+                m.check_elements(numbers)
+            except UnsupportedElementError as exc:
+                raise UnsupportedElementError(f"property model {name!r}: {exc}") from None
+
     def _evaluate(
         self, graph: AtomGraph, property_graphs: dict[str, AtomGraph], with_stress: list[bool]
     ) -> list[dict[str, Any]]:
         """Results of the structures of a (batched) graph, one evaluation per model, with a stress for the
         structures flagged in ``with_stress`` (those with a 3D cell); ``property_graphs`` are the same
         structures' graphs for each property model."""
+        self._check_elements(graph.numbers)
         stress = all(with_stress) or ("where_defined" if any(with_stress) else False)
         out = self._run(self.model, graph, forces=True, stress=stress)
         self.n_model_evaluations += 1

@@ -112,6 +112,19 @@ def test_unknown_element_is_named(calc):
         _energy(Atoms("SiCu", positions=[[0, 0, 0], [2.2, 0, 0]]), restricted)
 
 
+def test_an_element_a_property_model_lacks_is_named_with_the_model_before_anything_runs():
+    prop = load_model("formation_energy_peratom")
+    prop._known_elements.zero_()
+    prop._known_elements[14] = True  # this copy knows Si only
+    calc = ALIGNNCalculator(properties={"fe_si": prop})
+    sio = Atoms("SiO", positions=[[0, 0, 0], [1.6, 0, 0]])
+    with pytest.raises(UnsupportedElementError, match="^property model 'fe_si': element\\(s\\) O not covered"):
+        _energy(sio, calc)
+    assert calc.n_model_evaluations == 0  # the potential did not run first
+    with pytest.raises(UnsupportedElementError, match="^structure 1 \\(of 2\\): property model 'fe_si'"):
+        calc.predict([Atoms("Si2", positions=[[0, 0, 0], [2.3, 0, 0]]), sio], progress=False)
+
+
 def _copy(tmp_path, name="pure_2_2_64_cgcnn"):
     dst = tmp_path / name
     shutil.copytree(UPSTREAM / name, dst)
