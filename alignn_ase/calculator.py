@@ -327,7 +327,9 @@ class ALIGNNCalculator(Calculator):
             try:
                 for m in models:
                     self._build(m, [structures[i]])
-                self._check_elements(torch.as_tensor(structures[i].numbers))
+                numbers = torch.as_tensor(structures[i].numbers)
+                self.model.check_elements(numbers)
+                self._check_property_elements(numbers)
             except InvalidStructureError as own:
                 named = type(own)(f"structure {i} (of {len(structures)}): {own}")
                 named.structure_index = i
@@ -401,10 +403,9 @@ class ALIGNNCalculator(Calculator):
     def _build(self, model: ALIGNNModel, structures: list[Atoms]) -> AtomGraph:
         return build_graphs(structures, model.graph_settings, GRAPH_DTYPE, self.device, model.min_distance)
 
-    def _check_elements(self, numbers: torch.Tensor) -> None:
-        """Raise :class:`UnsupportedElementError` if the potential or a property model lacks an element (a
-        property model's by its name), before any model runs."""
-        self.model.check_elements(numbers)
+    def _check_property_elements(self, numbers: torch.Tensor) -> None:
+        """Raise :class:`UnsupportedElementError`, naming the model, if a property model lacks an element: called
+        before the potential runs (which :func:`~alignn_ase.compute.evaluate` checks itself before it runs)."""
         for name, m in self.property_models.items():
             try:
                 m.check_elements(numbers)
@@ -417,7 +418,7 @@ class ALIGNNCalculator(Calculator):
         """Results of the structures of a (batched) graph, one evaluation per model, with a stress for the
         structures flagged in ``with_stress`` (those with a 3D cell); ``property_graphs`` are the same
         structures' graphs for each property model."""
-        self._check_elements(graph.numbers)
+        self._check_property_elements(graph.numbers)
         stress = all(with_stress) or ("where_defined" if any(with_stress) else False)
         out = self._run(self.model, graph, forces=True, stress=stress)
         self.n_model_evaluations += 1

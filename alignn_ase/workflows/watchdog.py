@@ -11,6 +11,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
+
 from ..errors import InvalidArgumentError, SimulationError
 from ..neighbors import all_pairs
 
