@@ -35,12 +35,12 @@ def main() -> None:
     cell = relax(bulk("Si", "diamond", a=5.43), fmax=1e-3, calculator=calc).atoms
     result = phonons(cell, supercell=(4, 4, 4), mesh=(20, 20, 20), calculator=calc, output_dir=args.out)
 
-    dulong_petit = 3 * len(cell) * units.kB * units.mol / units.J  # J/K/mol of primitive cells
+    dulong_petit = 3 * units.kB * units.mol / units.J  # 3R, J/K per mole of atoms
     fig = Figure(figsize=(4.5, 3.5), layout="tight")
     ax = fig.subplots()
-    ax.plot(result.temperatures, result.heat_capacity)
-    ax.axhline(dulong_petit, color="grey", ls="--", label="Dulong-Petit 3NR")
-    ax.set(xlabel="temperature (K)", ylabel="$C_V$ (J/K/mol)", title="Si heat capacity (harmonic)")
+    ax.plot(result.temperatures, result.heat_capacity / result.atoms_per_cell)
+    ax.axhline(dulong_petit, color="grey", ls="--", label="Dulong-Petit 3R")
+    ax.set(xlabel="temperature (K)", ylabel="$C_V$ (J/K per mol of atoms)", title="Si heat capacity (harmonic)")
     ax.legend()
     fig.savefig(args.out / "heat_capacity.png", dpi=120)
     logging.info("%s", json.dumps(result.summary(), indent=1))

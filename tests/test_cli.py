@@ -98,6 +98,9 @@ def test_phonons(files, capsys):
     summary = json.loads(out)
     assert summary["supercell_matrix"] == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
     assert set(summary["thermal"]) == {"0 K", "300 K"}
+    assert summary["atoms_per_primitive_cell"] == 2  # Si: thermal properties per mole of Si2 cells
+    at_300 = summary["thermal"]["300 K"]
+    assert at_300["heat_capacity_J_per_K_per_mol_atoms"] == at_300["heat_capacity_J_per_K_per_mol_cells"] / 2
     for name in ("phonopy_params.yaml", "band.yaml", "total_dos.dat", "thermal_properties.yaml", "phonons.png"):
         assert (files / "phonons_output" / name).is_file()
 

@@ -132,7 +132,8 @@ def test_relax_under_pressure_reports_the_enthalpy(emt_cu_a0, tmp_path):
     assert len(result.enthalpies) == len(result.energies)
     assert result.enthalpies[-1] < result.enthalpies[0]  # what the optimiser minimised
     summary = result.summary()
-    assert summary["pressure_GPa"] == 10.0 and summary["enthalpy_eV"] == pytest.approx(enthalpy, abs=1e-8)
+    assert summary["target_pressure_GPa"] == 10.0 and summary["enthalpy_eV"] == pytest.approx(enthalpy, abs=1e-8)
+    assert summary["pressure_GPa"] == pytest.approx(10.0, rel=0.01)  # the relaxed cell's, from its stress
     assert relax(start, fmax=0.01, **QUIET).summary()["enthalpy_eV"] is None
     assert result.plot(tmp_path / "relax.png").stat().st_size > 1000
 
@@ -438,8 +439,11 @@ def test_phonons_of_a_stable_crystal(tmp_path, emt_cu_a0):
     thz = reference.band_structure(q) / (units._hplanck / units._e * 1e12)  # eV -> THz
     np.testing.assert_allclose(result.phonopy.qpoints.frequencies, thz, atol=0.05)
     i = int(np.argmin(np.abs(result.temperatures - 1000)))
+    assert result.atoms_per_cell == 1  # fcc primitive cell: per mole of cells is per mole of atoms
     assert result.heat_capacity[i] == pytest.approx(3 * units.kB * units.mol / units.J, rel=0.02)  # Dulong-Petit
     assert result.heat_capacity[0] == pytest.approx(0, abs=1e-6)
+    thermal = result.summary()["thermal"]["1000 K"]
+    assert thermal["heat_capacity_J_per_K_per_mol_atoms"] == thermal["heat_capacity_J_per_K_per_mol_cells"]
     for name in ("phonopy_params.yaml", "band.yaml", "total_dos.dat", "thermal_properties.yaml"):
         assert (tmp_path / name).stat().st_size > 100
     for name in ("phonons.png", "thermal_properties.png"):

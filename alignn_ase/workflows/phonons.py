@@ -92,7 +92,7 @@ def phonons(
 
     Returns a :class:`~alignn_ase.workflows.results.PhononResult`: the ``Phonopy`` object
     (frequencies in THz), Γ frequencies (THz), imaginary modes, thermal properties
-    (kJ/mol, J/K/mol per mole of primitive cells) and the files written.
+    (kJ and J/K per mole of primitive cells, phonopy's units) and the files written.
     """
     if not is_3d_periodic(atoms):
         raise InvalidArgumentError("phonons need a 3D periodic cell")
@@ -159,6 +159,7 @@ def phonons(
         free_energy=np.asarray(tp.free_energy),
         entropy=np.asarray(tp.entropy),
         heat_capacity=np.asarray(tp.heat_capacity),
+        atoms_per_cell=len(ph.primitive),
     )
     if output_dir is not None:
         result.files = _write(ph, Path(output_dir))
@@ -238,9 +239,12 @@ def _write(ph: Phonopy, out: Path) -> dict[str, Path]:
     fig = plt.gcf()
     fig.set_size_inches(9, 4.5)
     fig.axes[0].set_ylabel("frequency (THz)")
+    fig.axes[-1].set_xlabel("DOS (states/THz per primitive cell)")
     fig.savefig(files["band_dos_plot"], dpi=120)
     plt.close(fig)
     fig = Figure(figsize=(5, 3.5), layout="tight")
-    ph.thermal_properties.plot(fig.subplots())
+    ax = fig.subplots()
+    ph.thermal_properties.plot(ax)
+    ax.set_title(f"per mole of primitive cells ({len(ph.primitive)} atoms)", fontsize=9)
     fig.savefig(files["thermal_plot"], dpi=120)
     return files

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from matplotlib.figure import Figure
 from phonopy import Phonopy
 
@@ -60,14 +60,16 @@ class RelaxResult:
         return None if self.enthalpies is None else float(self.enthalpies[-1])
 
     def summary(self) -> dict[str, Any]:
-        """Scalars and small arrays, with units in the key names."""
+        """Scalars and small arrays, with units in the key names (``pressure_GPa``: of the final cell, from its
+        stress; ``target_pressure_GPa``: the external pressure the cell was relaxed to)."""
         cell = self.atoms.cell
         return {
             "formula": self.atoms.get_chemical_formula(),
             "converged": self.converged,
             "steps": self.steps,
             "energy_eV": self.energy,
-            "pressure_GPa": self.pressure_GPa,
+            "target_pressure_GPa": self.pressure_GPa,
+            "pressure_GPa": _finite_or_none(-np.mean(self.stress[:3]) / units.GPa) if self.stress is not None else None,
             "enthalpy_eV": self.enthalpy,
             "max_force_eV_per_A": self.max_force,
             "stress_eV_per_A3": _floats(self.stress),
@@ -203,9 +205,11 @@ class PhononResult:
             at Γ (the acoustic ones are judged by ``acoustic_ok``), whose frequency is below
             ``-acoustic_tolerance``, most negative first.
         temperatures: K.
-        free_energy: Helmholtz vibrational free energy, kJ/mol (per mole of primitive cells).
-        entropy: J/K/mol.
-        heat_capacity: constant-volume heat capacity, J/K/mol.
+        free_energy: Helmholtz vibrational free energy, kJ per mole of primitive cells (phonopy's unit).
+        entropy: J/K per mole of primitive cells.
+        heat_capacity: constant-volume heat capacity, J/K per mole of primitive cells (divide by
+            ``atoms_per_cell`` for J/K per mole of atoms: Dulong-Petit is 3R = 24.9 J/K/mol of atoms).
+        atoms_per_cell: atoms in phonopy's primitive cell, the cell the thermal properties are per mole of.
         files: name -> path of every file written (empty without an output folder).
     """
 
@@ -218,6 +222,7 @@ class PhononResult:
     free_energy: np.ndarray
     entropy: np.ndarray
     heat_capacity: np.ndarray
+    atoms_per_cell: int
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -236,11 +241,13 @@ class PhononResult:
             "acoustic_ok": self.acoustic_ok,
             "imaginary_modes": [{"frequency_THz": f, "q": list(q)} for f, q in self.imaginary_modes[:10]],
             "n_imaginary_qpoints": len(self.imaginary_modes),
+            "atoms_per_primitive_cell": self.atoms_per_cell,
             "thermal": {
                 f"{t[i]:g} K": {
-                    "free_energy_kJ_per_mol": float(self.free_energy[i]),
-                    "entropy_J_per_K_mol": float(self.entropy[i]),
-                    "heat_capacity_J_per_K_mol": float(self.heat_capacity[i]),
+                    "free_energy_kJ_per_mol_cells": float(self.free_energy[i]),
+                    "entropy_J_per_K_per_mol_cells": float(self.entropy[i]),
+                    "heat_capacity_J_per_K_per_mol_cells": float(self.heat_capacity[i]),
+                    "heat_capacity_J_per_K_per_mol_atoms": float(self.heat_capacity[i]) / self.atoms_per_cell,
                 }
                 for i in picks
             },

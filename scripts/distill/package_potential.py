@@ -38,7 +38,7 @@ def group_table(frames: list, predictions: Path) -> str:
         e_err = abs(float(row["energy_per_atom_pred"]) - float(row["energy_per_atom"]))
         f_err = np.abs(np.array(json.loads(row["forces_pred"])) - np.array(json.loads(row["forces"]))).mean()
         per_group[atoms.info.get("group", "?")].append((e_err, f_err))
-    lines = ["| group | frames | energy MAE (meV/atom) | force MAE (eV/Å) |", "|---|---:|---:|---:|"]
+    lines = ["| group | frames | energy MAE (meV/atom) | force MAE, mean of per-frame MAEs (eV/Å) |", "|---|---:|---:|---:|"]
     for group, errs in sorted(per_group.items(), key=lambda kv: -len(kv[1])):
         e, f = np.mean(errs, axis=0)
         lines.append(f"| {group} | {len(errs)} | {1000 * e:.1f} | {f:.3f} |")
