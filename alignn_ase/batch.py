@@ -22,7 +22,7 @@ def predict(
     model: ModelSpec = "default",
     batch_size: int = 32,
     device: str | torch.device | None = None,
-    dtype: str | torch.dtype = "float32",
+    dtype: str | torch.dtype | None = None,
     properties: Sequence[ModelSpec] | Mapping[str, ModelSpec] | None = None,
     progress: bool = True,
     compile: bool = False,

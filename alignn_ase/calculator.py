@@ -71,7 +71,11 @@ def _as_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> ALIG
         )
     with torch.inference_mode(False):  # weights made in inference mode could not take part in the force backward
         model = copy.deepcopy(spec) if isinstance(spec, ALIGNNModel) else load_model(spec, dtype)
-        return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        model.embedding_tables = None  # a calculator's model passed on: its tables were made for its dtype
+        model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        if dtype == torch.float32:  # tables exact to float32 rounding; float64 keeps the exact MLPs
+            model.tabulate_embeddings()
+        return model
 
 
 class ALIGNNCalculator(Calculator):
@@ -89,8 +93,12 @@ class ALIGNNCalculator(Calculator):
             ``benchmarks/results/benchmark_cuda.md``), so single small cells
             run faster with ``device="cpu"``, while batches (:meth:`predict`,
             used by the phonon and EOS workflows) and large cells gain.
-        dtype: ``"float32"`` or ``"float64"``: the models' weights and arithmetic. Positions, cell
+        dtype: ``"float32"`` or ``"float64"``: the models' weights and arithmetic (default: a
+            loaded model's own dtype, float32 for a name or path). Positions, cell
             and bond vectors are formed in float64 either way, and site energies summed in float64.
+            In float32 the atom, bond and angle embeddings come from tables built once from the
+            exact MLPs (:mod:`~alignn_ase.nn.tabulate`; agreeing to float32 rounding); float64
+            evaluates the MLPs.
         properties: property models to evaluate at every geometry, as a list
             of names/paths/models (result key: the model's target name) or a
             mapping ``{result_key: name/path/model}``.
@@ -137,7 +145,7 @@ class ALIGNNCalculator(Calculator):
         self,
         model: ModelSpec = "default",
         device: str | torch.device | None = None,
-        dtype: str | torch.dtype = "float32",
+        dtype: str | torch.dtype | None = None,
         properties: Sequence[ModelSpec] | Mapping[str, ModelSpec] | None = None,
         skin: float = 1.0,
         compile: bool = False,
@@ -155,6 +163,8 @@ class ALIGNNCalculator(Calculator):
             )
         super().__init__(**kwargs)
         self.device = resolve_device(device)
+        if dtype is None:  # a loaded model keeps its own dtype; a name or path loads in float32
+            dtype = model.float_dtype if isinstance(model, ALIGNNModel) else torch.float32
         self.dtype = resolve_dtype(dtype)
         skin = check_skin(skin)
         self.model = _as_model(model, self.device, self.dtype)
@@ -186,14 +196,8 @@ class ALIGNNCalculator(Calculator):
         self._eager_properties: set[str] = set()  # property models whose compiled forward failed
         self._derivatives = autograd_derivatives
         if self.compiled:
-            # The potential: forward and backward compiled together as one program (torch.func.grad); property
-            # models: their forward. Module guards stay: compiled code is cached per code object, so without them a
-            # second model of the same class (e.g. another width) would run the first one's compiled graph
-            # (NOTES.md item 15).
             self.compile_mode = "functional"
-            self._derivatives = torch.compile(functional_derivatives, dynamic=True, options=_COMPILE_OPTIONS)
-            for m in self.property_models.values():
-                m.compile(dynamic=True, options=_COMPILE_OPTIONS)
+            self._compile()
         self.implemented_properties = ["energy", "free_energy", "forces", "stress"]
         if self.model.has_site_energies:
             self.implemented_properties.append("energies")
@@ -212,6 +216,33 @@ class ALIGNNCalculator(Calculator):
         self._property_graphs = {name: self._cache(m, 0.0) for name, m in self.property_models.items()}
         self.n_model_evaluations = 0
         self._warned_isolated = False
+
+    def _compile(self) -> None:
+        """Wrap the models in ``torch.compile`` as ``compile_mode`` says. The potential: forward and backward
+        compiled together as one program (torch.func.grad), or its forward alone; property models (but those
+        that failed to compile): their forward. Module guards stay: compiled code is cached per code object, so
+        without them a second model of the same class (e.g. another width) would run the first one's compiled
+        graph (NOTES.md item 15)."""
+        if self.compile_mode == "functional":
+            self._derivatives = torch.compile(functional_derivatives, dynamic=True, options=_COMPILE_OPTIONS)
+        elif self.compile_mode == "forward":
+            self.model.compile(dynamic=True, options=_COMPILE_OPTIONS)
+        for name, m in self.property_models.items():
+            if name not in self._eager_properties:
+                m.compile(dynamic=True, options=_COMPILE_OPTIONS)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For pickle and deepcopy: ``torch.compile``'s wrappers do not pickle, so a compiled calculator
+        travels without them (modules drop theirs themselves) and compiles again, in the mode it had
+        reached, when unpickled."""
+        state = self.__dict__.copy()
+        state["_derivatives"] = autograd_derivatives
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.compiled:
+            self._compile()
 
     def set(self, **kwargs: Any) -> dict[str, Any]:
         """Refuse to change settings: the model, dtype and graphs are fixed when the calculator is made."""
@@ -243,24 +274,26 @@ class ALIGNNCalculator(Calculator):
                 f"unknown propert{'ies' if len(unknown) > 1 else 'y'} {unknown}; this calculator implements "
                 f"{self.implemented_properties}"
             )
+        # refused before ASE takes the new geometry, so that the results of these atoms (energy, forces) stay
+        if "stress" in properties and not has_3d_cell(atoms if atoms is not None else self.atoms):
+            raise PropertyNotImplementedError("stress needs a 3D cell; this structure's cell volume is 0")
         super().calculate(atoms, properties, system_changes)
         # ASE now takes self.atoms as the geometry of self.results: drop the last geometry's results, so that an
         # error below does not leave them to be served for these atoms
         self.results = {}
         atoms = self.atoms
         with_stress = has_3d_cell(atoms)
-        if "stress" in properties and not with_stress:
-            raise PropertyNotImplementedError("stress needs a 3D cell; this structure's cell volume is 0")
         with torch.inference_mode(False):  # forces need autograd, also when the caller is in inference mode
             graph = self._graphs(atoms)
-            self._warn_isolated(graph)
+            self._warn_isolated(graph, bool(atoms.pbc.any()))
             props = {name: cache(atoms) for name, cache in self._property_graphs.items()}
             (self.results,) = self._evaluate(graph, props, [with_stress])
 
-    def _warn_isolated(self, graph: AtomGraph) -> None:
-        """Log a warning (once per calculator) when an atom of a structure with more than one atom has
-        no neighbour within the potential's cut-off: the model then sees it as an isolated atom."""
-        if self._warned_isolated or graph.num_atoms < 2:
+    def _warn_isolated(self, graph: AtomGraph, periodic: bool) -> None:
+        """Log a warning (once per calculator) when an atom of a periodic structure, or of a molecule with more
+        than one atom, has no neighbour (periodic images included) within the potential's cut-off: the model
+        then sees it as an isolated atom."""
+        if self._warned_isolated or (graph.num_atoms < 2 and not periodic):
             return
         isolated = int((torch.bincount(graph.src, minlength=graph.num_atoms) == 0).sum())
         if isolated:
@@ -393,7 +426,7 @@ class ALIGNNCalculator(Calculator):
         self.compile_mode = COMPILE_MODES[COMPILE_MODES.index(self.compile_mode) + 1]
         self._derivatives = autograd_derivatives
         if self.compile_mode == "forward":
-            self.model.compile(dynamic=True, options=_COMPILE_OPTIONS)
+            self._compile()
             logger.warning("torch.compile of the potential's forward and backward together failed (%s); "
                            "compiling its forward alone, with autograd for the backward", reason)
         else:

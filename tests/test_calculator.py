@@ -182,7 +182,8 @@ def test_a_failed_calculation_leaves_no_results_of_the_previous_structure():
     mol = molecule("H2O")
     with pytest.raises(PropertyNotImplementedError, match="3D cell"):
         calc.calculate(mol, ["energy", "stress"])
-    assert calc.results == {}
+    # refused before the new geometry is taken: the results kept are still those of calc.atoms, the Si cell
+    assert calc.atoms.get_chemical_formula() == "Si2" and calc.results["energy"] == si_energy
     assert calc.get_potential_energy(mol) != si_energy
     overlapping = Atoms("Si2", positions=[[0, 0, 0], [0.05, 0, 0]])
     with pytest.raises(InvalidStructureError, match="apart"):
@@ -237,14 +238,26 @@ def test_checkpoint_dict_and_latest_checkpoint_file(tmp_path):
     assert not model.is_potential and model.property_name == "is_metal"
 
 
+def test_a_loaded_model_keeps_its_dtype_unless_told():
+    """A model object runs in its own dtype (a float64 model gives float64 results); names and paths load in
+    float32; an explicit dtype wins."""
+    assert ALIGNNCalculator(smooth_model().double(), device="cpu").dtype == torch.float64
+    assert ALIGNNCalculator(smooth_model(), device="cpu").dtype == torch.float32
+    assert ALIGNNCalculator(smooth_model().double(), device="cpu", dtype="float32").dtype == torch.float32
+    assert ALIGNNCalculator(UPSTREAM / "pure_2_2_64_cgcnn", device="cpu").dtype == torch.float32
+
+
 def test_stress_of_a_molecule_is_refused_clearly():
     from ase.build import molecule
 
     mol = molecule("H2O")
     mol.calc = calc64()
-    mol.get_forces()
+    forces = mol.get_forces()
     with pytest.raises(PropertyNotImplementedError, match="3D cell"):
         mol.get_stress()
+    # the refusal leaves this geometry's results (what ASE's writers and ase.db save)
+    assert mol.calc.get_property("forces", mol, allow_calculation=False) is not None
+    np.testing.assert_array_equal(mol.calc.results["forces"], forces)
 
 
 def test_atoms_without_neighbours_are_warned_about_once(caplog):
@@ -264,3 +277,9 @@ def test_atoms_without_neighbours_are_warned_about_once(caplog):
         far.rattle(0.01, seed=0)
         far.get_potential_energy()
     assert caplog.text.count("no neighbour") == 1
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="alignn_ase.calculator"):  # the one-atom primitive cell too
+        primitive = bulk("Cs", "bcc", a=6.05)
+        primitive.calc = calc64()
+        primitive.get_potential_energy()
+    assert "1 of 1 atoms have no neighbour" in caplog.text

@@ -4,8 +4,10 @@ Every reuse or batching result is compared with the plain one-structure,
 fresh-graph path in float64.
 """
 
+import copy
 import json
 import os
+import pickle
 import platform
 import subprocess
 import sys
@@ -33,7 +35,7 @@ from alignn_ase import (
 from alignn_ase import compute
 from alignn_ase.compute import evaluate
 from alignn_ase.neighbors import Edges, _rank_by_distance
-from alignn_ase.nn import layers
+from alignn_ase.nn import layers, tabulate
 from alignn_ase.nn.layers import EdgeGatedGraphConv, edge_endpoints
 from alignn_ase.nn.smooth import SmoothALIGNN, SmoothConfig
 
@@ -461,3 +463,85 @@ def test_the_command_line_tunes_the_allocator(monkeypatch, capsys):
     monkeypatch.setattr("alignn_ase.cli.tune_malloc", lambda: calls.append(1) or True)
     assert alignn_ase.cli.main(["info"]) == 0
     assert calls == [1]
+
+
+def test_hermite_table_matches_its_function_in_value_and_derivative(monkeypatch):
+    """A table built in float64 reproduces a Gaussian-basis embedding and its derivative between the knots (the
+    cubic Hermite error) and is flat beyond its end; a coarse grid is refined, and a table that cannot be made
+    accurate within the size limit is not built."""
+    torch.manual_seed(3)
+    embedding = torch.nn.Sequential(layers.RBFExpansion(0.0, 5.0, 40), layers.MLPLayer(40, 16)).double().eval()
+    table = tabulate.hermite_table(embedding, 0.0, 7.0, 0.01 / np.sqrt(embedding[0].gamma), torch.float64)
+    x = torch.rand(500, dtype=torch.float64) * 7.0
+    y, dy = torch.func.jvp(embedding, (x,), (torch.ones_like(x),))
+    yt, dyt = torch.func.jvp(table, (x,), (torch.ones_like(x),))
+    assert (yt - y).abs().max() < 1e-8 * y.abs().max()  # measured 4e-9
+    assert (dyt - dy).abs().max() < tabulate.MAX_RELATIVE_ERROR * dy.abs().max()
+    beyond = torch.tensor([7.5, 9.0, 30.0], dtype=torch.float64, requires_grad=True)
+    out = table(beyond)
+    torch.testing.assert_close(out, embedding(beyond.detach()), rtol=0, atol=1e-12)  # the embedding is flat there
+    assert torch.autograd.grad(out.sum(), beyond)[0].abs().max() == 0
+    coarse = tabulate.hermite_table(embedding, 0.0, 7.0, 0.5, torch.float64)  # refined until accurate
+    assert coarse.intervals >= 8 * 14 and coarse.intervals % 14 == 0
+    monkeypatch.setattr(tabulate, "MAX_TABLE_BYTES", 4 * 16 * 8 * 14 * 4)  # room for two refinements, not enough
+    assert tabulate.hermite_table(embedding, 0.0, 7.0, 0.5, torch.float64) is None  # the MLP is kept
+
+
+@pytest.mark.parametrize("name", ["smooth", "pure_2_2_64_cgcnn", "atomwise_radius"])
+def test_float32_embedding_tables_agree_with_the_mlps_to_float32_rounding(name):
+    """The float32 calculator's tables (atom, bond and angle embeddings) against the exact MLPs in float64: within
+    a few times the error of float32 MLPs themselves; for potentials and a classic (BatchNorm) property model."""
+    model = smooth_model(seed=4) if name == "smooth" else load_model(UPSTREAM / name)
+    prop = {"prop": UPSTREAM / "classic_4_4_256"}
+    tabulated = ALIGNNCalculator(model, device="cpu", skin=0.0, properties=prop)
+    for m in (tabulated.model, tabulated.property_models["prop"]):
+        tables = m.embedding_tables
+        assert tables is not None and tables.bonds is not None and tables.angles is not None
+    plain = ALIGNNCalculator(model, device="cpu", skin=0.0, properties=prop)
+    plain.model.embedding_tables = plain.property_models["prop"].embedding_tables = None
+    exact = ALIGNNCalculator(model, device="cpu", dtype="float64", skin=0.0, properties=prop)
+    assert exact.model.embedding_tables is None  # float64 evaluates the MLPs
+    structures = [random_crystal("Si2O3Na", seed=6), bulk("Cu", cubic=True).repeat(2), _mixed_structures()[3]]
+    for atoms in structures:
+        atoms.rattle(0.05, seed=1)
+        ref = _results(exact, atoms)
+        errors = {}
+        for label, calc in (("tables", tabulated), ("mlp", plain)):
+            res = _results(calc, atoms)
+            assert set(res) == set(ref) and "prop" in res
+            errors[label] = {k: np.abs(res[k] - ref[k]).max() / max(np.abs(ref[k]).max(), 1e-3) for k in ref}
+        for k, err in errors["tables"].items():
+            assert err < 3 * errors["mlp"][k] + 2e-6, (atoms.get_chemical_formula(), k, errors)
+
+
+def test_embedding_tables_leave_the_state_dict_alone(tmp_path):
+    """Tables are inference state: the calculator's model saves as its MLP weights, a tabulated model passed to a
+    float64 calculator evaluates the MLPs again, and a model in training mode is not tabulated."""
+    model = smooth_model(seed=2)
+    calc = ALIGNNCalculator(model, device="cpu", skin=0.0)
+    assert calc.model.embedding_tables is not None
+    assert calc.model.state_dict().keys() == model.state_dict().keys()
+    alignn_ase.save_model(calc.model, tmp_path / "saved")
+    again = load_model(tmp_path / "saved")
+    assert again.embedding_tables is None
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
+    assert ALIGNNCalculator(calc.model, device="cpu", dtype="float64").model.embedding_tables is None
+    with pytest.raises(InvalidArgumentError, match="eval"):
+        smooth_model().train().tabulate_embeddings()
+
+
+def test_compiled_float32_calculator_with_tables_equals_eager_and_pickles():
+    """Compiled float32 (tables inside the compiled program) against eager; a compiled calculator pickled or
+    deep-copied (for multiprocessing) compiles again and gives the same numbers."""
+    model = smooth_model(seed=7)
+    eager = ALIGNNCalculator(model, device="cpu", skin=0.0)
+    compiled = ALIGNNCalculator(model, device="cpu", skin=0.0, compile=True)
+    atoms = random_crystal("Si2O3Na", seed=3)
+    a, b = _results(compiled, atoms), _results(eager, atoms)
+    assert compiled.compile_mode == "functional"
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5, err_msg=k)
+    for again in (pickle.loads(pickle.dumps(compiled)), copy.deepcopy(compiled)):
+        assert again.compile_mode == "functional" and again._derivatives is not compute.autograd_derivatives
+        _assert_same(_results(again, atoms), a, tol=1e-6)

@@ -7,9 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from ..features import check_elements, element_mask, feature_table
 from ..graph import AtomGraph, GraphSettings
 from .layers import Endpoints
+from .tabulate import EmbeddingTables, embedding_tables
 
 
 class ALIGNNModel(nn.Module):
@@ -57,6 +59,8 @@ class ALIGNNModel(nn.Module):
         table, known = feature_table(atom_features)
         self.register_buffer("_feature_table", table.float(), persistent=False)
         self.register_buffer("_known_elements", element_mask(elements, known), persistent=False)
+        #: inference-time tables of the embeddings (:meth:`tabulate_embeddings`); None: the MLPs are evaluated
+        self.embedding_tables: EmbeddingTables | None = None
 
     @property
     def float_dtype(self) -> torch.dtype:
@@ -70,6 +74,33 @@ class ALIGNNModel(nn.Module):
     def atom_inputs(self, numbers: torch.Tensor) -> torch.Tensor:
         """(N, F) input features of atoms with atomic numbers ``numbers``."""
         return self._feature_table[numbers]
+
+    def embed_atoms(self, numbers: torch.Tensor) -> torch.Tensor:
+        """(N, H) embedded features of atoms with atomic numbers ``numbers``."""
+        if self.embedding_tables is not None:
+            return self.embedding_tables.atoms.index_select(0, numbers)
+        return self.atom_embedding(self.atom_inputs(numbers))
+
+    def embed_bonds(self, x: torch.Tensor) -> torch.Tensor:
+        """(E, H) embedded features of bonds from (E,) bond lengths (Å) or envelope values."""
+        tables = self.embedding_tables
+        return self.edge_embedding(x) if tables is None or tables.bonds is None else tables.bonds(x)
+
+    def embed_angles(self, cosines: torch.Tensor) -> torch.Tensor:
+        """(T, H) embedded features of triplets from their (T,) bond-angle cosines."""
+        tables = self.embedding_tables
+        return self.angle_embedding(cosines) if tables is None or tables.angles is None else tables.angles(cosines)
+
+    def tabulate_embeddings(self) -> None:
+        """Evaluate the embeddings from tables from now on (:mod:`~alignn_ase.nn.tabulate`), in the model's
+        current dtype and on its device: for inference with frozen weights only (the tables do not follow
+        later changes of the weights, nor carry their gradients). The state_dict is unchanged."""
+        if self.training:
+            raise InvalidArgumentError("tabulate_embeddings() is for inference: call model.eval() first")
+        with torch.no_grad():
+            self.embedding_tables = embedding_tables(
+                self.atom_embedding, self._feature_table, self.edge_embedding, self.angle_embedding
+            )
 
     def config_dict(self) -> dict[str, Any]:
         """The JSON-serialisable config that rebuilds this architecture (see :mod:`alignn_ase.io`)."""

@@ -120,9 +120,9 @@ class SmoothALIGNN(ALIGNNModel):
         edge_weight = polynomial_envelope(d / c.cutoff, c.envelope_exponent)
         three_body = polynomial_envelope(d / c.three_body_cutoff, c.envelope_exponent)
         e1, e2 = graph.triplet_e1, graph.triplet_e2
-        x = self.atom_embedding(self.atom_inputs(graph.numbers).to(r.dtype))
-        y = self.edge_embedding(d)
-        z = self.angle_embedding(bond_cosines(r, e1, e2))
+        x = self.embed_atoms(graph.numbers)
+        y = self.embed_bonds(d)
+        z = self.embed_angles(bond_cosines(r, e1, e2))
         triplet_weight = gather_rows(three_body, e1) * gather_rows(three_body, e2)
         x, z = run_layers(
             self, x, y, z, graph.src, graph.dst, e1, e2, edge_weight, triplet_weight, bond_endpoints, c.angle_energy

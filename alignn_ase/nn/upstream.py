@@ -154,9 +154,9 @@ class ALIGNN(ALIGNNModel):
     def forward(
         self, graph: AtomGraph, r: torch.Tensor, bond_endpoints: Endpoints | None = None
     ) -> dict[str, torch.Tensor]:
-        x = self.atom_embedding(self.atom_inputs(graph.numbers).to(r.dtype))
-        y = self.edge_embedding(r.norm(dim=1))
-        z = self.angle_embedding(bond_cosines(r, graph.triplet_e1, graph.triplet_e2))
+        x = self.embed_atoms(graph.numbers)
+        y = self.embed_bonds(r.norm(dim=1))
+        z = self.embed_angles(bond_cosines(r, graph.triplet_e1, graph.triplet_e2))
         e1, e2 = graph.triplet_e1, graph.triplet_e2
         x, _ = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, bond_endpoints=bond_endpoints)
         out = self.fc(scatter_mean(x, graph.atom_graph, graph.num_graphs))
@@ -264,16 +264,16 @@ class ALIGNNAtomwise(ALIGNNModel):
     ) -> dict[str, torch.Tensor]:
         c = self.config
         d = r.norm(dim=1)
-        x = self.atom_embedding(self.atom_inputs(graph.numbers).to(r.dtype))
-        z = self.angle_embedding(bond_cosines(r, graph.triplet_e1, graph.triplet_e2))
+        x = self.embed_atoms(graph.numbers)
+        z = self.embed_angles(bond_cosines(r, graph.triplet_e1, graph.triplet_e2))
         if c.use_cutoff_function:
             envelope = polynomial_envelope(d / c.inner_cutoff, c.exponent)
             if c.multiply_cutoff:
-                y = self.edge_embedding(d) * envelope.unsqueeze(1)
+                y = self.embed_bonds(d) * envelope.unsqueeze(1)
             else:
-                y = self.edge_embedding(envelope)  # upstream feeds the envelope value to the RBF
+                y = self.embed_bonds(envelope)  # upstream feeds the envelope value to the RBF
         else:
-            y = self.edge_embedding(d)
+            y = self.embed_bonds(d)
         e1, e2 = graph.triplet_e1, graph.triplet_e2
         x, _ = run_layers(self, x, y, z, graph.src, graph.dst, e1, e2, bond_endpoints=bond_endpoints)
         out = self.fc(scatter_mean(x, graph.atom_graph, graph.num_graphs))
