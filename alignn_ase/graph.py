@@ -8,7 +8,6 @@ bond vectors are computed in torch from positions and cell
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -26,7 +25,6 @@ from .neighbors import (
     knearest_edges,
     line_graph,
     nearest_per_source,
-    radius_edges,
     upstream_radius_edges,
     within_cutoff,
 )
@@ -262,6 +260,18 @@ def build_graphs(
     if len(structures) == 0:
         raise InvalidArgumentError("cannot build a graph of an empty list of structures")
     pair_lists = [_pairs_checked(atoms, settings.cutoff, min_distance) for atoms in structures]
+    return _graph_from_pairs(structures, pair_lists, settings, dtype, device)
+
+
+def _graph_from_pairs(
+    structures: Sequence[Atoms],
+    pair_lists: Sequence[Edges],
+    settings: GraphSettings,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> AtomGraph:
+    """The graph of ``structures`` from, for each, every pair within ``settings.cutoff`` or further (with its
+    distance at the structure's geometry): bonds per the strategy, then the line graph."""
     n_atoms = np.array([len(a) for a in structures])
     offsets = np.cumsum(n_atoms) - n_atoms
     n_total = int(n_atoms.sum())
@@ -342,63 +352,11 @@ def pairs_bond_with_itself(settings: GraphSettings) -> bool:
     return settings.strategy in ("radius", "pure_torch")
 
 
-def _line_graph_sorted(
-    src: torch.Tensor, dst: torch.Tensor, n_atoms: int, allowed: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`~alignn_ase.neighbors.line_graph` of a ``radius`` graph (a self-image bond paired with itself, see
-    :func:`pairs_bond_with_itself`) in torch, for bonds sorted by src."""
-    ids = torch.arange(src.shape[0], device=src.device) if allowed is None else torch.nonzero(allowed).squeeze(1)
-    s, d = src.index_select(0, ids), dst.index_select(0, ids)
-    out_degree = torch.bincount(s, minlength=n_atoms)
-    first_out = torch.cumsum(out_degree, 0) - out_degree
-    partners = out_degree.index_select(0, d)  # bonds v->w continuing each u->v
-    total = int(partners.sum())
-    e1 = torch.repeat_interleave(torch.arange(ids.shape[0], device=src.device), partners, output_size=total)
-    rank = torch.arange(total, device=src.device) - torch.repeat_interleave(
-        torch.cumsum(partners, 0) - partners, partners, output_size=total
-    )
-    e2 = first_out.index_select(0, d).index_select(0, e1) + rank
-    return ids.index_select(0, e1), ids.index_select(0, e2)
-
-
-def restrict_graph(graph: AtomGraph, settings: GraphSettings, min_distance: float = 0.0) -> AtomGraph:
-    """The exact ``"radius"`` graph at ``graph``'s positions and cell, from a bond list built with a skin.
-
-    ``graph`` holds bonds sorted by source atom, gathered out to a cut-off
-    beyond ``settings.cutoff`` at some earlier geometry (its line graph is
-    ignored). Keeps the bonds with ``SELF_TOLERANCE < d <= cutoff`` at the
-    current geometry and builds the line graph among those within
-    ``three_body_cutoff``: the graph :func:`build_graph` finds from scratch,
-    as long as the bond list still holds every bond within the cut-off
-    (:class:`GraphCache` ensures it). Raises :class:`InvalidStructureError` for
-    atoms closer than ``min_distance`` (Å).
-    """
-    with torch.no_grad():
-        d = graph.bond_vectors().norm(dim=1)
-    if min_distance > 0 and bool((d < min_distance).any()):
-        close = (d < min_distance).cpu().numpy()
-        pairs = Edges(
-            graph.src.cpu().numpy()[close],
-            graph.dst.cpu().numpy()[close],
-            graph.shift.cpu().numpy()[close].astype(np.int64),
-            d.cpu().numpy()[close],
-        )
-        check_min_distance(graph.numbers.cpu().numpy(), pairs, min_distance)
-    bonds = torch.nonzero((d > SELF_TOLERANCE) & (d <= settings.cutoff)).squeeze(1)
-    src, dst = graph.src.index_select(0, bonds), graph.dst.index_select(0, bonds)
-    allowed = None
-    if settings.three_body_cutoff is not None and settings.three_body_cutoff < settings.cutoff:
-        allowed = d.index_select(0, bonds) <= settings.three_body_cutoff
-    e1, e2 = _line_graph_sorted(src, dst, graph.num_atoms, allowed)
-    return dataclasses.replace(
-        graph,
-        src=src,
-        dst=dst,
-        shift=graph.shift.index_select(0, bonds),
-        edge_graph=graph.edge_graph.index_select(0, bonds),
-        triplet_e1=e1,
-        triplet_e2=e2,
-    )
+def _pairs_at(pairs: Edges, shift: np.ndarray, atoms: Atoms) -> Edges:
+    """``pairs`` (atom indices and cell shifts; ``shift``: the shifts as floats) with their distances (Å) at
+    ``atoms``' positions and cell."""
+    vectors = atoms.positions[pairs.dst] - atoms.positions[pairs.src] + shift @ atoms.cell.array
+    return pairs._replace(distance=np.sqrt(np.einsum("ij,ij->i", vectors, vectors)))
 
 
 @dataclass
@@ -419,10 +377,11 @@ class GraphCache:
     i.e. models whose graph is every bond within the cut-off) the bond list is
     gathered out to ``cutoff + skin`` and rebuilt only when a bond that was
     outside ``cutoff + skin`` at the last build could have come within
-    ``cutoff``. Each call recomputes the bond lengths from the new positions
-    and cell with the stored cell shifts, keeps the bonds within the cut-off
-    and builds their line graph in torch (:func:`restrict_graph`): the same
-    graph a fresh build gives, so results agree to float rounding.
+    ``cutoff``. Each call recomputes the pairs' lengths from the new positions
+    and cell with the stored cell shifts, checks the minimum distance, and
+    builds the graph from them with the code of a fresh build (bonds within
+    the cut-off, their line graph; numpy on the host, one copy to the device):
+    the graph a fresh build gives, so results agree to float rounding.
 
     Rebuild test: write the new cell as ``cell_new = cell_old @ A``; with
     ``delta`` the largest distance of an atom from its old position mapped by
@@ -456,7 +415,8 @@ class GraphCache:
         self.device = device
         self.min_distance = float(min_distance)
         self.n_builds = 0
-        self._bonds: AtomGraph | None = None
+        self._pairs: Edges | None = None  # every pair within cutoff + skin at the last build
+        self._shift = np.zeros((0, 3))
         self._reference: _Reference | None = None
 
     def __call__(self, atoms: Atoms) -> AtomGraph:
@@ -464,30 +424,21 @@ class GraphCache:
         if self.skin == 0:
             self.n_builds += 1
             return build_graph(atoms, self.settings, self.dtype, self.device, self.min_distance)
-        validate_atoms(atoms)
-        if self._bonds is None or not self._within_skin(atoms):
-            self._bonds = self._build(atoms)
+        # Reuse needs the skin test passed, which implies input the last build validated: the same atoms and
+        # periodicity, finite positions, and a cell equal to that build's or a finite, non-singular deformation
+        # of it. Anything else rebuilds, which validates.
+        if self._pairs is None or not isinstance(atoms, Atoms) or not self._within_skin(atoms):
+            self._pairs = _pairs_checked(atoms, self.settings.cutoff + self.skin, self.min_distance)
+            self._shift = self._pairs.shift.astype(np.float64)  # a float matrix product at every reuse
             self._reference = _Reference(
                 atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy()
             )
             self.n_builds += 1
-            current = self._bonds
+            pairs = self._pairs
         else:
-            current = dataclasses.replace(
-                self._bonds,
-                positions=torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device),
-                cell=torch.as_tensor(atoms.cell.array, dtype=self.dtype, device=self.device).unsqueeze(0),
-            )
-        return restrict_graph(current, self.settings, self.min_distance)
-
-    def _build(self, atoms: Atoms) -> AtomGraph:
-        """Bonds out to cutoff + skin, sorted by source atom; no line graph (:func:`restrict_graph` makes it)."""
-        cutoff = self.settings.cutoff + self.skin
-        pairs = _pairs_checked(atoms, cutoff, self.min_distance)
-        edges = radius_edges(atoms.positions, atoms.cell.array, atoms.pbc, cutoff, pairs)
-        edges = edges.select(np.argsort(edges.src, kind="stable"))
-        none = np.zeros(0, dtype=np.int64)
-        return _as_graph([atoms], edges, none, none, self.dtype, self.device)
+            pairs = _pairs_at(self._pairs, self._shift, atoms)
+            check_min_distance(atoms.numbers, pairs, self.min_distance)
+        return _graph_from_pairs([atoms], [pairs], self.settings, self.dtype, self.device)
 
     def _within_skin(self, atoms: Atoms) -> bool:
         ref = self._reference
@@ -501,6 +452,8 @@ class GraphCache:
         cell = atoms.cell.array
         if np.array_equal(cell, ref.cell):
             moved, sigma = atoms.positions - ref.positions, 1.0
+        elif not np.isfinite(cell).all():
+            return False
         elif abs(np.linalg.det(ref.cell)) > 1e-9:
             deformation = np.linalg.solve(ref.cell, cell)
             moved = atoms.positions - ref.positions @ deformation

@@ -45,7 +45,9 @@ class Edges(NamedTuple):
     distance: np.ndarray
 
     def select(self, mask: np.ndarray) -> "Edges":
-        return Edges(self.src[mask], self.dst[mask], self.shift[mask], self.distance[mask])
+        """The edges where ``mask`` (bool, E) is true, or at ``mask``'s indices (int)."""
+        index = np.flatnonzero(mask) if mask.dtype == bool else mask  # one nonzero for the four arrays
+        return Edges(self.src[index], self.dst[index], self.shift[index], self.distance[index])
 
 
 def all_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> Edges:

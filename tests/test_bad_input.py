@@ -150,6 +150,31 @@ def test_batch_errors_name_the_structure(spoil, error, match, calc):
 
 
 
+@pytest.mark.parametrize(
+    "spoil, match",
+    [
+        (lambda a: a.positions.__setitem__((1, 0), np.nan), "atom 1 .*non-finite"),
+        (lambda a: a.positions.__setitem__((1, 0), np.inf), "atom 1 .*non-finite"),
+        (lambda a: a.cell.__setitem__((0, 0), np.nan), "cell has non-finite"),
+        (lambda a: a.cell.__setitem__(2, a.cell[0]), "linearly dependent"),
+        (lambda a: a.positions.__setitem__(1, a.positions[0] + 0.1), "apart"),
+    ],
+)
+def test_a_skin_calculator_checks_every_geometry(spoil, match):
+    """With neighbour-list reuse, a call after a good one still rejects bad input: the skin test passes only
+    for input the last build validated, and the minimum distance is checked at every call."""
+    calc = ALIGNNCalculator(smooth_model(), device="cpu", skin=1.0)
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    atoms.positions[2] += 0.01  # a reuse
+    atoms.get_potential_energy()
+    assert calc.n_graph_builds == 1
+    spoil(atoms)
+    with pytest.raises(InvalidStructureError, match=match):
+        atoms.get_potential_energy()
+
+
 @pytest.mark.parametrize("content", [b"\x00not a checkpoint" * 10, b"", b"PK"])  # empty: an interrupted download
 def test_corrupt_weights(tmp_path, content):
     folder = _copy(tmp_path)

@@ -142,8 +142,7 @@ def phonons(
     ph.run_thermal_properties(temperatures=temperatures, exclude_gamma_acoustic=True)
     ph.run_qpoints([[0.0, 0.0, 0.0]])
     gamma = np.sort(ph.qpoints.frequencies[0])
-    by_size = np.argsort(np.abs(gamma))
-    acoustic, optical = gamma[by_size[:3]], gamma[by_size[3:]]
+    optical = gamma[np.argsort(np.abs(gamma))[3:]]  # the three closest to zero are the acoustic modes
     imaginary = _imaginary_modes(ph, acoustic_tolerance)
     if len(optical) and optical.min() < -acoustic_tolerance:
         imaginary.insert(0, (float(optical.min()), (0.0, 0.0, 0.0)))
