@@ -161,6 +161,8 @@ class ALIGNNCalculator(Calculator):
                 f"unknown argument(s) {unknown}{hint}; ALIGNNCalculator takes model, device, dtype, properties, "
                 f"skin, compile and ASE's {sorted(_ASE_ARGUMENTS)}"
             )
+        if not isinstance(compile, bool):
+            raise InvalidArgumentError(f"compile must be True or False, got {compile!r}")
         super().__init__(**kwargs)
         self.device = resolve_device(device)
         if dtype is None:  # a loaded model keeps its own dtype; a name or path loads in float32
@@ -174,10 +176,14 @@ class ALIGNNCalculator(Calculator):
                 "pass it as properties=[...] next to a potential (command line: --property, with predict)"
             )
         self.property_models: dict[str, ALIGNNModel] = {}
-        if isinstance(properties, (str, Path)):  # one property model, not its name's letters
+        if isinstance(properties, (str, Path, ALIGNNModel)):  # one property model, not its name's letters
             properties = [properties]
+        if properties is not None and not isinstance(properties, (Mapping, Sequence)):
+            raise InvalidArgumentError(f"properties must be a list of models or a mapping name -> model, not {properties!r}")
         items = properties.items() if isinstance(properties, Mapping) else [(None, p) for p in properties or []]
         for key, spec in items:
+            if key is not None and not (isinstance(key, str) and key):
+                raise InvalidArgumentError(f"a property's result name must be a non-empty string, got {key!r}")
             m = _as_model(spec, self.device, self.dtype)
             if m.is_potential:
                 raise InvalidArgumentError(f"{spec!r} is a potential, not a property model")
@@ -319,6 +325,10 @@ class ALIGNNCalculator(Calculator):
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(structures, Atoms):
+            raise InvalidArgumentError("predict takes a list of structures; for one ase.Atoms, pass [atoms]")
+        if not isinstance(structures, Iterable):
+            raise InvalidArgumentError(f"predict takes a list of ase.Atoms, not {type(structures).__name__}")
         structures = list(structures)
         for i, atoms in enumerate(structures):
             if not isinstance(atoms, Atoms):

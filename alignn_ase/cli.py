@@ -56,6 +56,16 @@ def read_structures(path: str | Path, index: str = "-1") -> list[Atoms]:
     images = images if isinstance(images, list) else [images]
     if not images:
         raise InvalidStructureError(f"{path} holds no structure at index {index!r}")
+    for atoms in images:  # ASE reads a site shared by several elements as one of them
+        shared = {site: occ for site, occ in (atoms.info.get("occupancy") or {}).items() if len(occ) > 1 or
+                  any(abs(f - 1.0) > 1e-6 for f in occ.values())}
+        if shared:
+            site, occ = next(iter(shared.items()))
+            raise InvalidStructureError(
+                f"{path} has {len(shared)} partially occupied site(s) (e.g. site {site}: {occ}); a model needs one "
+                "element per site: order the structure first (e.g. a supercell with pymatgen's "
+                "OrderDisorderedStructureTransformation)"
+            )
     return images
 
 
@@ -271,8 +281,12 @@ def _integers(values: list[float], what: str, positive: bool = True) -> list[int
 def cmd_phonons(args: argparse.Namespace) -> int:
     if len(args.supercell) not in (1, 3, 9) or len(args.mesh) not in (1, 3):
         raise InvalidArgumentError("--supercell takes 1, 3 or 9 numbers and --mesh 1 or 3")
-    if args.tstep <= 0 or args.tmax < args.tmin:
-        raise InvalidArgumentError(f"need --tstep > 0 and --tmax >= --tmin (got {args.tstep}, {args.tmin}, {args.tmax})")
+    finite = all(np.isfinite([args.tmin, args.tmax, args.tstep]))
+    if not finite or args.tstep <= 0 or args.tmax < args.tmin or (args.tmax - args.tmin) / args.tstep > 100_000:
+        raise InvalidArgumentError(
+            f"need finite temperatures, --tstep > 0, --tmax >= --tmin and at most 100000 temperatures (got --tmin "
+            f"{args.tmin}, --tmax {args.tmax}, --tstep {args.tstep})"
+        )
     supercell: Any = args.supercell[0]
     if len(args.supercell) == 3:
         supercell = _integers(args.supercell, "--supercell")

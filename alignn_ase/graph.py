@@ -72,6 +72,13 @@ class GraphSettings:
 
 #: Cells with a smaller volume (Å³) count as no cell: a stress is defined only at or above it.
 MIN_CELL_VOLUME = 1e-8
+#: Structures denser than this (atoms/Å³, around an atom within the cut-off) are refused: no solid comes near
+#: (diamond 0.18, and ~0.3 at 1 TPa), and the line graph of such a structure (its triplets grow as the square
+#: of the neighbours) would exhaust the memory.
+MAX_NUMBER_DENSITY = 0.5
+#: the radius (Å) within which an atom's neighbours are counted against it (diamond at half its volume has
+#: ~100 there, the limit is 134)
+DENSITY_PROBE_RADIUS = 4.0
 
 
 def has_3d_cell(atoms: Atoms) -> bool:
@@ -118,7 +125,8 @@ def validate_atoms(atoms: Atoms) -> None:
                 "give the structure a cell or set pbc=False along it"
             )
     raise InvalidStructureError(
-        f"the periodic cell vectors {periodic.tolist()} are linearly dependent (degenerate cell)"
+        f"the periodic cell vectors {periodic.tolist()} are linearly dependent, or their lengths differ by more "
+        "than a factor of 1e6 (degenerate cell)"
     )
 
 
@@ -226,20 +234,70 @@ def check_min_distance(numbers: np.ndarray, pairs: Edges, min_distance: float) -
 
 def check_skin(skin: float, settings: GraphSettings | None = None) -> float:
     """``skin`` (Å) as a float; raise :class:`InvalidArgumentError` unless it is finite and >= 0,
-    and (given ``settings``) unless a non-zero skin comes with the ``"radius"`` strategy."""
+    and (given ``settings``) unless a non-zero skin comes with the ``"radius"`` strategy and is at most the
+    cut-off (a larger one only multiplies the pairs gathered; 0.5-2 Å is typical)."""
     if isinstance(skin, bool) or not isinstance(skin, numbers.Real) or not np.isfinite(skin) or skin < 0:
         raise InvalidArgumentError(f"skin must be a finite number >= 0 Å, got {skin!r}")
     if skin > 0 and settings is not None and settings.strategy != "radius":
         raise InvalidArgumentError(f"a skin needs the 'radius' neighbor strategy, not {settings.strategy!r}")
+    if settings is not None and skin > settings.cutoff:
+        raise InvalidArgumentError(
+            f"skin {skin:g} Å exceeds the cut-off ({settings.cutoff:g} Å): it would only multiply the pairs "
+            "gathered; 0.5-2 Å is typical"
+        )
     return float(skin)
 
 
 def _pairs_checked(atoms: Atoms, cutoff: float, min_distance: float) -> Edges:
-    """Validate ``atoms`` and return every pair within ``cutoff`` (Å) after the minimum-distance check."""
+    """Validate ``atoms`` and return every pair within ``cutoff`` (Å) after the minimum-distance and density
+    checks (:func:`check_density`)."""
     validate_atoms(atoms)
-    pairs = all_pairs(atoms.positions, atoms.cell.array, atoms.pbc, max(cutoff, min_distance))
+    radius = max(cutoff, min_distance)
+    check_density(atoms, radius)
+    pairs = all_pairs(atoms.positions, atoms.cell.array, atoms.pbc, radius)
     check_min_distance(atoms.numbers, pairs, min_distance)
+    check_density(atoms, radius, pairs)
     return pairs
+
+
+def check_density(atoms: Atoms, cutoff: float, pairs: Edges | None = None) -> None:
+    """Raise :class:`InvalidStructureError` for a structure denser than :data:`MAX_NUMBER_DENSITY`, whose
+    graph would exhaust the memory (a cell far too small, positions in the wrong units).
+
+    Without ``pairs``, before the neighbour list: from the cell alone (atoms per volume of a 3D cell; images
+    of one atom within ``cutoff`` (Å) along a 1D or 2D lattice). With ``pairs`` (every pair within ``cutoff``):
+    the atom with the most neighbours within :data:`DENSITY_PROBE_RADIUS` (or ``cutoff`` if shorter), a local
+    density that a cluster smaller than the cut-off does not dilute.
+    """
+    limit = MAX_NUMBER_DENSITY * 4.0 / 3.0 * np.pi * cutoff**3  # neighbours within the cut-off at that density
+    if pairs is None:
+        periodic = atoms.cell.array[atoms.pbc]
+        if len(periodic) == 3:
+            volume = abs(np.linalg.det(periodic))
+            count = len(atoms) / volume * limit / MAX_NUMBER_DENSITY
+            what = f"the cell holds {len(atoms)} atoms in {volume:.3g} Å³, ~{count:.0f} within {cutoff:g} Å of each"
+        elif len(periodic) in (1, 2):
+            measure = np.linalg.norm(np.cross(*periodic)) if len(periodic) == 2 else np.linalg.norm(periodic[0])
+            count = (np.pi * cutoff**2 if len(periodic) == 2 else 2.0 * cutoff) / measure
+            what = f"the cell's {len(periodic)}D lattice puts ~{count:.0f} periodic images of each atom within {cutoff:g} Å"
+        else:
+            return
+        if count > limit:
+            raise InvalidStructureError(
+                f"{what}, more than {limit:.0f} (a number density of {MAX_NUMBER_DENSITY} atoms/Å³; diamond has "
+                "0.18): the cell is far too small; check its units (Å) and lengths"
+            )
+        return
+    probe = min(cutoff, DENSITY_PROBE_RADIUS)
+    limit = MAX_NUMBER_DENSITY * 4.0 / 3.0 * np.pi * probe**3
+    counts = np.bincount(pairs.src[pairs.distance <= probe], minlength=len(atoms))
+    i = int(np.argmax(counts))
+    if counts[i] > limit:
+        raise InvalidStructureError(
+            f"atom {i} ({atoms[i].symbol}) has {counts[i]} neighbours within {probe:g} Å, more than {limit:.0f} (a "
+            f"number density of {MAX_NUMBER_DENSITY} atoms/Å³; diamond has 0.18): far denser than any material; "
+            "check the units of the positions (Å) and the cell"
+        )
 
 
 def build_graphs(

@@ -226,6 +226,13 @@ def upstream_radius_edges(
     """
     n = len(positions)
     radius = float(cutoff)
+    if n > 1 and not np.any(pbc):
+        # a finite system: the radii at which the last atom has no neighbour yet are stepped over without a
+        # neighbour list each (far-apart atoms would take thousands), on the same float sequence of radii
+        nearest = float(np.linalg.norm(positions[:-1] - positions[-1], axis=1).min())
+        extent = _max_extent(positions)
+        while radius < nearest and radius <= extent:
+            radius += cutoff_extra
     while True:
         edges = radius_edges(positions, cell, pbc, radius, pairs if radius == cutoff else None)
         if n == 0 or np.any(edges.src == n - 1) or np.any(edges.dst == n - 1):

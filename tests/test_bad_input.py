@@ -454,3 +454,62 @@ def test_upstream_force_fields_without_a_consistent_energy_are_refused_and_stres
     assert results[1][0] == results[0][0]
     np.testing.assert_array_equal(results[1][1], results[0][1])
     np.testing.assert_allclose(results[1][2], 2 * results[0][2], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        # a periodic block of H 0.8 Å apart: ~1000 atoms within 5 Å of each (it took 4 GB at 8 atoms)
+        (lambda: Atoms("H8", positions=[[i * 0.8, j * 0.8, k * 0.8] for i in (0, 1) for j in (0, 1) for k in (0, 1)],
+                       cell=[1.6] * 3, pbc=True), "the cell holds 8 atoms in 4.1 Å³"),
+        # a cell 2e-5 Å thick: the neighbour list would enumerate ~1e6 images per pair before any other check
+        (lambda: Atoms("Si2", positions=[[0, 0, 0], [1.3, 1.3, 0]], cell=[5.43, 5.43, 2e-5], pbc=True),
+         "the cell holds 2 atoms"),
+        (lambda: Atoms("Si2", positions=[[0, 0, 0], [1.3, 0, 3]], cell=[1e-3, 5.43, 10], pbc=[True, True, False]),
+         r"2D lattice puts ~\d+ periodic images"),
+        # a finite cluster, 0.6 Å apart: found on the pair list
+        (lambda: Atoms("H343", positions=[[i * 0.6, j * 0.6, k * 0.6] for i in range(7) for j in range(7)
+                                          for k in range(7)]), r"atom \d+ \(H\) has 342 neighbours within 4 Å"),
+    ],
+)
+def test_structures_denser_than_any_material_are_refused_before_the_graph(make, match, calc):
+    with pytest.raises(InvalidStructureError, match=match):
+        _energy(make(), calc)
+
+
+def test_a_strongly_compressed_crystal_is_not_refused(calc):
+    diamond = bulk("C", "diamond", a=3.567 * 0.5 ** (1 / 3), cubic=True)  # half its volume: 0.35 atoms/Å³
+    assert np.isfinite(_energy(diamond, calc))
+
+
+def test_a_skin_beyond_the_cutoff_is_refused():
+    with pytest.raises(InvalidArgumentError, match="skin 300 Å exceeds the cut-off"):
+        ALIGNNCalculator(smooth_model(), skin=300.0)
+
+
+def test_calculator_and_predict_arguments_are_checked(calc):
+    with pytest.raises(InvalidArgumentError, match="compile must be True or False"):
+        ALIGNNCalculator(smooth_model(), compile="false")
+    with pytest.raises(InvalidArgumentError, match=r"pass \[atoms\]"):
+        calc.predict(bulk("Si"), progress=False)
+    with pytest.raises(InvalidArgumentError, match="list of ase.Atoms, not NoneType"):
+        calc.predict(None, progress=False)
+    with pytest.raises(InvalidArgumentError, match="properties must be a list"):
+        ALIGNNCalculator(smooth_model(), properties=5)
+    for key in ("", 7):
+        with pytest.raises(InvalidArgumentError, match="result name must be a non-empty string"):
+            ALIGNNCalculator(smooth_model(), properties={key: UPSTREAM / "classic_4_4_256"})
+
+
+def test_upstream_radius_graph_steps_over_radii_without_neighbour_lists(monkeypatch):
+    """Upstream's radius_graph grows its radius by cutoff_extra until the last atom has a neighbour: two atoms
+    1e4 Å apart took ~3000 neighbour lists (minutes); the radii without a neighbour are now stepped over."""
+    from alignn_ase import neighbors
+
+    calls = []
+    real = neighbors.radius_edges
+    monkeypatch.setattr(neighbors, "radius_edges", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    calc = ALIGNNCalculator(UPSTREAM / "atomwise_radius", dtype="float64")
+    near, far = (Atoms("Si2", positions=[[0, 0, 0], [d, 0, 0]]) for d in (20.0, 1e4))
+    assert _energy(far, calc) == _energy(near, calc)  # isolated atoms either way
+    assert len(calls) <= 4 and max(calls) >= 1e4

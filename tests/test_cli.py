@@ -31,6 +31,28 @@ def files(tmp_path, monkeypatch):
     return tmp_path
 
 
+#: a diamond cell whose one site is half Si, half Ge (ASE reads it as Ge alone)
+PARTIAL_CIF = """data_SiGe
+_cell_length_a 5.5
+_cell_length_b 5.5
+_cell_length_c 5.5
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'F d -3 m'
+_symmetry_Int_Tables_number 227
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+Si1 Si 0 0 0 0.5
+Ge1 Ge 0 0 0 0.5
+"""
+
+
 def run(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -240,10 +262,19 @@ def test_check_command(capsys, dtype):
         (["relax", "two.extxyz", "--index", "5"], "two.extxyz holds 2 frame\\(s\\): none at index '5'"),
         (["relax", "two.extxyz", "--index", "0:2"], "--index 0:2 picks 2 frames"),
         (["relax", "Si.cif", "--pressure", "nan"], "pressure_GPa must be a finite number"),
+        (["relax", "Si.cif", "--fmax", "nan"], "finite fmax > 0"),
+        (["md", "Si.cif", "--min-distance", "nan"], "watchdog limits must be positive"),
+        (["phonons", "Si.cif", "--tmin", "nan"], "need finite temperatures"),
+        (["phonons", "Si.cif", "--tstep", "1e-9"], "at most 100000 temperatures"),
+        (["phonons", "Si.cif", "--supercell", "inf"], "finite, positive length"),
+        (["phonons", "Si.cif", "--displacement", "nan"], "displacement must be a finite number"),
+        (["eos", "Si.cif", "--range", "1e-4"], "0.005 <= volume_range"),
+        (["relax", "SiGe.cif"], r"SiGe.cif has \d+ partially occupied site"),
     ],
 )
 def test_user_errors_are_one_line(files, capsys, argv, message):
     (files / "garbage.cif").write_text("this is not a CIF file\n")
+    (files / "SiGe.cif").write_text(PARTIAL_CIF)
     write(files / "water.xyz", molecule("H2O"))
     code, out, err = run(capsys, *argv)
     assert code == 1 and out == ""

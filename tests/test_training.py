@@ -283,8 +283,15 @@ def test_bad_records_are_named_or_skipped(tmp_path, caplog):
           "model": {"architecture": "alignn_atomwise"}}, "classifies into two classes only"),
         ({"optim": {"grad_clip": -1.0}}, "optim.grad_clip' must be positive or null"),
         ({"optim": {"patience": 0}}, "optim.patience' must be >= 1"),
-        ({"task": {"force_weight": -10.0}}, "task.force_weight' must be >= 0"),
-        ({"task": {"huber_delta": 0.0}}, "task.huber_delta' must be positive"),
+        ({"task": {"force_weight": -10.0}}, "task.force_weight' must be a finite number >= 0"),
+        ({"task": {"energy_weight": float("nan")}}, "task.energy_weight' must be a finite number >= 0"),
+        ({"task": {"force_weight": float("inf")}}, "task.force_weight' must be a finite number >= 0"),
+        ({"task": {"huber_delta": 0.0}}, "task.huber_delta' must be a finite positive number"),
+        ({"task": {"huber_delta": float("inf")}}, "task.huber_delta' must be a finite positive number"),
+        ({"optim": {"weight_decay": float("nan")}}, "optim.weight_decay' must be a finite number >= 0"),
+        ({"seed": -1}, "field 'seed' must be >= 0"),
+        ({"task": {"target": "energy"}}, "'task.target' and 'task.threshold' belong to regression"),
+        ({"model": {"graph": {"cutoff": 3.0}}}, "'model.graph' applies to upstream architectures"),
         ({"data": {"group_key": "parent", "split_counts": [1, 1, 1]}}, "split_counts cannot be met with data.group_key"),
         ({"task": {"energy_weight": 0.0, "force_weight": 0.0, "stress_weight": 0.0}}, "all 0: the loss would be 0"),
         ({"task": {"kind": "classification", "target": "c", "threshold": 0.3, "num_classes": 3},
@@ -294,9 +301,19 @@ def test_bad_records_are_named_or_skipped(tmp_path, caplog):
 def test_config_errors_name_the_field(patch, message):
     cfg = {"data": {"path": "x.extxyz"}, "task": {"kind": "forcefield"}}
     for key, value in patch.items():
-        cfg[key] = {**cfg.get(key, {}), **value}
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     with pytest.raises(ConfigError, match=message):
         config_from_dict(cfg)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    """YAML and JSON parsers keep the last of two equal keys; a config that says two things is refused."""
+    (tmp_path / "twice.yaml").write_text("data: {path: x.extxyz}\noptim: {lr: 0.05}\noptim: {epochs: 1}\n")
+    with pytest.raises(ConfigError, match=r"key\(s\) \['optim'\] given twice"):
+        load_config(tmp_path / "twice.yaml")
+    (tmp_path / "twice.json").write_text('{"data": {"path": "x.extxyz", "path": "y.extxyz"}}')
+    with pytest.raises(ConfigError, match=r"key\(s\) \['path'\] given twice"):
+        load_config(tmp_path / "twice.json")
 
 
 def test_cli_train_runs_a_yaml_config_and_names_bad_fields(tmp_path, dataset):
@@ -640,8 +657,8 @@ def test_model_config_typos_are_refused_before_training(model, message):
 def test_upstream_architectures_build_with_their_default_atom_features(architecture, width):
     from alignn_ase.training.trainer import _make_model
 
-    kind = "regression" if architecture == "alignn" else "forcefield"
-    cfg = config_from_dict({"data": {"path": "x.extxyz"}, "task": {"kind": kind, "target": "epa"},
+    task = {"kind": "regression", "target": "epa"} if architecture == "alignn" else {"kind": "forcefield"}
+    cfg = config_from_dict({"data": {"path": "x.extxyz"}, "task": task,
                             "model": {"architecture": architecture, "params": dict(TINY)}})
     model = _make_model(cfg, ["Cu", "Al"])
     assert model.atom_inputs(torch.tensor([29])).shape == (1, width)

@@ -632,3 +632,28 @@ def test_berendsen_quench_to_zero_kelvin_needs_starting_velocities():
     result = run_md(hot, "npt_berendsen", temperature_K=0, init_velocities=False, steps=20, log_interval=10,
                     output_dir=None, calculator=EMT(), **QUIET)
     assert np.isfinite(result.temperature_K).all() and result.temperature_K[-1] < result.temperature_K[0]
+
+
+@pytest.mark.parametrize(
+    "run, match",
+    [
+        (lambda a, c: relax(a, calculator=c, fmax=float("nan"), **QUIET), "finite fmax > 0"),
+        (lambda a, c: relax(a, calculator=c, max_steps=2.5, **QUIET), "whole max_steps"),
+        (lambda a, c: run_md(a, calculator=c, timestep_fs=float("nan"), steps=2, progress=False), "finite timestep_fs"),
+        (lambda a, c: run_md(a, calculator=c, temperature_K=float("inf"), steps=2, progress=False), "finite temperature_K"),
+        (lambda a, c: run_md(a, calculator=c, steps=2.5, progress=False), "whole steps"),
+        (lambda a, c: run_md(a, calculator=c, steps=2, min_distance=float("nan"), progress=False), "watchdog limits"),
+        (lambda a, c: run_md(a, calculator=c, steps=2, max_temperature_K=float("nan"), progress=False), "watchdog limits"),
+        (lambda a, c: phonons(a, calculator=c, symprec=-1.0), "symprec must be a finite number > 0"),  # segfaulted
+        (lambda a, c: phonons(a, calculator=c, symprec=float("nan")), "symprec must be"),
+        (lambda a, c: phonons(a, calculator=c, displacement=float("nan")), "displacement must be"),
+        (lambda a, c: phonons(a, calculator=c, acoustic_tolerance=0.0), "acoustic_tolerance must be"),
+        (lambda a, c: phonons(a, calculator=c, supercell=float("inf")), "finite, positive length"),
+        (lambda a, c: phonons(a, calculator=c, supercell=(100, 100, 100)), "would hold 4000000 atoms"),
+        (lambda a, c: eos(a, calculator=c, volume_range=1e-4, output_dir=None), "0.005 <= volume_range"),
+    ],
+)
+def test_workflow_arguments_that_are_not_finite_or_sensible_are_refused(run, match):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    with pytest.raises(InvalidArgumentError, match=match):
+        run(atoms, EMT())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,22 +215,27 @@ class TrainConfig:
             raise ConfigError(f"config: field 'optim.ema_decay' must lie in (0, 1), got {o.ema_decay}")
         if o.grad_clip is not None and not o.grad_clip > 0:  # a negative norm would flip the gradient
             raise ConfigError(f"config: field 'optim.grad_clip' must be positive or null, got {o.grad_clip}")
-        if o.weight_decay < 0:
-            raise ConfigError(f"config: field 'optim.weight_decay' must be >= 0, got {o.weight_decay}")
+        if not 0 <= o.weight_decay < math.inf:
+            raise ConfigError(f"config: field 'optim.weight_decay' must be a finite number >= 0, got {o.weight_decay}")
         if o.patience is not None and o.patience < 1:
             raise ConfigError(f"config: field 'optim.patience' must be >= 1 or null, got {o.patience}")
         for name in ("energy_weight", "force_weight", "stress_weight"):
-            if getattr(t, name) < 0:
-                raise ConfigError(f"config: field 'task.{name}' must be >= 0 (0 leaves the term out), got "
-                                  f"{getattr(t, name)}")
+            if not 0 <= getattr(t, name) < math.inf:
+                raise ConfigError(f"config: field 'task.{name}' must be a finite number >= 0 (0 leaves the term out), "
+                                  f"got {getattr(t, name)}")
+        if t.kind == "forcefield" and (t.target is not None or t.threshold is not None):
+            raise ConfigError("config: fields 'task.target' and 'task.threshold' belong to regression and "
+                              "classification tasks; a forcefield task trains on energies, forces and stresses")
         if t.kind == "forcefield" and t.energy_weight == t.force_weight == t.stress_weight == 0:
             raise ConfigError("config: fields 'task.energy_weight', 'task.force_weight' and 'task.stress_weight' are "
                               "all 0: the loss would be 0 and nothing would train")
         if t.kind == "classification" and t.threshold is not None and t.num_classes != 2:
             raise ConfigError(f"config: field 'task.threshold' makes two classes (at or below / above it), but "
                               f"'task.num_classes' is {t.num_classes}")
-        if not t.huber_delta > 0:
-            raise ConfigError(f"config: field 'task.huber_delta' must be positive, got {t.huber_delta}")
+        if not 0 < t.huber_delta < math.inf:
+            raise ConfigError(f"config: field 'task.huber_delta' must be a finite positive number, got {t.huber_delta}")
+        if self.seed < 0:
+            raise ConfigError(f"config: field 'seed' must be >= 0, got {self.seed}")
 
     @property
     def cache_dir(self) -> Path:
@@ -238,16 +244,38 @@ class TrainConfig:
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
     """Validate a config mapping; raises :class:`~alignn_ase.errors.ConfigError` naming the bad field."""
-    return parse_config(TrainConfig, data, where, error=ConfigError, strict=True)
+    config = parse_config(TrainConfig, data, where, error=ConfigError, strict=True)
+    model = data.get("model") or {}
+    if "graph" in model and config.model.architecture == "alignn_ase_smooth" and not config.model.init_from:
+        raise ConfigError(f"{where}: field 'model.graph' applies to upstream architectures; the "
+                          "alignn_ase_smooth graph is set by model.params (cutoff, three_body_cutoff)")
+    return config
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML with 1e-3 and 1.0e3 read as numbers (YAML 1.2, JSON); PyYAML's YAML 1.1 rules make them strings."""
+    """YAML with 1e-3 and 1.0e3 read as numbers (YAML 1.2, JSON); PyYAML's YAML 1.1 rules make them strings.
+    A key given twice in one mapping is an error (PyYAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"key(s) {repeated} given twice", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is an error (json would keep the last)."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise json.JSONDecodeError(f"key(s) {repeated} given twice", "", 0)
+    return dict(pairs)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str], where: str = "config") -> dict[str, Any]:
@@ -285,7 +313,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read training config {path}: {exc.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_Loader) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        data = (yaml.load(text, Loader=_Loader) if path.suffix in (".yaml", ".yml")
+                else json.loads(text, object_pairs_hook=_unique_keys))
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
     if overrides:

@@ -20,6 +20,9 @@ from .results import EOSResult
 
 logger = logging.getLogger(__name__)
 
+#: the smallest half-width of the volume range (fraction): below it float32 energies resolve too little curvature
+MIN_VOLUME_RANGE = 0.005
+
 
 def eos(
     atoms: Atoms,
@@ -48,9 +51,10 @@ def eos(
         raise InvalidArgumentError("eos needs a 3D periodic cell")
     if eos_name not in eos_names:
         raise InvalidArgumentError(f"unknown EOS {eos_name!r}; use one of {eos_names}")
-    if not 0 < volume_range < 0.5 or not float(points).is_integer() or points < 5:
+    if not MIN_VOLUME_RANGE <= volume_range < 0.5 or not float(points).is_integer() or points < 5:
         raise InvalidArgumentError(
-            f"need 0 < volume_range < 0.5 and a whole number of points >= 5 (got {volume_range}, {points})"
+            f"need {MIN_VOLUME_RANGE} <= volume_range < 0.5 (smaller ranges fit float rounding, not the curvature) and "
+            f"a whole number of points >= 5 (got {volume_range}, {points})"
         )
     calc = get_calculator(atoms, calculator)
     factors = np.linspace(1 - volume_range, 1 + volume_range, int(points))
@@ -66,6 +70,11 @@ def eos(
         v0, e0, b0 = fit.fit(warn=False)
     except (ValueError, RuntimeError) as exc:
         raise InvalidArgumentError(f"the {eos_name} EOS fit failed on these energies ({exc})") from None
+    if not b0 > 0:
+        raise InvalidArgumentError(
+            f"the {eos_name} EOS fit gives B0 = {b0 / units.GPa:.3g} GPa: E(V) has no minimum here (a structure far "
+            "from equilibrium, or a model whose energy does not bind it)"
+        )
     if not volumes[0] <= v0 <= volumes[-1]:
         warnings.warn(
             f"EOS minimum V0 = {v0:.3f} Å³ lies outside the sampled volumes {volumes[0]:.3f}-{volumes[-1]:.3f} Å³ "

@@ -54,6 +54,11 @@ class LogRow(NamedTuple):
     volume_A3: float
 
 
+def _whole(value: object, minimum: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) >= ``minimum``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+
+
 def run_md(
     atoms: Atoms,
     ensemble: str = "nvt_langevin",
@@ -122,10 +127,11 @@ def run_md(
     """
     if ensemble not in ENSEMBLES:
         raise InvalidArgumentError(f"unknown ensemble {ensemble!r}; use one of {list(ENSEMBLES)}")
-    if timestep_fs <= 0 or steps < 0 or log_interval < 1 or temperature_K < 0:
+    if (not (0 < timestep_fs < np.inf) or not (0 <= temperature_K < np.inf) or not _whole(steps, 0)
+            or not _whole(log_interval, 1)):
         raise InvalidArgumentError(
-            f"need timestep_fs > 0, steps >= 0, log_interval >= 1, temperature_K >= 0 (got {timestep_fs}, "
-            f"{steps}, {log_interval}, {temperature_K})"
+            f"need a finite timestep_fs > 0, whole steps >= 0 and log_interval >= 1, a finite temperature_K >= 0 "
+            f"(got {timestep_fs}, {steps}, {log_interval}, {temperature_K})"
         )
     bad = [f"{k}={v}" for k, v in _bad_parameters(ensemble, friction_per_fs, tdamp_fs, pdamp_fs,
                                                          bulk_modulus_GPa, pressure_GPa).items()]

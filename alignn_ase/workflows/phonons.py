@@ -25,6 +25,8 @@ from .results import PhononResult
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPERATURES = np.arange(0.0, 1001.0, 10.0)
+#: larger phonon supercells are refused (their displaced copies would not fit the memory of one evaluation batch)
+MAX_SUPERCELL_ATOMS = 20_000
 #: seekpath's point names written as TeX in the band plot's labels
 GREEK_LABELS = {"GAMMA": r"\Gamma", "SIGMA": r"\Sigma", "DELTA": r"\Delta", "LAMBDA": r"\Lambda"}
 
@@ -39,17 +41,27 @@ def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[S
     giving the smallest diagonal supercell at least that thick in every direction.
     """
     if np.ndim(supercell) == 0:
-        if not float(supercell) > 0:
-            raise InvalidArgumentError(f"the supercell's minimum thickness must be positive (Å), got {supercell!r}")
+        if not 0 < float(supercell) < np.inf:
+            raise InvalidArgumentError(
+                f"the supercell's minimum thickness must be a finite, positive length (Å), got {supercell!r}"
+            )
         heights = 1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1)
-        return np.diag(np.maximum(1, np.ceil(float(supercell) / heights - 1e-9)).astype(int))
-    matrix = np.asarray(supercell)
-    if matrix.shape == (3,):
-        matrix = np.diag(matrix)
-    if matrix.shape != (3, 3) or not np.all(matrix == np.round(matrix)) or round(np.linalg.det(matrix)) < 1:
+        matrix = np.diag(np.maximum(1, np.ceil(float(supercell) / heights - 1e-9)))
+    else:
+        matrix = np.asarray(supercell, dtype=float)
+        if matrix.shape == (3,):
+            matrix = np.diag(matrix)
+        if (matrix.shape != (3, 3) or not np.isfinite(matrix).all() or not np.all(matrix == np.round(matrix))
+                or round(np.linalg.det(matrix)) < 1):
+            raise InvalidArgumentError(
+                "supercell must be a length in Å, three positive integers or a 3x3 integer matrix with a positive "
+                f"determinant; got {supercell!r}"
+            )
+    n_atoms = round(abs(np.linalg.det(matrix))) * len(atoms)
+    if n_atoms > MAX_SUPERCELL_ATOMS:
         raise InvalidArgumentError(
-            "supercell must be a length in Å, three positive integers or a 3x3 integer matrix with a positive "
-            f"determinant; got {supercell!r}"
+            f"the supercell {matrix.astype(int).tolist()} would hold {n_atoms} atoms, more than {MAX_SUPERCELL_ATOMS}; "
+            "phonons converge in supercells of ~10-20 Å"
         )
     return matrix.astype(int)
 
@@ -96,8 +108,12 @@ def phonons(
     """
     if not is_3d_periodic(atoms):
         raise InvalidArgumentError("phonons need a 3D periodic cell")
-    if displacement <= 0:
-        raise InvalidArgumentError(f"displacement must be positive (Å), got {displacement}")
+    for name, value in (("displacement", displacement), ("symprec", symprec), ("acoustic_tolerance", acoustic_tolerance)):
+        if not 0 < value < np.inf:
+            raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value!r}")
+    if not 1e-3 <= displacement <= 0.1:
+        logger.warning("a displacement of %g Å is outside 0.001-0.1 Å: forces at smaller ones are mostly float "
+                       "rounding, at larger ones anharmonic (phonopy's default is 0.01 Å)", displacement)
     mesh_values = np.atleast_1d(np.asarray(mesh, dtype=float))
     if (mesh_values.shape not in ((1,), (3,)) or not (np.isfinite(mesh_values).all() and (mesh_values > 0).all())
             or (mesh_values.shape == (3,) and not all(float(v).is_integer() for v in mesh_values))):

@@ -61,8 +61,11 @@ def relax(
     """
     if optimizer not in OPTIMIZERS:
         raise InvalidArgumentError(f"unknown optimizer {optimizer!r}; use one of {list(OPTIMIZERS)}")
-    if fmax <= 0 or max_steps < 0:
-        raise InvalidArgumentError(f"need fmax > 0 and max_steps >= 0 (got fmax={fmax}, max_steps={max_steps})")
+    whole = isinstance(max_steps, (int, np.integer)) and not isinstance(max_steps, bool)
+    if not 0 < fmax < np.inf or not whole or max_steps < 0:
+        raise InvalidArgumentError(
+            f"need a finite fmax > 0 (eV/Å) and a whole max_steps >= 0 (got fmax={fmax!r}, max_steps={max_steps!r})"
+        )
     calc = get_calculator(atoms, calculator)
     atoms = atoms.copy()
     atoms.calc = calc

@@ -31,7 +31,7 @@ class Watchdog:
     """
 
     def __init__(self, min_distance: float = 0.5, max_temperature_K: float = np.inf, frame_path: Path | None = None):
-        if min_distance <= 0 or max_temperature_K <= 0:
+        if not min_distance > 0 or not max_temperature_K > 0:  # NaN fails too (it would switch a check off)
             raise InvalidArgumentError(
                 f"watchdog limits must be positive (min_distance={min_distance} Å, "
                 f"max_temperature_K={max_temperature_K} K)"
