@@ -254,7 +254,8 @@ def _write(ph: Phonopy, out: Path) -> dict[str, Path]:
     fig = plt.gcf()
     fig.set_size_inches(9, 4.5)
     fig.axes[0].set_ylabel("frequency (THz)")
-    fig.axes[-1].set_xlabel("DOS (states/THz per primitive cell)")
+    shown = [ax for ax in fig.axes if ax.get_visible()]  # phonopy's grid holds hidden spare axes after the DOS
+    shown[-1].set_xlabel("DOS (states/THz per primitive cell)")
     fig.savefig(files["band_dos_plot"], dpi=120)
     plt.close(fig)
     fig = Figure(figsize=(5, 3.5), layout="tight")
