@@ -657,3 +657,11 @@ def test_workflow_arguments_that_are_not_finite_or_sensible_are_refused(run, mat
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     with pytest.raises(InvalidArgumentError, match=match):
         run(atoms, EMT())
+
+
+@pytest.mark.parametrize("workflow", [relax, run_md, phonons, eos])
+def test_workflows_name_a_structure_or_calculator_of_the_wrong_kind(workflow):
+    with pytest.raises(InvalidArgumentError, match="expected an ase.Atoms, got str 'Si.cif'"):
+        workflow("Si.cif")
+    with pytest.raises(InvalidArgumentError, match="calculator must be an ASE calculator, got 'default'"):
+        workflow(bulk("Cu", "fcc", a=3.6, cubic=True), calculator="default")

@@ -11,9 +11,19 @@ from ase.calculators.calculator import BaseCalculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm import tqdm
 
+from ..errors import InvalidArgumentError
 from ..graph import has_3d_cell
 
 logger = logging.getLogger(__name__)
+
+
+def check_structure(atoms: object) -> None:
+    """Raise :class:`~alignn_ase.errors.InvalidArgumentError` unless ``atoms`` is an ``ase.Atoms`` (the
+    workflows take structures, not file names)."""
+    if not isinstance(atoms, Atoms):
+        raise InvalidArgumentError(
+            f"expected an ase.Atoms, got {type(atoms).__name__} {atoms!r:.60}; read a file with ase.io.read first"
+        )
 
 
 def get_calculator(atoms: Atoms, calculator: BaseCalculator | None = None) -> BaseCalculator:
@@ -23,6 +33,11 @@ def get_calculator(atoms: Atoms, calculator: BaseCalculator | None = None) -> Ba
     evaluate new geometries and count as no calculator.
     """
     if calculator is not None:
+        if not isinstance(calculator, BaseCalculator):
+            raise InvalidArgumentError(
+                f"calculator must be an ASE calculator, got {calculator!r:.60}; a model name or path goes to "
+                "ALIGNNCalculator(...)"
+            )
         return calculator
     if atoms.calc is not None and not isinstance(atoms.calc, SinglePointCalculator):
         return atoms.calc

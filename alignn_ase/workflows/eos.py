@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, get_calculator
+from .calc import calculate_many, check_structure, get_calculator
 from .results import EOSResult
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def eos(
     Returns V0 (Å³), E0 (eV) and B0 (GPa). A minimum outside the sampled range is a
     :class:`~alignn_ase.errors.ConvergenceWarning` (the fit extrapolates).
     """
+    check_structure(atoms)
     if not is_3d_periodic(atoms):
         raise InvalidArgumentError("eos needs a 3D periodic cell")
     if eos_name not in eos_names:

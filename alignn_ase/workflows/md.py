@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..errors import InvalidArgumentError, InvalidStructureError
 from ..graph import is_3d_periodic
-from .calc import get_calculator
+from .calc import check_structure, get_calculator
 from .results import MDResult
 from .watchdog import Watchdog
 
@@ -125,6 +125,7 @@ def run_md(
     Returns an :class:`~alignn_ase.workflows.results.MDResult`: the final structure and the
     logged steps (time fs, energies eV, temperature K, pressure GPa, volume Å³).
     """
+    check_structure(atoms)
     if ensemble not in ENSEMBLES:
         raise InvalidArgumentError(f"unknown ensemble {ensemble!r}; use one of {list(ENSEMBLES)}")
     if (not (0 < timestep_fs < np.inf) or not (0 <= temperature_K < np.inf) or not _whole(steps, 0)

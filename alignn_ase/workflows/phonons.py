@@ -19,7 +19,7 @@ from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, get_calculator
+from .calc import calculate_many, check_structure, get_calculator
 from .results import PhononResult
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def phonons(
     (frequencies in THz), Γ frequencies (THz), imaginary modes, thermal properties
     (kJ and J/K per mole of primitive cells, phonopy's units) and the files written.
     """
+    check_structure(atoms)
     if not is_3d_periodic(atoms):
         raise InvalidArgumentError("phonons need a 3D periodic cell")
     for name, value in (("displacement", displacement), ("symprec", symprec), ("acoustic_tolerance", acoustic_tolerance)):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import get_calculator
+from .calc import check_structure, get_calculator
 from .results import RelaxResult
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ def relax(
         raise InvalidArgumentError(
             f"need a finite fmax > 0 (eV/Å) and a whole max_steps >= 0 (got fmax={fmax!r}, max_steps={max_steps!r})"
         )
+    check_structure(atoms)
     calc = get_calculator(atoms, calculator)
     atoms = atoms.copy()
     atoms.calc = calc
