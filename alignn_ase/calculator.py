@@ -280,15 +280,15 @@ class ALIGNNCalculator(Calculator):
                 f"unknown propert{'ies' if len(unknown) > 1 else 'y'} {unknown}; this calculator implements "
                 f"{self.implemented_properties}"
             )
+        with_stress = has_3d_cell(atoms if atoms is not None else self.atoms)
         # refused before ASE takes the new geometry, so that the results of these atoms (energy, forces) stay
-        if "stress" in properties and not has_3d_cell(atoms if atoms is not None else self.atoms):
+        if "stress" in properties and not with_stress:
             raise PropertyNotImplementedError("stress needs a 3D cell; this structure's cell volume is 0")
         super().calculate(atoms, properties, system_changes)
         # ASE now takes self.atoms as the geometry of self.results: drop the last geometry's results, so that an
         # error below does not leave them to be served for these atoms
         self.results = {}
         atoms = self.atoms
-        with_stress = has_3d_cell(atoms)
         with torch.inference_mode(False):  # forces need autograd, also when the caller is in inference mode
             graph = self._graphs(atoms)
             self._warn_isolated(graph, bool(atoms.pbc.any()))

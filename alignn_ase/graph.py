@@ -250,46 +250,50 @@ def check_skin(skin: float, settings: GraphSettings | None = None) -> float:
 
 def _pairs_checked(atoms: Atoms, cutoff: float, min_distance: float) -> Edges:
     """Validate ``atoms`` and return every pair within ``cutoff`` (Å) after the minimum-distance and density
-    checks (:func:`check_density`)."""
+    checks (:func:`check_cell_density`, :func:`check_neighbour_density`)."""
     validate_atoms(atoms)
     radius = max(cutoff, min_distance)
-    check_density(atoms, radius)
+    check_cell_density(atoms, radius)
     pairs = all_pairs(atoms.positions, atoms.cell.array, atoms.pbc, radius)
     check_min_distance(atoms.numbers, pairs, min_distance)
-    check_density(atoms, radius, pairs)
+    check_neighbour_density(atoms, pairs, radius)
     return pairs
 
 
-def check_density(atoms: Atoms, cutoff: float, pairs: Edges | None = None) -> None:
-    """Raise :class:`InvalidStructureError` for a structure denser than :data:`MAX_NUMBER_DENSITY`, whose
-    graph would exhaust the memory (a cell far too small, positions in the wrong units).
+def _neighbour_limit(radius: float) -> float:
+    """Neighbours within ``radius`` (Å) at :data:`MAX_NUMBER_DENSITY`."""
+    return MAX_NUMBER_DENSITY * 4.0 / 3.0 * np.pi * radius**3
 
-    Without ``pairs``, before the neighbour list: from the cell alone (atoms per volume of a 3D cell; images
-    of one atom within ``cutoff`` (Å) along a 1D or 2D lattice). With ``pairs`` (every pair within ``cutoff``):
-    the atom with the most neighbours within :data:`DENSITY_PROBE_RADIUS` (or ``cutoff`` if shorter), a local
-    density that a cluster smaller than the cut-off does not dilute.
-    """
-    limit = MAX_NUMBER_DENSITY * 4.0 / 3.0 * np.pi * cutoff**3  # neighbours within the cut-off at that density
-    if pairs is None:
-        periodic = atoms.cell.array[atoms.pbc]
-        if len(periodic) == 3:
-            volume = abs(np.linalg.det(periodic))
-            count = len(atoms) / volume * limit / MAX_NUMBER_DENSITY
-            what = f"the cell holds {len(atoms)} atoms in {volume:.3g} Å³, ~{count:.0f} within {cutoff:g} Å of each"
-        elif len(periodic) in (1, 2):
-            measure = np.linalg.norm(np.cross(*periodic)) if len(periodic) == 2 else np.linalg.norm(periodic[0])
-            count = (np.pi * cutoff**2 if len(periodic) == 2 else 2.0 * cutoff) / measure
-            what = f"the cell's {len(periodic)}D lattice puts ~{count:.0f} periodic images of each atom within {cutoff:g} Å"
-        else:
-            return
-        if count > limit:
-            raise InvalidStructureError(
-                f"{what}, more than {limit:.0f} (a number density of {MAX_NUMBER_DENSITY} atoms/Å³; diamond has "
-                "0.18): the cell is far too small; check its units (Å) and lengths"
-            )
+
+def check_cell_density(atoms: Atoms, cutoff: float) -> None:
+    """Raise :class:`InvalidStructureError` if the cell alone puts more atoms within ``cutoff`` (Å) of each atom
+    than :data:`MAX_NUMBER_DENSITY` allows (atoms per volume of a 3D cell; images of one atom along a 1D or 2D
+    lattice): a cell far too small, whose neighbour list would exhaust the memory. Needs no neighbour list."""
+    periodic = atoms.cell.array[atoms.pbc]
+    if len(periodic) == 3:
+        volume = abs(np.linalg.det(periodic))
+        count = len(atoms) / volume * 4.0 / 3.0 * np.pi * cutoff**3
+        what = f"the cell holds {len(atoms)} atoms in {volume:.3g} Å³, ~{count:.0f} within {cutoff:g} Å of each"
+    elif len(periodic) in (1, 2):
+        measure = np.linalg.norm(np.cross(*periodic)) if len(periodic) == 2 else np.linalg.norm(periodic[0])
+        count = (np.pi * cutoff**2 if len(periodic) == 2 else 2.0 * cutoff) / measure
+        what = f"the cell's {len(periodic)}D lattice puts ~{count:.0f} periodic images of each atom within {cutoff:g} Å"
+    else:
         return
+    limit = _neighbour_limit(cutoff)
+    if count > limit:
+        raise InvalidStructureError(
+            f"{what}, more than {limit:.0f} (a number density of {MAX_NUMBER_DENSITY} atoms/Å³; diamond has "
+            "0.18): the cell is far too small; check its units (Å) and lengths"
+        )
+
+
+def check_neighbour_density(atoms: Atoms, pairs: Edges, cutoff: float) -> None:
+    """Raise :class:`InvalidStructureError` if an atom has more neighbours within :data:`DENSITY_PROBE_RADIUS`
+    (or ``cutoff`` if shorter; ``pairs``: every pair within ``cutoff``, Å) than :data:`MAX_NUMBER_DENSITY`
+    allows: a local density that a cluster smaller than the cut-off does not dilute."""
     probe = min(cutoff, DENSITY_PROBE_RADIUS)
-    limit = MAX_NUMBER_DENSITY * 4.0 / 3.0 * np.pi * probe**3
+    limit = _neighbour_limit(probe)
     counts = np.bincount(pairs.src[pairs.distance <= probe], minlength=len(atoms))
     i = int(np.argmax(counts))
     if counts[i] > limit:

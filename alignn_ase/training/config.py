@@ -257,8 +257,7 @@ class _Loader(yaml.SafeLoader):
     A key given twice in one mapping is an error (PyYAML would keep the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        repeated = _repeated([self.construct_object(key, deep=deep) for key, _ in node.value])
         if repeated:
             raise yaml.constructor.ConstructorError(None, None, f"key(s) {repeated} given twice", node.start_mark)
         return super().construct_mapping(node, deep=deep)
@@ -269,10 +268,14 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _repeated(keys: Sequence[Any]) -> list[str]:
+    """The keys that occur more than once, as sorted strings."""
+    return sorted({str(k) for k in keys if keys.count(k) > 1})
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object's pairs as a dict; a key given twice is an error (json would keep the last)."""
-    keys = [k for k, _ in pairs]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    repeated = _repeated([k for k, _ in pairs])
     if repeated:
         raise json.JSONDecodeError(f"key(s) {repeated} given twice", "", 0)
     return dict(pairs)

@@ -17,6 +17,11 @@ from ..graph import has_3d_cell
 logger = logging.getLogger(__name__)
 
 
+def is_whole(value: object, minimum: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) >= ``minimum``: a count of steps."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+
+
 def check_structure(atoms: object) -> None:
     """Raise :class:`~alignn_ase.errors.InvalidArgumentError` unless ``atoms`` is an ``ase.Atoms`` (the
     workflows take structures, not file names)."""

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..errors import InvalidArgumentError, InvalidStructureError
 from ..graph import is_3d_periodic
-from .calc import check_structure, get_calculator
+from .calc import check_structure, get_calculator, is_whole
 from .results import MDResult
 from .watchdog import Watchdog
 
@@ -53,10 +53,6 @@ class LogRow(NamedTuple):
     pressure_GPa: float
     volume_A3: float
 
-
-def _whole(value: object, minimum: int) -> bool:
-    """Whether ``value`` is an integer (not a bool) >= ``minimum``."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
 
 
 def run_md(
@@ -128,8 +124,8 @@ def run_md(
     check_structure(atoms)
     if ensemble not in ENSEMBLES:
         raise InvalidArgumentError(f"unknown ensemble {ensemble!r}; use one of {list(ENSEMBLES)}")
-    if (not (0 < timestep_fs < np.inf) or not (0 <= temperature_K < np.inf) or not _whole(steps, 0)
-            or not _whole(log_interval, 1)):
+    if (not (0 < timestep_fs < np.inf) or not (0 <= temperature_K < np.inf) or not is_whole(steps, 0)
+            or not is_whole(log_interval, 1)):
         raise InvalidArgumentError(
             f"need a finite timestep_fs > 0, whole steps >= 0 and log_interval >= 1, a finite temperature_K >= 0 "
             f"(got {timestep_fs}, {steps}, {log_interval}, {temperature_K})"

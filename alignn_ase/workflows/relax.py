@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import check_structure, get_calculator
+from .calc import check_structure, get_calculator, is_whole
 from .results import RelaxResult
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ def relax(
     """
     if optimizer not in OPTIMIZERS:
         raise InvalidArgumentError(f"unknown optimizer {optimizer!r}; use one of {list(OPTIMIZERS)}")
-    whole = isinstance(max_steps, (int, np.integer)) and not isinstance(max_steps, bool)
-    if not 0 < fmax < np.inf or not whole or max_steps < 0:
+    if not 0 < fmax < np.inf or not is_whole(max_steps, 0):
         raise InvalidArgumentError(
             f"need a finite fmax > 0 (eV/Å) and a whole max_steps >= 0 (got fmax={fmax!r}, max_steps={max_steps!r})"
         )
