@@ -333,8 +333,10 @@ def _resolve(path_or_name: str | Path) -> Path:
     else the path."""
     from .potentials import DEFAULT, PROPERTY_MODELS
 
-    path = Path(path_or_name).expanduser()
     name = str(path_or_name)
+    if not name.strip():  # Path("") is the current folder
+        raise UnknownModelError(f"empty model name; available: {', '.join(available_models())}, or a path")
+    path = Path(path_or_name).expanduser()
     if isinstance(path_or_name, str) and name in available_models():
         shipped = potentials_dir() / (DEFAULT if name == "default" else PROPERTY_MODELS.get(name, name))
         if path.exists():

@@ -361,6 +361,8 @@ def test_missing_files_and_unknown_names(tmp_path):
         load_model(folder)
     with pytest.raises(UnknownModelError, match="no-such-model"):
         load_model("no-such-model")
+    with pytest.raises(UnknownModelError, match="empty model name"):  # was "no config.json" in the current folder
+        load_model("")
     (tmp_path / "junk.zip").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="not a folder and not a readable zip"):
         load_model(tmp_path / "junk.zip")

@@ -136,6 +136,9 @@ def test_relax_under_pressure_reports_the_enthalpy(emt_cu_a0, tmp_path):
     assert summary["pressure_GPa"] == pytest.approx(10.0, rel=0.01)  # the relaxed cell's, from its stress
     assert relax(start, fmax=0.01, **QUIET).summary()["enthalpy_eV"] is None
     assert result.plot(tmp_path / "relax.png").stat().st_size > 1000
+    # the trajectory's and log's folders are made, as the MD's and the figures' are
+    relax(start, fmax=0.01, trajectory=tmp_path / "a" / "r.traj", logfile=tmp_path / "b" / "r.log", **QUIET)
+    assert len(read(tmp_path / "a" / "r.traj", ":")) >= 1 and "FIRE" in (tmp_path / "b" / "r.log").read_text()
 
 
 def test_relax_with_default_potential_runs_and_reports(tmp_path):
@@ -283,7 +286,7 @@ def test_md_writes_csv_and_trajectory(tmp_path):
         "nvt_langevin",
         steps=22,
         log_interval=5,
-        trajectory="md.traj",
+        trajectory="frames/md.traj",  # folders that do not exist yet are made (it failed at the first frame)
         output_dir=tmp_path,
         calculator=EMT(),
         **QUIET,
@@ -296,7 +299,7 @@ def test_md_writes_csv_and_trajectory(tmp_path):
     assert float(rows[-1]["total_energy_eV"]) == pytest.approx(result.total_energy[-1])
     assert float(rows[-1]["volume_A3"]) == pytest.approx(atoms.get_volume())
     assert np.isfinite(float(rows[-1]["pressure_GPa"]))
-    frames = read(tmp_path / "md.traj", ":")
+    frames = read(tmp_path / "frames" / "md.traj", ":")
     assert len(frames) == 6
     np.testing.assert_array_equal(frames[-1].positions, result.atoms.positions)
     assert result.plot(tmp_path / "md.png").stat().st_size > 1000
@@ -651,6 +654,17 @@ def test_berendsen_quench_to_zero_kelvin_needs_starting_velocities():
         (lambda a, c: phonons(a, calculator=c, supercell=float("inf")), "finite, positive length"),
         (lambda a, c: phonons(a, calculator=c, supercell=(100, 100, 100)), "would hold 4000000 atoms"),
         (lambda a, c: eos(a, calculator=c, volume_range=1e-4, output_dir=None), "0.005 <= volume_range"),
+        # strings and None (e.g. from a hand-written config) were compared with numbers: TypeError
+        (lambda a, c: relax(a, calculator=c, fmax="0.1", **QUIET), "expected numbers, got fmax='0.1'"),
+        (lambda a, c: relax(a, calculator=c, pressure_GPa=None, **QUIET), "got pressure_GPa=None"),
+        (lambda a, c: eos(a, calculator=c, points="9", output_dir=None), "got points='9'"),
+        (lambda a, c: run_md(a, calculator=c, temperature_K="300", steps=2, progress=False), "got temperature_K='300'"),
+        (lambda a, c: run_md(a, calculator=c, tdamp_fs="10", steps=2, progress=False), "got tdamp_fs='10'"),
+        (lambda a, c: phonons(a, calculator=c, supercell="2"), "got supercell='2'"),
+        (lambda a, c: phonons(a, calculator=c, supercell=[2, "x", 2]), "supercell must hold numbers"),
+        (lambda a, c: phonons(a, calculator=c, mesh="20"), "got mesh='20'"),
+        (lambda a, c: phonons(a, calculator=c, temperatures=["300"]), "temperatures must hold numbers"),
+        (lambda a, c: phonons(a, calculator=c, displacement="0.01"), "got displacement='0.01'"),
     ],
 )
 def test_workflow_arguments_that_are_not_finite_or_sensible_are_refused(run, match):

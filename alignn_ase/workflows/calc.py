@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import numbers
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +22,22 @@ logger = logging.getLogger(__name__)
 def is_whole(value: object, minimum: int) -> bool:
     """Whether ``value`` is an integer (not a bool) >= ``minimum``: a count of steps."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+
+
+def check_numbers(**values: object) -> None:
+    """Raise :class:`~alignn_ase.errors.InvalidArgumentError` naming each of ``values`` that is not a
+    real number (a string, bool, None or array), before range checks compare them with numbers."""
+    bad = [f"{name}={value!r:.40}" for name, value in values.items()
+           if isinstance(value, bool) or not isinstance(value, numbers.Real)]
+    if bad:
+        raise InvalidArgumentError(f"expected numbers, got {', '.join(bad)}")
+
+
+def new_file(path: str | Path) -> Path:
+    """``path`` as a ``Path``, with its missing parent folders made (before a run, not at its first write)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def check_structure(atoms: object) -> None:

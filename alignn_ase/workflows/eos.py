@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, check_structure, get_calculator
+from .calc import calculate_many, check_numbers, check_structure, get_calculator
 from .results import EOSResult
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def eos(
         raise InvalidArgumentError("eos needs a 3D periodic cell")
     if eos_name not in eos_names:
         raise InvalidArgumentError(f"unknown EOS {eos_name!r}; use one of {eos_names}")
+    check_numbers(volume_range=volume_range, points=points)
     if not MIN_VOLUME_RANGE <= volume_range < 0.5 or not float(points).is_integer() or points < 5:
         raise InvalidArgumentError(
             f"need {MIN_VOLUME_RANGE} <= volume_range < 0.5 (smaller ranges fit float rounding, not the curvature) and "

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..errors import InvalidArgumentError, InvalidStructureError
 from ..graph import is_3d_periodic
-from .calc import check_structure, get_calculator, is_whole
+from .calc import check_numbers, check_structure, get_calculator, is_whole, new_file
 from .results import MDResult
 from .watchdog import Watchdog
 
@@ -124,6 +124,10 @@ def run_md(
     check_structure(atoms)
     if ensemble not in ENSEMBLES:
         raise InvalidArgumentError(f"unknown ensemble {ensemble!r}; use one of {list(ENSEMBLES)}")
+    optional = {"tdamp_fs": tdamp_fs, "pdamp_fs": pdamp_fs, "max_temperature_K": max_temperature_K}
+    check_numbers(temperature_K=temperature_K, timestep_fs=timestep_fs, pressure_GPa=pressure_GPa,
+                  friction_per_fs=friction_per_fs, bulk_modulus_GPa=bulk_modulus_GPa, min_distance=min_distance,
+                  **{name: value for name, value in optional.items() if value is not None})
     if (not (0 < timestep_fs < np.inf) or not (0 <= temperature_K < np.inf) or not is_whole(steps, 0)
             or not is_whole(log_interval, 1)):
         raise InvalidArgumentError(
@@ -183,7 +187,7 @@ def run_md(
     with_stress = periodic_3d and "stress" in calc.implemented_properties
     rows: list[LogRow] = []
     csv_path = out / "md.csv" if out is not None else None
-    traj_path = None if trajectory is None else (out / trajectory if out is not None else Path(trajectory))
+    traj_path = None if trajectory is None else new_file(out / trajectory if out is not None else trajectory)
     with ExitStack() as stack:
         writer = None
         if csv_path is not None:

@@ -19,7 +19,7 @@ from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, check_structure, get_calculator
+from .calc import calculate_many, check_numbers, check_structure, get_calculator
 from .results import PhononResult
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[S
     giving the smallest diagonal supercell at least that thick in every direction.
     """
     if np.ndim(supercell) == 0:
+        check_numbers(supercell=supercell)
         if not 0 < float(supercell) < np.inf:
             raise InvalidArgumentError(
                 f"the supercell's minimum thickness must be a finite, positive length (Å), got {supercell!r}"
@@ -48,7 +49,7 @@ def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[S
         heights = 1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1)
         matrix = np.diag(np.maximum(1, np.ceil(float(supercell) / heights - 1e-9)))
     else:
-        matrix = np.asarray(supercell, dtype=float)
+        matrix = _as_floats("supercell", supercell)
         if matrix.shape == (3,):
             matrix = np.diag(matrix)
         if (matrix.shape != (3, 3) or not np.isfinite(matrix).all() or not np.all(matrix == np.round(matrix))
@@ -64,6 +65,18 @@ def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[S
             "phonons converge in supercells of ~10-20 Å"
         )
     return matrix.astype(int)
+
+
+def _as_floats(name: str, values: object) -> np.ndarray:
+    """``values`` as a float array; :class:`~alignn_ase.errors.InvalidArgumentError` naming ``name`` if it holds
+    anything but numbers."""
+    try:
+        # numpy would read "3" as 3.0
+        if any(isinstance(v, (str, bytes)) for v in np.ravel(np.asarray(values, dtype=object))):
+            raise ValueError(values)
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise InvalidArgumentError(f"{name} must hold numbers, got {values!r:.60}") from err
 
 
 def phonons(
@@ -109,18 +122,21 @@ def phonons(
     check_structure(atoms)
     if not is_3d_periodic(atoms):
         raise InvalidArgumentError("phonons need a 3D periodic cell")
+    check_numbers(displacement=displacement, symprec=symprec, acoustic_tolerance=acoustic_tolerance)
     for name, value in (("displacement", displacement), ("symprec", symprec), ("acoustic_tolerance", acoustic_tolerance)):
         if not 0 < value < np.inf:
             raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value!r}")
     if not 1e-3 <= displacement <= 0.1:
         logger.warning("a displacement of %g Å is outside 0.001-0.1 Å: forces at smaller ones are mostly float "
                        "rounding, at larger ones anharmonic (phonopy's default is 0.01 Å)", displacement)
-    mesh_values = np.atleast_1d(np.asarray(mesh, dtype=float))
+    if np.ndim(mesh) == 0:
+        check_numbers(mesh=mesh)
+    mesh_values = np.atleast_1d(_as_floats("mesh", mesh))
     if (mesh_values.shape not in ((1,), (3,)) or not (np.isfinite(mesh_values).all() and (mesh_values > 0).all())
             or (mesh_values.shape == (3,) and not all(float(v).is_integer() for v in mesh_values))):
         # phonopy would quietly turn a length <= 0 into a Gamma-only 1x1x1 mesh
         raise InvalidArgumentError(f"mesh must be a positive length (Å) or three positive integers, got {mesh}")
-    temps = np.asarray(temperatures, dtype=float)
+    temps = _as_floats("temperatures", temperatures)
     if temps.ndim != 1 or temps.size == 0 or not (np.isfinite(temps).all() and (temps >= 0).all()):
         raise InvalidArgumentError("temperatures must be a non-empty list of finite values >= 0 K")
     calc = get_calculator(atoms, calculator)

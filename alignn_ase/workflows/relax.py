@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import check_structure, get_calculator, is_whole
+from .calc import check_numbers, check_structure, get_calculator, is_whole, new_file
 from .results import RelaxResult
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def relax(
     """
     if optimizer not in OPTIMIZERS:
         raise InvalidArgumentError(f"unknown optimizer {optimizer!r}; use one of {list(OPTIMIZERS)}")
+    check_numbers(fmax=fmax, pressure_GPa=pressure_GPa)
     if not 0 < fmax < np.inf or not is_whole(max_steps, 0):
         raise InvalidArgumentError(
             f"need a finite fmax > 0 (eV/Å) and a whole max_steps >= 0 (got fmax={fmax!r}, max_steps={max_steps!r})"
@@ -89,9 +90,11 @@ def relax(
     energies: list[float] = []
     enthalpies: list[float] = []  # what the optimiser minimises under pressure: E + PV (the filter's energy)
     with ExitStack() as stack:
+        if isinstance(logfile, (str, Path)) and str(logfile) != "-":
+            logfile = new_file(logfile)
         opt = stack.enter_context(OPTIMIZERS[optimizer](target, logfile=logfile))
         if trajectory is not None:
-            opt.attach(stack.enter_context(Trajectory(str(trajectory), "w", atoms)))
+            opt.attach(stack.enter_context(Trajectory(str(new_file(trajectory)), "w", atoms)))
         bar = stack.enter_context(tqdm(total=max_steps, desc=f"relax ({optimizer})", disable=not progress, leave=False))
 
         def observe() -> None:
