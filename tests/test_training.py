@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -443,6 +444,24 @@ def test_bad_force_field_labels_are_named(tmp_path):
     write(tmp_path / "gpa.extxyz", frames)
     with pytest.warns(UserWarning, match="record s1: a stress component of 2 eV/Å³"):
         read_dataset(tmp_path / "gpa.extxyz")
+    frames[1].calc = SinglePointCalculator(frames[1], energy=-1.0, forces=np.full((4, 3), 230.0))  # kcal/mol/Å?
+    write(tmp_path / "kcal.extxyz", frames)
+    with pytest.warns(UserWarning, match="record s1: a force component of 230 eV/Å"):
+        read_dataset(tmp_path / "kcal.extxyz")
+
+
+def test_a_loss_term_without_labels_is_named(tmp_path):
+    frames = emt_frames(8, seed=2)
+    for a in frames:  # energies only, as from a file whose forces were saved under another name
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy())
+    write(tmp_path / "energies.extxyz", frames)
+    cfg = run_config(tmp_path / "run", tmp_path / "energies.extxyz", "forcefield", optim={"epochs": 1})
+    with pytest.warns(UserWarning, match=r"task.force_weight is 10.0 but none of the \d+ training structures has a forces"):
+        train(cfg, progress=False)
+    cfg["task"].update(force_weight=0.0, stress_weight=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        train({**cfg, "output_dir": str(tmp_path / "run2")}, progress=False)
 
 
 def test_data_the_model_cannot_take_is_refused_before_training(tmp_path, dataset):

@@ -150,6 +150,12 @@ def _forcefield_labels(atoms: Atoms, rid: str, energy_key: str = "energy") -> di
             raise DatasetError(f"record {rid}: forces must be a ({n}, 3) array, got shape {f.shape}")
         if not np.isfinite(f).all():
             raise DatasetError(f"record {rid}: forces hold non-finite values (atoms {_bad_rows(f)})")
+        if np.abs(f).max(initial=0.0) > MAX_PLAUSIBLE_FORCE:
+            warnings.warn(
+                f"record {rid}: a force component of {np.abs(f).max():.3g} eV/Å; forces are read in eV/Å (ASE's "
+                "unit): values in kcal/mol/Å or kJ/mol/Å would be 23x or 96x too large",
+                stacklevel=2,
+            )
         labels["forces"] = f
     if "stress" not in labels and "virial" in atoms.info:
         labels["stress"] = _stress_from_virial(atoms, atoms.info["virial"], rid)
@@ -175,6 +181,9 @@ ENERGY_KEYS = ("energy", "free_energy")
 
 #: Stresses above this (eV/Å³; 160 GPa) are more likely a unit mistake than a label.
 MAX_PLAUSIBLE_STRESS = 1.0
+
+#: Force components above this (eV/Å) are more likely a unit mistake than a label.
+MAX_PLAUSIBLE_FORCE = 100.0
 
 
 def _bad_rows(values: np.ndarray) -> list[int]:

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
@@ -256,6 +257,22 @@ def _check_elements(model: ALIGNNModel, records: list[Record]) -> None:
             model.check_elements(torch.as_tensor(r.atoms.numbers))
         except UnsupportedElementError as exc:
             raise DatasetError(f"record {r.id}: {exc}") from None
+
+
+def _warn_about_labels(task: TaskConfig, records: list[Record]) -> None:
+    """Warn when a force-field loss term has a weight but no training record has its label (the term is then
+    always zero: forces or stresses were not read, e.g. saved under another name)."""
+    if task.kind != "forcefield":
+        return
+    for name, weight, key in (("force_weight", task.force_weight, "forces"),
+                              ("stress_weight", task.stress_weight, "stress")):
+        if weight > 0 and not any(key in r.labels for r in records):
+            warnings.warn(
+                f"task.{name} is {weight} but none of the {len(records)} training structures has a {key} label, so "
+                f"that term is zero; labels are read from the structures' calculator results, arrays['forces'] and "
+                f"info['stress'] (or info['virial'])",
+                stacklevel=3,
+            )
 
 
 def _warn_about_split(sets: dict[str, GraphDataset]) -> None:
@@ -517,6 +534,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
 
     model = _make_model(cfg, sorted({s for r in records for s in r.atoms.get_chemical_symbols()}))
     _check_elements(model, records)
+    _warn_about_labels(cfg.task, [by_id[i] for i in split["train"]])
     lone = cfg.optim.batch_size < 2 or len(split["train"]) < 2  # some batch will hold a single structure
     if (lone and any(len(by_id[i].atoms) == 1 for i in split["train"])
             and any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in model.modules())):
