@@ -5,6 +5,7 @@ Public API::
     from alignn_ase import ALIGNNCalculator, load_model, predict
     atoms.calc = ALIGNNCalculator()            # shipped default potential
     atoms.calc = ALIGNNCalculator("path/to/upstream_checkpoint.zip")
+    atoms.calc = ALIGNNCalculator("mps")       # upstream ALIGNN's published models by name (downloaded once)
     results = predict(list_of_atoms, batch_size=32)  # many structures per forward/backward pass
 
     from alignn_ase import relax, run_md, phonons, eos   # workflows on any ASE calculator
@@ -17,6 +18,7 @@ from .allocator import tune_malloc
 from .batch import predict
 from .calculator import ALIGNNCalculator
 from .compute import evaluate
+from .download import upstream_models
 from .errors import (
     AlignnAseError,
     CheckpointError,
@@ -70,4 +72,5 @@ __all__ = [
     "run_md",
     "save_model",
     "tune_malloc",
+    "upstream_models",
 ]

@@ -28,6 +28,7 @@ from ase.io.formats import UnknownFileTypeError, filetype, ioformats
 from .allocator import tune_malloc
 from .calculator import ALIGNNCalculator
 from .check import run_checks
+from .download import cache_dir, cached_path, upstream_models
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
 from .io import available_models, load_model
 from .workflows import ENSEMBLES, calculate_many, eos, phonons, relax, run_md
@@ -420,6 +421,33 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_models(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "models",
+        parents=_pick(parents, "global"),
+        help="list the model names --model takes",
+        description="List the shipped models and upstream ALIGNN's published models (downloaded on first use to "
+                    f"{cache_dir()}).",
+    )
+    p.add_argument("--search", default=None, help="only names or descriptions containing this text")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    text = (args.search or "").lower()
+    print("shipped (offline):")
+    for name in available_models():
+        if text in name.lower():
+            print(f"  {name}")
+    print(f"upstream ALIGNN (by name or upstream:<name>; downloaded on first use to {cache_dir() / 'upstream'}):")
+    for name, meta in upstream_models().items():
+        about = meta.get("description", "")
+        if text in name.lower() or text in about.lower():
+            cached = " [cached]" if cached_path(name).is_file() else ""
+            print(f"  {name:<44} {about}{cached}")
+    return 0
+
+
 def add_check(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p = sub.add_parser(
         "check",
@@ -489,6 +517,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, Parents], None]] = [
     add_eos,
     add_predict,
     add_info,
+    add_models,
     add_check,
     add_train,
 ]
@@ -507,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     general.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     general.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", default="default", help="shipped model name or checkpoint path (default: default)")
+    model.add_argument("--model", default="default", help="shipped model name, checkpoint path or upstream ALIGNN model name (see the models command; "
+                       "default: default)")
     compute = argparse.ArgumentParser(add_help=False)
     compute.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     compute.add_argument(

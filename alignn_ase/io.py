@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
+from .download import fetch_upstream, upstream_name
 from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, UnknownModelError
 from .graph import GraphSettings
 from .nn.base import ALIGNNModel
@@ -330,7 +331,8 @@ def _load_weights(model: ALIGNNModel, state: dict[str, torch.Tensor], where: str
 
 def _resolve(path_or_name: str | Path) -> Path:
     """A shipped model's folder for its name (before a path of the same name: ``./default`` for that),
-    else the path."""
+    else the path, else the cached zip of an upstream model of that name (downloaded if missing, see
+    :mod:`alignn_ase.download`)."""
     from .potentials import DEFAULT, PROPERTY_MODELS
 
     name = str(path_or_name)
@@ -345,14 +347,18 @@ def _resolve(path_or_name: str | Path) -> Path:
         return shipped
     if path.exists():
         return path
+    if isinstance(path_or_name, str) and upstream_name(name) is not None:
+        return fetch_upstream(name)
     raise UnknownModelError(
-        f"unknown model {str(path_or_name)!r}: not an existing path and not a shipped potential "
-        f"(available: {', '.join(available_models())})"
+        f"unknown model {str(path_or_name)!r}: not an existing path, not a shipped model "
+        f"({', '.join(available_models())}) and not one of upstream ALIGNN's published models (upstream_models())"
     )
 
 
 def load_model(path_or_name: str | Path = "default", dtype: str | torch.dtype = torch.float32) -> ALIGNNModel:
-    """Load a model by shipped name (``"default"``, see :func:`available_models`) or path.
+    """Load a model by shipped name (``"default"``, see :func:`available_models`), path, or the name of one of
+    upstream ALIGNN's published models (:func:`~alignn_ase.download.upstream_models`; downloaded on first use and
+    cached; ``"upstream:<name>"`` where a shipped model has the same name).
 
     The path is a folder or zip in upstream ALIGNN's layout or alignn-ase's
     (see module docstring). The model comes back on the CPU in ``dtype``

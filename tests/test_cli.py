@@ -306,7 +306,7 @@ def test_console_script_missing_file(tmp_path):
 def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "check", "train"}
+    assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "models", "check", "train"}
     for name in commands:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])
