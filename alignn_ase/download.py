@@ -73,6 +73,23 @@ def cached_path(name: str) -> Path:
     return cache_dir() / "upstream" / f"{name}.zip"
 
 
+def upstream_card(path: Path) -> str | None:
+    """A short model card for the cached zip of an upstream model (what upstream's registry says of it), or None
+    if ``path`` is not one."""
+    meta = _registry()["models"].get(path.stem)
+    if meta is None or path.resolve() != cached_path(path.stem).resolve():
+        return None
+    lines = [f"# {path.stem} (upstream ALIGNN)", "", f"Published by upstream ALIGNN, downloaded from {meta['url']} "
+             f"(listed in {_registry()['source']}'s {meta['registry']})."]
+    if "description" in meta:
+        lines += ["", meta["description"]]
+    if "target" in meta:
+        unit = f" {meta['unit']}" if meta.get("unit") else ""
+        mae = f"; upstream's test MAE {meta['test_mae']}{unit}" if "test_mae" in meta else ""
+        lines += ["", f"Target: {meta['target']}{mae}."]
+    return "\n".join(lines) + "\n"
+
+
 def fetch_upstream(name: str, progress: bool = True) -> Path:
     """The cached zip of upstream model ``name`` (see :func:`upstream_name`), downloaded first if missing.
 

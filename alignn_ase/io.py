@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
-from .download import fetch_upstream, upstream_name
+from .download import fetch_upstream, upstream_card, upstream_name
 from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, UnknownModelError
 from .graph import GraphSettings
 from .nn.base import ALIGNNModel
@@ -376,7 +376,7 @@ def load_model(path_or_name: str | Path = "default", dtype: str | torch.dtype = 
         raise CheckpointError(f"{files.source}: {CONFIG_FILE} is not valid JSON ({exc})") from None
     model = build_model(config, f"{files.source}: {CONFIG_FILE}").to(dtype)
     _load_weights(model, _read_state_dict(files), f"{files.source}: {files.weights_name}")
-    model.card = files.card
+    model.card = files.card if files.card is not None else upstream_card(path)
     model.source = files.source
     logger.info("loaded %s model from %s", type(model).__name__, files.source)
     return model.eval()

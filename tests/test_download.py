@@ -49,7 +49,10 @@ def test_a_published_model_is_downloaded_once_and_gives_the_checkpoints_numbers(
     assert cached.is_file() and cached.read_bytes() == published.read_bytes()
     assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # no partial files left
     published.unlink()  # offline from now on: the cache serves it
-    assert load_model(f"upstream:{NAME}").source == str(cached)
+    model = load_model(f"upstream:{NAME}")
+    assert model.source == str(cached)
+    assert model.card.startswith(f"# {NAME} (upstream ALIGNN)") and published.as_uri() in model.card
+    assert load_model(UPSTREAM / "pure_2_2_64_cgcnn").card is None  # the same weights elsewhere: no registry card
 
 
 @pytest.mark.parametrize("content, match", [(b"<html>rate limited</html>", "did not give a zip archive"),
