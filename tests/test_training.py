@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,14 @@ def test_property_model_attaches_to_calculator_and_finetune_freezes(tmp_path, da
     assert not {n for n in changed if n.startswith(("atom_embedding", "alignn_layers"))}
     assert {"readout.0.weight", "edge_embedding.1.layer.0.weight", "gcn_layers.0.src_update.weight"} <= changed
 
+    # batch normalisation (the upstream architecture): a frozen module's running statistics stay frozen too
+    cfg = run_config(tmp_path / "ftp", dataset, "regression", optim={"epochs": 2},
+                     model={"init_from": str(prop.best_model), "freeze": ["atom_embedding", "gcn_layers"]})
+    tuned = load_model(train(cfg, progress=False).best_model)
+    old = dict(load_model(prop.best_model).named_buffers())
+    changed = {name for name, b in tuned.named_buffers() if b.is_floating_point() and not torch.equal(b, old[name])}
+    assert changed and not {n for n in changed if n.startswith(("atom_embedding", "gcn_layers"))}, changed
+
 
 def _history(out: Path) -> list[dict]:
     path = out / "metrics.json"
@@ -223,6 +232,8 @@ def test_readers_round_trip(tmp_path):
     (folder / "id_prop.csv").write_text("\n".join(lines) + "\n")
     got = read_dataset(folder, "formation_energy")
     assert [r.labels["formation_energy"] for r in got] == pytest.approx([a.info["epa"] for a in frames])
+    (folder / "id_prop.csv").write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")  # Excel's CSV UTF-8
+    assert [r.id for r in read_dataset(folder, "formation_energy")] == [r.id for r in got]
     for property_only in (tmp_path / "d.json", folder):  # no force-field labels in these formats
         with pytest.raises(DatasetError, match="a force field trains on energy/forces/stress labels"):
             read_dataset(property_only)
@@ -297,6 +308,11 @@ def test_bad_records_are_named_or_skipped(tmp_path, caplog):
         ({"task": {"energy_weight": 0.0, "force_weight": 0.0, "stress_weight": 0.0}}, "all 0: the loss would be 0"),
         ({"task": {"kind": "classification", "target": "c", "threshold": 0.3, "num_classes": 3},
           "model": {"architecture": "alignn"}}, "task.threshold' makes two classes"),
+        # a forgotten kind: classification trained a regression without a word
+        ({"task": {"kind": "regression", "target": "c", "threshold": 0.3}, "model": {"architecture": "alignn"}},
+         "belong to classification tasks"),
+        ({"task": {"kind": "regression", "target": "c", "num_classes": 3}, "model": {"architecture": "alignn"}},
+         "belong to classification tasks"),
     ],
 )
 def test_config_errors_name_the_field(patch, message):
@@ -771,3 +787,94 @@ def test_evaluate_dataset_leaves_the_callers_model_alone(tmp_path, dataset):
     metrics = evaluate_dataset(model, dataset, {"kind": "forcefield"}, tmp_path, dtype="float64")
     assert np.isfinite(metrics["energy_mae_eV_per_atom"]) and (tmp_path / "predictions_test.csv").is_file()
     assert model.float_dtype == torch.float32  # evaluated in float64 on a copy
+    # a file whose name does not tell its format is read as a training config's data.format would read it
+    shutil.copy(dataset, tmp_path / "heldout")
+    with pytest.raises(DatasetError, match="format= of evaluate_dataset"):
+        evaluate_dataset(model, tmp_path / "heldout", {"kind": "forcefield"}, tmp_path / "b")
+    again = evaluate_dataset(model, tmp_path / "heldout", {"kind": "forcefield"}, tmp_path / "b", format="extxyz")
+    assert again["energy_mae_eV_per_atom"] == pytest.approx(metrics["energy_mae_eV_per_atom"], rel=1e-5)
+
+
+def test_a_fresh_force_field_starts_at_the_datas_energy_scale(tmp_path, dataset):
+    """The reference energies are fitted to composition less the random readout's own mean site energy: a fresh
+    model's energies are as close to the labels as the composition fit alone (the readout's offset, up to ~1 eV/atom
+    at width 16, used to be added on top)."""
+    from alignn_ase.compute import evaluate
+    from alignn_ase.training.graphs import GraphDataset, collate
+    from alignn_ase.training.trainer import _init_output, _make_model
+
+    cfg = config_from_dict(run_config(tmp_path, dataset, "forcefield", model={"params": {**TINY, "hidden_features": 16}}))
+    records = read_dataset(dataset)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = _make_model(cfg, ["Al", "Cu"]).double()
+        data = GraphDataset(records, model.graph_settings, tmp_path / "graphs", "forcefield", progress=False)
+        _init_output(model, data, "forcefield")
+        graph, labels = collate([data[i] for i in range(len(data))])
+        n = graph.n_atoms.double()
+        counts = np.array([[np.count_nonzero(r.atoms.numbers == z) for z in (13, 29)] for r in records], dtype=float)
+        energy = labels["energy"].numpy()
+        fit = counts @ np.linalg.lstsq(counts, energy, rcond=None)[0]
+        composition_mae = np.mean(np.abs(fit - energy) / n.numpy())
+        with torch.no_grad():
+            model_mae = float(((evaluate(model, graph, forces=False, stress=False)["energy"] - labels["energy"]) / n)
+                              .abs().mean())
+        assert model_mae < 1.5 * composition_mae + 0.02, (seed, model_mae, composition_mae)
+
+
+@pytest.mark.parametrize("architecture", ["alignn_ase_smooth", "alignn"])
+@pytest.mark.parametrize("params, match", [({"hidden_features": 0}, r"hidden_features = 0 \(needs >= 1\)"),
+                                           ({"gcn_layers": -1}, r"gcn_layers = -1 \(needs >= 0\)"),
+                                           ({"alignn_layers": -3}, r"alignn_layers = -3 \(needs >= 0\)")])
+def test_model_sizes_that_build_no_model_are_named(tmp_path, dataset, architecture, params, match):
+    """A zero width crashed deep in torch after the graphs were built; negative layer counts were accepted."""
+    kind = "forcefield" if architecture == "alignn_ase_smooth" else "regression"
+    cfg = run_config(tmp_path, dataset, kind, model={"architecture": architecture, "params": {**TINY, **params}})
+    with pytest.raises(ConfigError, match=match):
+        train(cfg, progress=False)
+
+
+def test_metrics_files_are_strict_json():
+    """A metric with nothing to measure (the ROC AUC of a one-class test set is NaN) is written as null: a bare
+    NaN is not JSON, and jq or JavaScript refuse the whole file."""
+    from alignn_ase.training.trainer import _json
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    text = _json({"roc_auc": float("nan"), "history": [{"val_loss": float("inf"), "lr": 1e-3}], "n": 3})
+    assert json.loads(text, parse_constant=refuse) == {"roc_auc": None, "history": [{"val_loss": None, "lr": 1e-3}],
+                                                       "n": 3}
+
+
+def test_starting_over_removes_the_previous_runs_outputs(tmp_path, dataset, caplog):
+    """A run that starts over in a folder (resume: false) used to leave the earlier run's test metrics, predictions
+    and parity plot beside its own, which passed for its results when it had no test set."""
+    cfg = run_config(tmp_path, dataset, "regression", optim={"epochs": 2})
+    train(cfg, progress=False)
+    assert (tmp_path / "test_metrics.json").is_file() and (tmp_path / "parity.png").is_file()
+    again = train({**cfg, "resume": False, "data": {**cfg["data"], "split_ratios": [0.9, 0.1, 0.0]}}, progress=False)
+    assert again.test_metrics == {} and "removing the previous run's" in caplog.text
+    for name in ("test_metrics.json", "predictions_test.csv", "parity.png"):
+        assert not (tmp_path / name).exists(), name
+    assert len(json.loads((tmp_path / "metrics.json").read_text())) == 2 and (tmp_path / "best_model").is_dir()
+
+
+def test_resuming_names_records_added_since_the_run_started(tmp_path):
+    data = tmp_path / "d.extxyz"
+    write(data, emt_frames(12, seed=4))
+    cfg = run_config(tmp_path / "run", data, "regression", optim={"epochs": 1})
+    train(cfg, progress=False)
+    write(data, emt_frames(17, seed=4))  # the same twelve (ids s0..s11) and five new ones
+    with pytest.warns(UserWarning, match=r"5 of the 17 records are in none of the resumed run's splits"):
+        train(cfg, progress=False)
+
+
+def test_a_partial_model_graph_takes_upstreams_defaults_for_the_rest():
+    """model.graph with only a cut-off used to fail on the missing neighbor_strategy."""
+    from alignn_ase.training.trainer import _make_model
+
+    cfg = config_from_dict({"data": {"path": "x.extxyz"}, "task": {"kind": "regression", "target": "epa"},
+                            "model": {"architecture": "alignn", "params": dict(TINY), "graph": {"cutoff": 4.0}}})
+    s = _make_model(cfg, ["Cu", "Al"]).graph_settings
+    assert (s.strategy, s.cutoff, s.max_neighbors) == ("k-nearest", 4.0, 12)

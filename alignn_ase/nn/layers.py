@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import InvalidArgumentError
+
 
 def scatter_sum(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
     """Sum rows of ``values`` into ``size`` buckets given by ``index``.
@@ -370,6 +372,14 @@ def add_trunk(
     ``angle_embedding``, ``alignn_layers``, ``gcn_layers``) at the top level, so
     state_dicts match upstream key for key.
     """
+    sizes = {"atom_input_features": atom_input_features, "edge_input_features": edge_input_features,
+             "triplet_input_features": triplet_input_features, "embedding_features": embedding_features,
+             "hidden_features": hidden_features}
+    bad = [f"{k} = {v} (needs >= 1)" for k, v in sizes.items() if v < 1]
+    bad += [f"{k} = {v} (needs >= 0)" for k, v in (("alignn_layers", alignn_layers), ("gcn_layers", gcn_layers))
+            if v < 0]
+    if bad:
+        raise InvalidArgumentError(f"bad model sizes: {', '.join(bad)}")
     module.atom_embedding = MLPLayer(atom_input_features, hidden_features, norm)
     module.edge_embedding = nn.Sequential(
         RBFExpansion(0.0, edge_vmax, edge_input_features, edge_lengthscale),

@@ -98,6 +98,10 @@ class DataConfig:
     in_memory: bool = True
 
 
+#: upstream's graph settings (its TrainingConfig's defaults), for the fields ``model.graph`` does not give
+DEFAULT_GRAPH = {"neighbor_strategy": "k-nearest", "cutoff": 8.0, "max_neighbors": 12}
+
+
 @dataclass
 class ModelConfig:
     """The network.
@@ -110,8 +114,9 @@ class ModelConfig:
             :class:`~alignn_ase.nn.upstream.ALIGNNConfig`, ...).
         graph: graph settings of upstream architectures (``neighbor_strategy``,
             ``cutoff``, ``max_neighbors``, ``use_canonize``, ``atom_features``,
-            and ``three_body_cutoff`` for ``pure_torch``); ``atom_features``
-            defaults to the set whose width is ``params.atom_input_features``.
+            and ``three_body_cutoff`` for ``pure_torch``); fields not given take upstream's defaults
+            (:data:`DEFAULT_GRAPH`), and ``atom_features`` the set whose width is
+            ``params.atom_input_features``.
         init_from: fine-tune from this checkpoint (name or path, ours or
             upstream's); ``architecture`` and ``graph`` are then ignored, and
             ``params`` may only repeat the loaded model's values or switch on
@@ -123,9 +128,7 @@ class ModelConfig:
 
     architecture: Architecture = "alignn_ase_smooth"
     params: dict[str, Any] = field(default_factory=dict)
-    graph: dict[str, Any] = field(
-        default_factory=lambda: {"neighbor_strategy": "k-nearest", "cutoff": 8.0, "max_neighbors": 12}
-    )
+    graph: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GRAPH))
     init_from: str | None = None
     freeze: list[str] = field(default_factory=list)
 
@@ -226,6 +229,9 @@ class TrainConfig:
         if t.kind == "forcefield" and (t.target is not None or t.threshold is not None):
             raise ConfigError("config: fields 'task.target' and 'task.threshold' belong to regression and "
                               "classification tasks; a forcefield task trains on energies, forces and stresses")
+        if t.kind == "regression" and t.threshold is not None or t.kind != "classification" and t.num_classes != 2:
+            raise ConfigError(f"config: fields 'task.threshold' and 'task.num_classes' belong to classification tasks, "
+                              f"and this one is a {t.kind} task; set task.kind: classification to classify")
         if t.kind == "forcefield" and t.energy_weight == t.force_weight == t.stress_weight == 0:
             raise ConfigError("config: fields 'task.energy_weight', 'task.force_weight' and 'task.stress_weight' are "
                               "all 0: the loss would be 0 and nothing would train")

@@ -93,7 +93,7 @@ def read_id_prop(folder: Path, target: str) -> Iterator[Record | DatasetError]:
     table = folder / "id_prop.csv"
     if not table.is_file():
         raise DatasetError(f"{folder}: no id_prop.csv")
-    with table.open(newline="") as fh:
+    with table.open(newline="", encoding="utf-8-sig") as fh:  # Excel writes a BOM
         for row in csv.reader(fh):
             if not row or not row[0].strip():
                 continue
@@ -263,7 +263,7 @@ def guess_format(path: Path) -> str:
         return "extxyz"
     if suffix in (".db", ".sqlite"):
         return "ase_db"
-    raise DatasetError(f"{path}: cannot tell the dataset format from the name; set data.format")
+    raise DatasetError(f"{path}: cannot tell the dataset format from the name; set data.format (or format= of evaluate_dataset)")
 
 
 def read_dataset(

@@ -42,13 +42,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..calculator import resolve_device
+from ..compute import evaluate
 from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArgumentError, UnsupportedElementError
 from ..io import ATOM_FEATURE_WIDTH, FORMAT, FORMAT_VERSION, build_model, load_model, resolve_dtype, save_model
 from ..nn.base import ALIGNNModel
 from ..nn.smooth import SmoothALIGNN
 from ..nn.upstream import ALIGNNAtomwise, ALIGNNAtomwiseConfig, ALIGNNConfig
 from ..nn.config import parse_config
-from .config import TaskConfig, TrainConfig, config_from_dict, load_config
+from .config import DEFAULT_GRAPH, TaskConfig, TrainConfig, config_from_dict, load_config
 from .data import Record, read_dataset
 from .graphs import GraphDataset, collate, epoch_batches, to_device
 from .splits import load_split, make_split, save_split
@@ -227,7 +228,8 @@ def _upstream_graph(graph: dict[str, Any], architecture: str, params: dict[str, 
     unknown = sorted(set(graph) - set(GRAPH_FIELDS))
     if unknown:
         raise ConfigError(f"config: model.graph: unknown field(s) {unknown}; known fields: {list(GRAPH_FIELDS)}")
-    if "three_body_cutoff" in graph and graph.get("neighbor_strategy") != "pure_torch":
+    graph = {**DEFAULT_GRAPH, **graph}
+    if "three_body_cutoff" in graph and graph["neighbor_strategy"] != "pure_torch":
         raise ConfigError("config: model.graph.three_body_cutoff applies to the pure_torch neighbor_strategy only")
     if "atom_features" in graph:
         return graph
@@ -346,14 +348,17 @@ def _init_output(model: ALIGNNModel, dataset: GraphDataset, task: str) -> None:
     """Start a fresh model's output at the training data's scale.
 
     Smooth force fields get per-element reference energies from a
-    least-squares fit of energy to composition (eV/atom); property regressors
-    get the training mean as output bias.
+    least-squares fit of energy to composition (eV/atom), less the untrained
+    readout's own mean site energy of each element (a random network adds an
+    offset of up to ~1 eV/atom, which training would otherwise spend its first
+    epochs removing); property regressors get the training mean as output bias.
     """
     if task == "forcefield" and isinstance(model, SmoothALIGNN):
         numbers = sorted({int(z) for n in dataset.numbers for z in n})
         counts = np.array([[np.count_nonzero(n == z) for z in numbers] for n in dataset.numbers], dtype=float)
         energy = np.array([float(dataset[i][1]["energy"][0]) for i in range(len(dataset))])
         ref, *_ = np.linalg.lstsq(counts, energy, rcond=None)
+        ref -= _mean_site_energies(model, dataset, numbers)
         with torch.no_grad():
             model.reference_energies[numbers] = torch.as_tensor(ref, dtype=model.reference_energies.dtype)
         logger.info("reference energies fitted for %d elements", len(numbers))
@@ -361,6 +366,27 @@ def _init_output(model: ALIGNNModel, dataset: GraphDataset, task: str) -> None:
         mean = float(np.mean([float(dataset[i][1]["target"][0]) for i in range(len(dataset))]))
         with torch.no_grad():
             model.fc.bias.fill_(mean)
+
+
+#: training structures whose untrained site energies set the offsets :func:`_init_output` takes out
+INIT_SAMPLE = 256
+
+
+def _mean_site_energies(model: SmoothALIGNN, dataset: GraphDataset, numbers: list[int]) -> np.ndarray:
+    """The untrained ``model``'s mean site energy (eV, without its reference energies) of each element of
+    ``numbers`` over up to :data:`INIT_SAMPLE` training structures (a fixed pick); their overall mean for an
+    element none of them holds."""
+    picks = np.random.default_rng(0).permutation(len(dataset))[:INIT_SAMPLE]
+    z_parts, e_parts = [], []
+    with torch.no_grad():
+        for i in picks:
+            graph = dataset[int(i)][0]
+            site = evaluate(model, graph, forces=False, stress=False)["energies"]
+            site = site - model.reference_energies.index_select(0, graph.numbers)
+            z_parts.append(graph.numbers.numpy())
+            e_parts.append(site.double().numpy())
+    z, e = np.concatenate(z_parts), np.concatenate(e_parts)
+    return np.array([e[z == k].mean() if np.any(z == k) else e.mean() for k in numbers])
 
 
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int) -> Any:
@@ -385,7 +411,7 @@ def _card(cfg: TrainConfig, model: ALIGNNModel, sizes: dict[str, int], metrics: 
         "Metrics (units in the names):",
         "",
         "```json",
-        json.dumps(metrics, indent=1),
+        _json(metrics),
         "```",
         "",
         "Training config:",
@@ -429,10 +455,25 @@ def _run_eval(
     return totals[0] / max(totals[1], 1.0), metrics
 
 
+def _json(value: Any) -> str:
+    """``value`` as indented JSON, a NaN or infinity (a metric with nothing to measure, e.g. the ROC AUC of a
+    test set of one class) written as null: JSON has no NaN, and strict readers (jq, JavaScript) refuse it."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=1, allow_nan=False)
+
+
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:
     """metrics.json and metrics.csv, each replaced atomically: whoever reads them while training
     runs (a progress monitor, a plot) never sees a half-written file."""
-    text = json.dumps(history, indent=1) + "\n"
+    text = _json(history) + "\n"
     _write_atomically(out / "metrics.json", lambda tmp: tmp.write_text(text))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
@@ -465,6 +506,36 @@ def _restore_checkpoint(folder: Path) -> None:
             os.replace(old, folder)
     if tmp.exists():
         shutil.rmtree(tmp)
+
+
+#: what a run writes into its output_dir besides split.json (rewritten) and the graph cache (kept: it is keyed by
+#: graph settings), removed when a run starts over there
+RUN_OUTPUTS = ("metrics.json*", "metrics.csv*", "test_metrics.json", "predictions_test.csv", "parity*.png",
+               "class_probabilities.png", STATE_FILE + "*", "best_model*", "last_model*")
+
+
+def _train_mode(model: nn.Module) -> None:
+    """``model.train()``, except that batch normalisations whose weights are frozen (``model.freeze``) stay in
+    eval mode: their running statistics are part of what was frozen."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine and not any(
+                p.requires_grad for p in module.parameters(recurse=False)):
+            module.eval()
+
+
+def _clear_previous_run(out: Path) -> None:
+    """Remove an earlier run's outputs from ``out``, so that none of them (its test metrics, say, where the new run
+    has no test set) passes for the new run's."""
+    old = sorted({p for pattern in RUN_OUTPUTS for p in out.glob(pattern)})
+    if old:
+        logger.warning("%s: starting a new run there; removing the previous run's %s", out,
+                       ", ".join(p.name for p in old))
+    for p in old:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _save_checkpoint(model: ALIGNNModel, folder: Path, card: str) -> None:
@@ -516,6 +587,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     ids = [r.id for r in records]
     state_path = out / STATE_FILE
     resuming = cfg.resume and state_path.exists()
+    if not resuming and d.main:
+        _clear_previous_run(out)
     # on the CPU: load_state_dict moves each entry to its parameter's device (AdamW's step counts must stay on the
     # CPU, or every step syncs the GPU per parameter tensor)
     st = torch.load(state_path, map_location="cpu", weights_only=True) if resuming else None
@@ -525,6 +598,11 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         split = load_split(cfg.data.split_file, ids)
     elif resuming and (out / "split.json").exists():
         split = load_split(out / "split.json", ids)
+        unsplit = len(ids) - sum(len(part) for part in split.values())
+        if unsplit:
+            warnings.warn(f"{out}: {unsplit} of the {len(ids)} records are in none of the resumed run's splits (added to "
+                          "the data since it started?) and are not used; to train on them, start a new run (resume: "
+                          "false, or another output_dir)", stacklevel=2)
     else:
         split = make_split(ids, cfg.seed, cfg.data.split_ratios, cfg.data.split_counts,
                            _groups(records, cfg.data.group_key))
@@ -554,7 +632,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     logger.info("split: %s", sizes)
     if d.main:
         _warn_about_split(sets)
-    if not cfg.model.init_from:
+    if not cfg.model.init_from and st is None:  # a resumed run restores its weights below
         _init_output(model, sets["train"], cfg.task.kind)
     model.to(device=device, dtype=dtype)
 
@@ -591,7 +669,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     val_batches = _eval_batches(len(val_set), o.batch_size, d)
     for epoch in range(start, start if stopped else o.epochs):
         t0 = time.perf_counter()
-        model.train()
+        _train_mode(model)
         loss_sum, count = 0.0, 0
         batches = epoch_batches(n_train, o.batch_size, cfg.seed, epoch, True, d.world_size, d.rank)
         for idx in tqdm(batches, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not show, leave=False):
@@ -674,7 +752,7 @@ def _test(
     out.mkdir(parents=True, exist_ok=True)
     _write_predictions(out / "predictions_test.csv", rows)
     task.plot(rows, out)
-    (out / "test_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    (out / "test_metrics.json").write_text(_json(metrics) + "\n")
     logger.info("test: %s", metrics)
     return metrics
 
@@ -688,10 +766,15 @@ def evaluate_dataset(
     device: str | None = "cpu",
     dtype: str = "float64",
     energy_key: str = "energy",
+    format: str = "auto",
+    id_key: str = "jid",
+    skip_invalid: bool = False,
 ) -> dict[str, float]:
     """Test a trained model on every record of a dataset file (e.g. a held-out set).
 
     A force field is tested against the ``energy_key`` label (``energy`` or ``free_energy``, as in training).
+    ``format``, ``id_key`` and ``skip_invalid`` read the file as the training config's ``data`` fields of those
+    names do.
 
     Writes ``test_metrics.json``, ``predictions_test.csv`` and parity plots to
     ``output_dir``; returns the metrics (units in their names).
@@ -700,8 +783,8 @@ def evaluate_dataset(
                                                                         strict=True)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     m = model if isinstance(model, ALIGNNModel) else load_model(model, dt)
-    records = read_dataset(data_path, None if task_cfg.kind == "forcefield" else task_cfg.target,
-                           energy_key=energy_key)
+    records = read_dataset(data_path, None if task_cfg.kind == "forcefield" else task_cfg.target, format, id_key,
+                           skip_invalid, energy_key)
     _check_elements(m, records)
     out = Path(output_dir)
     classes = task_cfg.num_classes if task_cfg.kind == "classification" else None
