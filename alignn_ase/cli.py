@@ -509,6 +509,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_evaluate(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        parents=_pick(parents, "global", "model"),
+        help="a model's errors on a labelled dataset",
+        description="Test a model on every record of a labelled dataset (extxyz, ASE db, JARVIS JSON, id_prop.csv "
+        "folder) as training tests its test set: metrics (units in their names), predictions_test.csv and parity "
+        "plots. A potential is compared with the energy (eV/atom), force (eV/Å) and stress (GPa) labels, a property "
+        "model with --target (default: its own property name).",
+    )
+    p.add_argument("data", help="labelled dataset")
+    p.add_argument("--target", default=None, help="label a property model is compared with")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="classifiers: class 1 where the label is above this (labels are class indices without it)")
+    p.add_argument("--format", default="auto", help="dataset reader, as the training config's data.format (default: auto)")
+    p.add_argument("--id-key", default="jid", help="record id field of JARVIS JSON / ASE db rows (default: jid)")
+    p.add_argument("--energy-key", default="energy", choices=["energy", "free_energy"],
+                   help="the energy label a potential is compared with (default: energy)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="(default float64)")
+    p.add_argument("-o", "--output-dir", default="evaluation", help="folder for the outputs (default evaluation)")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .training import evaluate_dataset
+
+    model = load_model(args.model, args.dtype)
+    if model.is_potential:
+        task: dict[str, Any] = {"kind": "forcefield"}
+    else:
+        classes = getattr(model.config, "num_classes", 2) if getattr(model.config, "classification", False) else None
+        task = {"kind": "regression" if classes is None else "classification",
+                "target": args.target or model.property_name}
+        if classes is not None:
+            task.update(num_classes=classes, threshold=args.threshold)
+    metrics = evaluate_dataset(model, args.data, task, args.output_dir, device=args.device, dtype=args.dtype,
+                               energy_key=args.energy_key, format=args.format, id_key=args.id_key)
+    for key, value in metrics.items():
+        print(f"{key}: {value:.6g}")
+    print(f"-> {args.output_dir}")
+    return 0
+
+
 #: every subcommand's registration function, in ``--help`` order.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, Parents], None]] = [
     add_relax,
@@ -520,6 +564,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, Parents], None]] = [
     add_models,
     add_check,
     add_train,
+    add_evaluate,
 ]
 
 

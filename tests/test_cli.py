@@ -306,7 +306,7 @@ def test_console_script_missing_file(tmp_path):
 def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "models", "check", "train"}
+    assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "models", "check", "train", "evaluate"}
     for name in commands:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])
@@ -415,3 +415,33 @@ def test_predict_refuses_to_write_non_finite_results(files, capsys):
         code, _, err = run(capsys, "predict", "two.extxyz", "--model", "overflowing", "-o", output)
         assert code == 1 and "non-finite results for two.extxyz, frame 0; nothing written" in err
         assert not (files / output).exists()
+
+
+def test_evaluate_tests_potentials_and_property_models_on_labelled_files(files, capsys):
+    from alignn_ase.training import evaluate_dataset
+
+    frames = []
+    for i, a in enumerate([bulk("Cu", "fcc", a=3.6, cubic=True), bulk("Al", "fcc", a=4.05, cubic=True)] * 2):
+        a = a.copy()
+        a.rattle(0.05, seed=i)
+        a.calc = EMT()
+        a.get_stress()
+        a.info.update(epa=a.get_potential_energy() / len(a), metal=int(i % 2), id=f"s{i}")
+        frames.append(a)
+    write("labelled.extxyz", frames)
+    save_model(smooth_model(elements=["Cu", "Al"]), "pot")
+    assert main(["evaluate", "labelled.extxyz", "--model", "pot", "-o", "ev_pot"]) == 0
+    printed = capsys.readouterr().out
+    expected = evaluate_dataset(load_model("pot", "float64"), "labelled.extxyz", {"kind": "forcefield"}, "ref")
+    assert f"force_mae_eV_per_A: {expected['force_mae_eV_per_A']:.6g}" in printed
+    assert json.loads((files / "ev_pot" / "test_metrics.json").read_text()) == pytest.approx(expected)
+    # a regression model against its own property name, then a classifier against another label
+    classic = str(FIXTURES / "upstream" / "classic_4_4_256")
+    # the file has no formation_energy_peratom label: named, exit status 1
+    assert main(["evaluate", "labelled.extxyz", "--model", classic]) == 1
+    assert "no value for target 'formation_energy_peratom'" in capsys.readouterr().err
+    assert main(["evaluate", "labelled.extxyz", "--model", classic, "--target", "epa", "-o", "ev_reg"]) == 0
+    assert "mae" in json.loads((files / "ev_reg" / "test_metrics.json").read_text())
+    assert main(["evaluate", "labelled.extxyz", "--model", str(FIXTURES / "upstream" / "classic_cls_logit"),
+                 "--target", "metal", "-o", "ev_cls"]) == 0
+    assert json.loads((files / "ev_cls" / "test_metrics.json").read_text())["n"] == 4

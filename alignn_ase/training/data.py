@@ -19,7 +19,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, get_args
 
 import numpy as np
 from ase import Atoms, units
@@ -29,6 +29,7 @@ from ase.io.formats import UnknownFileTypeError
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..errors import DatasetError
+from .config import DataFormat
 from ..graph import has_3d_cell
 
 logger = logging.getLogger(__name__)
@@ -302,7 +303,7 @@ def read_dataset(
     elif fmt == "ase_db":
         items = read_ase_db(path, target, id_key, energy_key)
     else:
-        raise DatasetError(f"unknown dataset format {fmt!r}")
+        raise DatasetError(f"unknown dataset format {fmt!r}; use one of {get_args(DataFormat)}")
     records, skipped = [], 0
     for item in items:
         if isinstance(item, DatasetError):
