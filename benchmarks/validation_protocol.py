@@ -257,8 +257,10 @@ def lattice_mae(entries: Iterable[dict[str, Any]]) -> float | None:
 
 
 def lattice_usable(entry: dict[str, Any]) -> bool:
-    """Whether a lattice-constant entry is a result: it succeeded and the energy was not flat
-    (entries written before the flatness check count as usable)."""
+    """Whether a lattice-constant entry is a result: it succeeded and the energy was not flat (entries written
+    before the flatness check have no ``flat_E``: there a relaxation that took no step at zero force marks it)."""
+    if "flat_E" not in entry and entry.get("relax", {}).get("steps") == 0:
+        return entry["relax"].get("max_force_eV_per_A") != 0.0
     return "a" in entry and not entry.get("flat_E", False)
 
 
