@@ -103,7 +103,11 @@ def fetch_upstream(name: str, progress: bool = True) -> Path:
         return path
     url = _registry()["models"][bare]["url"]
     logger.info("downloading upstream ALIGNN model %r from %s to %s", bare, url, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot make the model cache {path.parent} ({exc}); set ALIGNN_ASE_CACHE to a "
+                              "writable folder") from None
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{bare}.", suffix=".part", delete=False) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:

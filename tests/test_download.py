@@ -111,3 +111,10 @@ def test_the_models_command_lists_and_searches(published, capsys):
     load_model(NAME)
     main(["models", "--search", NAME])
     assert any(NAME in line and line.endswith("[cached]") for line in capsys.readouterr().out.splitlines())
+
+
+def test_an_unwritable_cache_is_named(published, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("ALIGNN_ASE_CACHE", str(tmp_path / "a_file" / "cache"))
+    with pytest.raises(CheckpointError, match="cannot make the model cache .* set ALIGNN_ASE_CACHE"):
+        load_model(NAME)
