@@ -67,7 +67,8 @@ def _as_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> ALIG
     """
     if not isinstance(spec, (str, Path, ALIGNNModel)):
         raise InvalidArgumentError(
-            f"a model is a shipped name, a path or a loaded model, not {spec!r} (the default potential: 'default')"
+            f"a model is a shipped name, a path, an upstream model name or a loaded model, not {spec!r} (the default "
+            "potential: 'default')"
         )
     with torch.inference_mode(False):  # weights made in inference mode could not take part in the force backward
         model = copy.deepcopy(spec) if isinstance(spec, ALIGNNModel) else load_model(spec, dtype)
@@ -84,8 +85,10 @@ class ALIGNNCalculator(Calculator):
     Args:
         model: ``"default"`` (the shipped default potential), the name of a
             shipped potential, a path to a checkpoint folder or zip (upstream
-            ALIGNN or alignn-ase format), or a loaded model (the calculator
-            works on its own copy).
+            ALIGNN or alignn-ase format), the name of one of upstream ALIGNN's
+            published models (downloaded once, see :mod:`alignn_ase.download`;
+            ``"upstream:<name>"`` where a shipped model has that name), or a
+            loaded model (the calculator works on its own copy).
         device: ``None`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``.
             On a GPU a call's cost is mostly the host issuing work until
             several hundred atoms (measured on an H200, eager: ~15 ms at 8

@@ -427,7 +427,7 @@ def add_models(sub: argparse._SubParsersAction, parents: Parents) -> None:
         parents=_pick(parents, "global"),
         help="list the model names --model takes",
         description="List the shipped models and upstream ALIGNN's published models (downloaded on first use to "
-                    f"{cache_dir()}).",
+                    f"{cache_dir() / 'upstream'}).",
     )
     p.add_argument("--search", default=None, help="only names or descriptions containing this text")
     p.set_defaults(func=cmd_models)
@@ -515,7 +515,8 @@ def add_evaluate(sub: argparse._SubParsersAction, parents: Parents) -> None:
         parents=_pick(parents, "global", "model"),
         help="a model's errors on a labelled dataset",
         description="Test a model on every record of a labelled dataset (extxyz, ASE db, JARVIS JSON, id_prop.csv "
-        "folder) as training tests its test set: metrics (units in their names), predictions_test.csv and parity "
+        "folder) as training tests its test set: metrics (a potential's with units in their names, a property "
+        "model's in its target's units), predictions_test.csv and parity "
         "plots. A potential is compared with the energy (eV/atom), force (eV/Å) and stress (GPa) labels, a property "
         "model with --target (default: its own property name).",
     )

@@ -84,7 +84,8 @@ def potentials_dir() -> Path:
 
 
 def available_models() -> list[str]:
-    """Names accepted by :func:`load_model` besides paths: ``"default"``, shipped models, property names."""
+    """The shipped names :func:`load_model` accepts: ``"default"``, shipped models, property names (besides paths and
+    upstream ALIGNN's published models, :func:`~alignn_ase.download.upstream_models`)."""
     from .potentials import PROPERTY_MODELS
 
     root = potentials_dir()

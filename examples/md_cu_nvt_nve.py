@@ -27,7 +27,7 @@ from alignn_ase import ALIGNNCalculator, relax, run_md
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="examples_output/md_cu", type=Path)
-    parser.add_argument("--model", default="default", help="shipped model name or checkpoint path")
+    parser.add_argument("--model", default="default", help="shipped model name, checkpoint path or upstream model name")
     parser.add_argument("--steps", type=int, default=300, help="steps of each phase (2 fs each)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -27,7 +27,7 @@ from alignn_ase import ALIGNNCalculator, phonons, relax
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="examples_output/phonons_si", type=Path)
-    parser.add_argument("--model", default="default", help="shipped model name or checkpoint path")
+    parser.add_argument("--model", default="default", help="shipped model name, checkpoint path or upstream model name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     calc = ALIGNNCalculator(args.model)

@@ -369,7 +369,7 @@ def test_missing_files_and_unknown_names(tmp_path):
 
 
 def test_argument_mistakes_get_clear_errors(calc):
-    with pytest.raises(InvalidArgumentError, match="a model is a shipped name, a path or a loaded model, not None"):
+    with pytest.raises(InvalidArgumentError, match="a model is a shipped name, a path, an upstream model name or a loaded model, not None"):
         ALIGNNCalculator(None)
     one = ALIGNNCalculator(smooth_model(), properties=str(UPSTREAM / "classic_link_log"))  # not its letters
     assert list(one.property_models) == ["optb88vdw_bandgap"]

@@ -777,7 +777,8 @@ def evaluate_dataset(
     names do.
 
     Writes ``test_metrics.json``, ``predictions_test.csv`` and parity plots to
-    ``output_dir``; returns the metrics (units in their names).
+    ``output_dir``; returns the metrics (a force field's with units in their names, a property model's MAE and MAD
+    in its target's units).
     """
     task_cfg = task if isinstance(task, TaskConfig) else parse_config(TaskConfig, task, "task", error=ConfigError,
                                                                         strict=True)
