@@ -524,7 +524,8 @@ def add_evaluate(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.add_argument("--target", default=None, help="label a property model is compared with")
     p.add_argument("--threshold", type=float, default=None,
                    help="classifiers: class 1 where the label is above this (labels are class indices without it)")
-    p.add_argument("--format", default="auto", help="dataset reader, as the training config's data.format (default: auto)")
+    p.add_argument("--format", default="auto",
+                   help="dataset reader, as the training config's data.format (default: auto)")
     p.add_argument("--id-key", default="jid", help="record id field of JARVIS JSON / ASE db rows (default: jid)")
     p.add_argument("--energy-key", default="energy", choices=["energy", "free_energy"],
                    help="the energy label a potential is compared with (default: energy)")

@@ -30,7 +30,8 @@ PROPERTY = "formation_energy_peratom"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="default", help="potential: shipped name, checkpoint path or upstream model name")
+    parser.add_argument("--model", default="default",
+                        help="potential: shipped name, checkpoint path or upstream model name")
     parser.add_argument("--out", default="examples_output/relax_property", type=Path)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
