@@ -110,7 +110,8 @@ def fetch_upstream(name: str, progress: bool = True) -> Path:
                               "writable folder") from None
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{bare}.", suffix=".part", delete=False) as tmp:
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+            request = urllib.request.Request(url, headers={"User-Agent": "alignn-ase (model download)"})
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
                 size = response.headers.get("Content-Length")
                 with tqdm(total=int(size) if size else None, unit="B", unit_scale=True, desc=bare,
                           disable=not progress) as bar:
