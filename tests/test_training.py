@@ -878,3 +878,22 @@ def test_a_partial_model_graph_takes_upstreams_defaults_for_the_rest():
                             "model": {"architecture": "alignn", "params": dict(TINY), "graph": {"cutoff": 4.0}}})
     s = _make_model(cfg, ["Cu", "Al"]).graph_settings
     assert (s.strategy, s.cutoff, s.max_neighbors) == ("k-nearest", 4.0, 12)
+
+
+def test_the_fine_tuning_example_config_runs(tmp_path):
+    """examples/finetune_default.yaml, as its header says to run it, on a few EMT-labelled Cu cells (one epoch)."""
+    frames = []
+    for i in range(10):
+        a = bulk("Cu", "fcc", a=3.6 + 0.02 * (i % 3), cubic=True)
+        a.rattle(0.05, seed=i)
+        a.calc = EMT()
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces(), stress=a.get_stress())
+        frames.append(a)
+    write(tmp_path / "my_dft.extxyz", frames)
+    example = Path(__file__).resolve().parents[1] / "examples" / "finetune_default.yaml"
+    cfg = load_config(example, [f"data.path={tmp_path / 'my_dft.extxyz'}", f"output_dir={tmp_path / 'run'}",
+                                "optim.epochs=1"])
+    result = train(cfg, progress=False)
+    assert result.test_metrics["n"] == 1 and np.isfinite(result.test_metrics["force_mae_eV_per_A"])
+    tuned = load_model(result.best_model)
+    assert set(tuned.state_dict()) == set(load_model("default").state_dict())
