@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,21 @@ def upstream_card(path: Path) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def _check_zip(file: Path, source: str) -> None:
+    """Raise :class:`~alignn_ase.errors.CheckpointError` unless ``file`` is a zip archive whose every member
+    decompresses to its recorded checksum."""
+    try:
+        if not zipfile.is_zipfile(file):
+            raise CheckpointError(f"{source} did not give a zip archive")
+        with zipfile.ZipFile(file) as zf:
+            broken = zf.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+        # a damaged deflate stream, a truncated member, an encrypted or unsupported one
+        raise CheckpointError(f"{source}: a corrupt download ({type(exc).__name__}: {exc})") from None
+    if broken is not None:
+        raise CheckpointError(f"{source}: a corrupt download ({broken} fails its checksum)")
+
+
 def fetch_upstream(name: str, progress: bool = True) -> Path:
     """The cached zip of upstream model ``name`` (see :func:`upstream_name`), downloaded first if missing.
 
@@ -105,32 +121,27 @@ def fetch_upstream(name: str, progress: bool = True) -> Path:
     logger.info("downloading upstream ALIGNN model %r from %s to %s", bare, url, path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{bare}.", suffix=".part", delete=False)
     except OSError as exc:
-        raise CheckpointError(f"cannot make the model cache {path.parent} ({exc}); set ALIGNN_ASE_CACHE to a "
+        raise CheckpointError(f"cannot write to the model cache {path.parent} ({exc}); set ALIGNN_ASE_CACHE to a "
                               "writable folder") from None
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{bare}.", suffix=".part", delete=False) as tmp:
-        try:
+    try:
+        with tmp:
             request = urllib.request.Request(url, headers={"User-Agent": "alignn-ase (model download)"})
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                size = response.headers.get("Content-Length")
-                with tqdm(total=int(size) if size else None, unit="B", unit_scale=True, desc=bare,
+                size = response.headers.get("Content-Length", "")
+                with tqdm(total=int(size) if size.isdigit() else None, unit="B", unit_scale=True, desc=bare,
                           disable=not progress) as bar:
                     while chunk := response.read(1 << 20):
                         tmp.write(chunk)
                         bar.update(len(chunk))
-            tmp.close()
-            if not zipfile.is_zipfile(tmp.name):
-                raise CheckpointError(f"{url} (upstream model {bare!r}) did not give a zip archive")
-            with zipfile.ZipFile(tmp.name) as zf:
-                broken = zf.testzip()
-            if broken is not None:
-                raise CheckpointError(f"{url} (upstream model {bare!r}): a corrupt download ({broken} fails its CRC)")
-            shutil.move(tmp.name, path)
-        except (OSError, http.client.HTTPException, zipfile.BadZipFile) as exc:  # URLError is an OSError
-            raise CheckpointError(
-                f"cannot download upstream model {bare!r} from {url} ({type(exc).__name__}: {exc}); without network, "
-                f"fetch the zip elsewhere and put it at {path}, or pass the zip's path instead of the name"
-            ) from None
-        finally:
-            Path(tmp.name).unlink(missing_ok=True)
+        _check_zip(Path(tmp.name), f"{url} (upstream model {bare!r})")
+        shutil.move(tmp.name, path)
+    except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+        raise CheckpointError(
+            f"cannot download upstream model {bare!r} from {url} ({type(exc).__name__}: {exc}); without network, "
+            f"fetch the zip elsewhere and put it at {path}, or pass the zip's path instead of the name"
+        ) from None
+    finally:
+        Path(tmp.name).unlink(missing_ok=True)
     return path

@@ -25,7 +25,7 @@ def published(tmp_path, monkeypatch):
     file:// address registered as NAME, and an empty cache; returns the zip's path."""
     zpath = tmp_path / "site" / "model.zip"
     zpath.parent.mkdir()
-    with zipfile.ZipFile(zpath, "w") as zf:
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:  # compressed, as upstream's zips are
         for f in (UPSTREAM / "pure_2_2_64_cgcnn").iterdir():
             zf.write(f, f"pure_2_2_64_cgcnn/{f.name}")
     monkeypatch.setenv("ALIGNN_ASE_CACHE", str(tmp_path / "cache"))
@@ -69,12 +69,22 @@ def test_failed_downloads_leave_nothing_in_the_cache(published, tmp_path, conten
     assert list((tmp_path / "cache" / "upstream").iterdir()) == []
 
 
-def test_a_corrupt_download_is_refused(published, tmp_path):
+@pytest.mark.parametrize("spoil", ["checksum", "stream"])
+def test_a_corrupt_download_is_refused(published, tmp_path, spoil):
+    """Damaged compressed weights: garbage mid-stream fails the member's checksum; a first byte of 0xFF declares a
+    reserved deflate block type, which zlib refuses (zlib.error, which escaped raw). Either way a CheckpointError
+    and nothing in the cache."""
     data = bytearray(published.read_bytes())
-    i = data.index(b"config.json") + 200  # inside the stored member data, past the local header
-    data[i] ^= 0xFF
+    with zipfile.ZipFile(published) as zf:
+        member = max(zf.infolist(), key=lambda info: info.compress_size)  # the weights
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    if spoil == "stream":
+        data[start] = 0xFF
+    else:
+        i = start + member.compress_size // 2
+        data[i:i + 64] = bytes(range(64))
     published.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="corrupt download|did not give a zip"):
+    with pytest.raises(CheckpointError, match="corrupt download"):
         load_model(NAME)
     assert list((tmp_path / "cache" / "upstream").iterdir()) == []
 
@@ -116,5 +126,29 @@ def test_the_models_command_lists_and_searches(published, capsys):
 def test_an_unwritable_cache_is_named(published, tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("")
     monkeypatch.setenv("ALIGNN_ASE_CACHE", str(tmp_path / "a_file" / "cache"))
-    with pytest.raises(CheckpointError, match="cannot make the model cache .* set ALIGNN_ASE_CACHE"):
+    with pytest.raises(CheckpointError, match="cannot write to the model cache .* set ALIGNN_ASE_CACHE"):
         load_model(NAME)
+
+
+def test_a_cache_folder_without_write_access_is_named(published, tmp_path, monkeypatch):
+    (tmp_path / "cache" / "upstream").mkdir(parents=True)  # exists, but (a read-only mount, say) takes no file
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache" / "upstream"))
+
+    monkeypatch.setattr(download.tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(CheckpointError, match="cannot write to the model cache .* set ALIGNN_ASE_CACHE"):
+        load_model(NAME)
+
+
+def test_a_server_giving_no_usable_length_still_serves_the_model(published, monkeypatch):
+    """A Content-Length that is not a number (raw ValueError before) only costs the progress bar its total."""
+    opened = download.urllib.request.urlopen
+
+    def urlopen(request, timeout):
+        response = opened(request, timeout=timeout)
+        response.headers.replace_header("Content-Length", "abc")
+        return response
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", urlopen)
+    assert load_model(NAME).source.endswith(f"{NAME}.zip")

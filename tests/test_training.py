@@ -858,6 +858,14 @@ def test_starting_over_removes_the_previous_runs_outputs(tmp_path, dataset, capl
     for name in ("test_metrics.json", "predictions_test.csv", "parity.png"):
         assert not (tmp_path / name).exists(), name
     assert len(json.loads((tmp_path / "metrics.json").read_text())) == 2 and (tmp_path / "best_model").is_dir()
+    # only the run's own files go: not the user's that share a prefix; and a fine-tune of the earlier run's best
+    # model, started over in the same folder, loads it before its folder is cleared
+    for keep in ("best_model_keep", "metrics.csv.bak", "parity_from_paper.png"):
+        (tmp_path / keep).mkdir() if keep == "best_model_keep" else (tmp_path / keep).write_text("mine")
+    tuned = train({**cfg, "resume": False, "model": {**cfg["model"], "init_from": str(tmp_path / "best_model")}},
+                  progress=False)
+    assert (tuned.best_model / "model.safetensors").is_file()
+    assert all((tmp_path / keep).exists() for keep in ("best_model_keep", "metrics.csv.bak", "parity_from_paper.png"))
 
 
 def test_resuming_names_records_added_since_the_run_started(tmp_path):

@@ -509,9 +509,10 @@ def _restore_checkpoint(folder: Path) -> None:
 
 
 #: what a run writes into its output_dir besides split.json (rewritten) and the graph cache (kept: it is keyed by
-#: graph settings), removed when a run starts over there
-RUN_OUTPUTS = ("metrics.json*", "metrics.csv*", "test_metrics.json", "predictions_test.csv", "parity*.png",
-               "class_probabilities.png", STATE_FILE + "*", "best_model*", "last_model*")
+#: graph settings), removed when a run starts over there, each with the sidecars its atomic writes leave (.tmp, .old)
+RUN_OUTPUTS = ("metrics.json", "metrics.csv", "test_metrics.json", "predictions_test.csv", "parity.png",
+               "parity_energy_per_atom.png", "parity_forces.png", "parity_stress_GPa.png", "class_probabilities.png",
+               STATE_FILE, "best_model", "last_model")
 
 
 def _train_mode(model: nn.Module) -> None:
@@ -527,7 +528,8 @@ def _train_mode(model: nn.Module) -> None:
 def _clear_previous_run(out: Path) -> None:
     """Remove an earlier run's outputs from ``out``, so that none of them (its test metrics, say, where the new run
     has no test set) passes for the new run's."""
-    old = sorted({p for pattern in RUN_OUTPUTS for p in out.glob(pattern)})
+    paths = [out / name for name in RUN_OUTPUTS]
+    old = [p for path in paths for p in (path, _sidecar(path, "tmp"), _sidecar(path, "old")) if p.exists()]
     if old:
         logger.warning("%s: starting a new run there; removing the previous run's %s", out,
                        ", ".join(p.name for p in old))
@@ -587,8 +589,6 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     ids = [r.id for r in records]
     state_path = out / STATE_FILE
     resuming = cfg.resume and state_path.exists()
-    if not resuming and d.main:
-        _clear_previous_run(out)
     # on the CPU: load_state_dict moves each entry to its parameter's device (AdamW's step counts must stay on the
     # CPU, or every step syncs the GPU per parameter tensor)
     st = torch.load(state_path, map_location="cpu", weights_only=True) if resuming else None
@@ -611,6 +611,11 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     by_id = {r.id: r for r in records}
 
     model = _make_model(cfg, sorted({s for r in records for s in r.atoms.get_chemical_symbols()}))
+    if not resuming:  # after _make_model: model.init_from may be the earlier run's best_model
+        if d.world_size > 1:
+            dist.barrier()  # every process has loaded it
+        if d.main:
+            _clear_previous_run(out)
     _check_elements(model, records)
     _warn_about_labels(cfg.task, [by_id[i] for i in split["train"]])
     lone = cfg.optim.batch_size < 2 or len(split["train"]) < 2  # some batch will hold a single structure
