@@ -149,6 +149,9 @@ def add_relax(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.add_argument("--max-steps", type=int, default=500)
     p.add_argument("--fixed-cell", action="store_true", help="relax positions only (molecules, slabs)")
     p.add_argument("--pressure", type=float, default=0.0, help="external pressure, GPa")
+    p.add_argument("--fix-symmetry", action="store_true",
+                   help="keep the input's space group (ASE's FixSymmetry at --symprec; e.g. before phonons)")
+    p.add_argument("--symprec", type=float, default=1e-5, help="symmetry tolerance of --fix-symmetry, Å (default 1e-5)")
     p.add_argument("--trajectory", help="ASE trajectory of every step")
     p.add_argument("-o", "--output", help="relaxed structure file (default: <input stem>_relaxed.extxyz)")
     p.set_defaults(func=cmd_relax)
@@ -166,6 +169,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
         trajectory=args.trajectory,
         calculator=make_calculator(args),
         pressure_GPa=args.pressure,
+        fix_symmetry=args.fix_symmetry,
+        symprec=args.symprec,
     )
     write_structures(output, result.atoms)
     print_json({**result.summary(), "output": str(output)})

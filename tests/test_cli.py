@@ -151,8 +151,10 @@ def test_md_summary_of_a_molecule_is_standard_json(files, capsys):
 
 
 def test_relax_then_eos(files, capsys):
-    code, out, _ = run(capsys, "relax", "Si.cif", "-o", "relaxed.cif")
+    code, out, _ = run(capsys, "relax", "Si.cif", "-o", "relaxed.cif", "--fix-symmetry")
     assert code == 0 and json.loads(out)["converged"]
+    relaxed = read(files / "relaxed.cif")
+    assert len(relaxed) == 2 and not relaxed.constraints  # the symmetry constraint is not written out
     code, out, _ = run(capsys, "eos", "relaxed.cif", "--points", "5", "--range", "0.04", "--output-dir", "e")
     assert code == 0
     summary = json.loads(out)

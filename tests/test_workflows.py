@@ -679,3 +679,29 @@ def test_workflows_name_a_structure_or_calculator_of_the_wrong_kind(workflow):
         workflow("Si.cif")
     with pytest.raises(InvalidArgumentError, match="calculator must be an ASE calculator, got 'default'"):
         workflow(bulk("Cu", "fcc", a=3.6, cubic=True), calculator="default")
+
+
+class _NoisyEMT(EMT):
+    """EMT plus a small fixed random force on every atom: symmetry-breaking noise, as a float32 model's rounding."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        self.results["forces"] = self.results["forces"] + np.random.default_rng(0).normal(
+            0, 0.02, self.results["forces"].shape)
+
+
+def test_relax_with_fix_symmetry_keeps_the_space_group_and_not_the_constraint():
+    import spglib
+
+    def space_group(a):
+        return spglib.get_symmetry_dataset((a.cell[:], a.get_scaled_positions(), a.numbers), symprec=1e-4).number
+
+    start = bulk("Cu", "fcc", a=3.7, cubic=True)  # space group 225, 3 % off EMT's lattice constant
+    start.set_constraint(FixAtoms(indices=[0]))
+    kept = relax(start, calculator=_NoisyEMT(), fmax=0.005, fix_symmetry=True, **QUIET)
+    assert space_group(kept.atoms) == 225 and kept.converged
+    assert [type(c).__name__ for c in kept.atoms.constraints] == ["FixAtoms"]  # as given: MD must not keep symmetry
+    lost = relax(start, calculator=_NoisyEMT(), fmax=0.005, **QUIET)
+    assert space_group(lost.atoms) != 225
+    with pytest.raises(InvalidArgumentError, match="finite symprec > 0"):
+        relax(start, calculator=EMT(), fix_symmetry=True, symprec=0.0, **QUIET)

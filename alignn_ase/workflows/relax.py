@@ -11,6 +11,7 @@ from typing import IO
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import BaseCalculator
+from ase.constraints import FixSymmetry
 from ase.filters import FrechetCellFilter
 from ase.io.trajectory import Trajectory
 from ase.optimize import BFGS, FIRE, LBFGS
@@ -37,6 +38,8 @@ def relax(
     calculator: BaseCalculator | None = None,
     pressure_GPa: float = 0.0,
     progress: bool = True,
+    fix_symmetry: bool = False,
+    symprec: float = 1e-5,
 ) -> RelaxResult:
     """Relax positions (and, with ``relax_cell``, the cell) until every force is below ``fmax``.
 
@@ -55,13 +58,20 @@ def relax(
             ``ALIGNNCalculator()``.
         pressure_GPa: external pressure for the cell relaxation, GPa.
         progress: show a tqdm progress bar.
+        fix_symmetry: keep the space group the structure has at ``symprec`` (ASE's ``FixSymmetry``: forces,
+            stress and steps are symmetrised, so float rounding cannot break the symmetry, e.g. before phonons);
+            the relaxed copy does not keep the constraint.
+        symprec: symmetry tolerance of ``fix_symmetry``, Å.
 
     Returns a :class:`~alignn_ase.workflows.results.RelaxResult`: the relaxed copy of ``atoms`` and
     its energy (eV), largest force (eV/Å), stress (eV/Å³), step count and energy after every step (eV).
     """
     if optimizer not in OPTIMIZERS:
         raise InvalidArgumentError(f"unknown optimizer {optimizer!r}; use one of {list(OPTIMIZERS)}")
-    check_numbers(fmax=fmax, pressure_GPa=pressure_GPa)
+    check_numbers(fmax=fmax, pressure_GPa=pressure_GPa, symprec=symprec)
+    if not isinstance(fix_symmetry, bool) or not 0 < symprec < np.inf:
+        raise InvalidArgumentError(f"need fix_symmetry True or False and a finite symprec > 0 (Å), got "
+                                   f"{fix_symmetry!r}, {symprec!r}")
     if not 0 < fmax < np.inf or not is_whole(max_steps, 0):
         raise InvalidArgumentError(
             f"need a finite fmax > 0 (eV/Å) and a whole max_steps >= 0 (got fmax={fmax!r}, max_steps={max_steps!r})"
@@ -86,6 +96,9 @@ def relax(
         raise InvalidArgumentError(
             f"pressure_GPa={pressure_GPa} needs relax_cell=True: with a fixed cell an external pressure changes nothing"
         )
+    constraints = atoms.constraints
+    if fix_symmetry:
+        atoms.set_constraint([*constraints, FixSymmetry(atoms, symprec=symprec)])
     target = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * units.GPa) if relax_cell else atoms
     energies: list[float] = []
     enthalpies: list[float] = []  # what the optimiser minimises under pressure: E + PV (the filter's energy)
@@ -107,6 +120,7 @@ def relax(
 
         opt.attach(observe)
         converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    atoms.set_constraint(constraints)  # the symmetry was for the relaxation; MD on the result must not keep it
     result = RelaxResult(
         atoms=atoms,
         energy=float(atoms.get_potential_energy()),
