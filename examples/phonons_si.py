@@ -32,7 +32,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     calc = ALIGNNCalculator(args.model)
 
-    cell = relax(bulk("Si", "diamond", a=5.43), fmax=1e-3, calculator=calc).atoms
+    cell = relax(bulk("Si", "diamond", a=5.43), fmax=1e-3, calculator=calc, fix_symmetry=True).atoms
     result = phonons(cell, supercell=(4, 4, 4), mesh=(20, 20, 20), calculator=calc, output_dir=args.out)
 
     dulong_petit = 3 * units.kB * units.mol / units.J  # 3R, J/K per mole of atoms
