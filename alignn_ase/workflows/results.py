@@ -21,6 +21,20 @@ def _floats(values: Any) -> Any:
     return np.asarray(values, dtype=float).tolist() if values is not None else None
 
 
+#: Å, the tolerance of the space group a summary reports (loose enough for float32 positions)
+SPACE_GROUP_SYMPREC = 1e-3
+
+
+def space_group(atoms: Atoms, symprec: float = SPACE_GROUP_SYMPREC) -> str | None:
+    """The space group of a 3D periodic ``atoms`` as spglib finds it at ``symprec`` (Å): international symbol and
+    number, e.g. ``"Fd-3m (227)"``; None if spglib finds none."""
+    import spglib
+
+    cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
+    data = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    return None if data is None else f"{data.international} ({data.number})"
+
+
 def _finite_or_none(value: float) -> float | None:
     """``value`` as a Python float, or None where it is NaN or infinite (for JSON)."""
     return float(value) if np.isfinite(value) else None
@@ -76,6 +90,7 @@ class RelaxResult:
             "cell_lengths_A": _floats(cell.lengths()) if self.atoms.pbc.any() else None,
             "cell_angles_deg": _floats(cell.angles()) if self.atoms.pbc.any() else None,
             "volume_A3": float(self.atoms.get_volume()) if is_3d_periodic(self.atoms) else None,
+            "space_group": space_group(self.atoms) if is_3d_periodic(self.atoms) else None,
         }
 
     def plot(self, path: str | Path) -> Path:
