@@ -8,7 +8,7 @@ Public API::
     atoms.calc = ALIGNNCalculator("mps")       # upstream ALIGNN's published models by name (downloaded once)
     results = predict(list_of_atoms, batch_size=32)  # many structures per forward/backward pass
 
-    from alignn_ase import relax, run_md, phonons, eos   # workflows on any ASE calculator
+    from alignn_ase import relax, run_md, phonons, eos, elastic   # workflows on any ASE calculator
 
     from alignn_ase import tune_malloc
     tune_malloc()  # once, first thing in a training or MD script: freed buffers are kept (faster steps)
@@ -35,7 +35,7 @@ from .io import available_models, load_model, save_model
 __version__ = "0.1.0"
 
 #: workflows, imported on first use (they pull in phonopy, matplotlib and ASE's MD and I/O modules).
-_WORKFLOWS = ("eos", "phonons", "relax", "run_md")
+_WORKFLOWS = ("elastic", "eos", "phonons", "relax", "run_md")
 
 
 def __getattr__(name: str):
@@ -64,6 +64,7 @@ __all__ = [
     "build_graph",
     "build_graphs",
     "eos",
+    "elastic",
     "evaluate",
     "load_model",
     "phonons",

@@ -31,7 +31,7 @@ from .check import run_checks
 from .download import cache_dir, cached_path, upstream_models
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
 from .io import available_models, load_model
-from .workflows import ENSEMBLES, calculate_many, eos, phonons, relax, run_md
+from .workflows import ENSEMBLES, calculate_many, elastic, eos, phonons, relax, run_md
 
 PROG = "alignn-ase"
 Parents = dict[str, argparse.ArgumentParser]
@@ -151,7 +151,8 @@ def add_relax(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.add_argument("--pressure", type=float, default=0.0, help="external pressure, GPa")
     p.add_argument("--fix-symmetry", action="store_true",
                    help="keep the input's space group (ASE's FixSymmetry at --symprec; e.g. before phonons)")
-    p.add_argument("--symprec", type=float, default=1e-5, help="symmetry tolerance of --fix-symmetry, Å (default 1e-5)")
+    p.add_argument("--symprec", type=float, default=1e-5,
+                   help="symmetry tolerance of --fix-symmetry, Å (default 1e-5)")
     p.add_argument("--trajectory", help="ASE trajectory of every step")
     p.add_argument("-o", "--output", help="relaxed structure file (default: <input stem>_relaxed.extxyz)")
     p.set_defaults(func=cmd_relax)
@@ -333,6 +334,36 @@ def cmd_eos(args: argparse.Namespace) -> int:
         volume_range=args.range,
         points=args.points,
         eos_name=args.eos,
+        calculator=make_calculator(args),
+        output_dir=args.output_dir,
+    )
+    print_json(result.summary())
+    return 0
+
+
+def add_elastic(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "elastic",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="elastic constants",
+        description="The 6x6 elastic stiffness tensor (GPa, Voigt order, relaxed-ion) and the polycrystal moduli, "
+        "from central differences of the stress. Relax the structure first (alignn-ase relax).",
+    )
+    add_structure(p)
+    p.add_argument("--strain", type=float, default=0.005, help="strain magnitude (default 0.005)")
+    p.add_argument("--clamped-ions", action="store_true", help="do not relax the ions in the strained cells")
+    p.add_argument("--fmax", type=float, default=1e-4,
+                   help="the ionic relaxations' force criterion, eV/Å (default 1e-4)")
+    p.add_argument("--output-dir", default="elastic_output")
+    p.set_defaults(func=cmd_elastic)
+
+
+def cmd_elastic(args: argparse.Namespace) -> int:
+    result = elastic(
+        read_one(args),
+        strain=args.strain,
+        relax_ions=not args.clamped_ions,
+        fmax=args.fmax,
         calculator=make_calculator(args),
         output_dir=args.output_dir,
     )
@@ -566,6 +597,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, Parents], None]] = [
     add_md,
     add_phonons,
     add_eos,
+    add_elastic,
     add_predict,
     add_info,
     add_models,

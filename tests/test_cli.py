@@ -161,6 +161,10 @@ def test_relax_then_eos(files, capsys):
     assert len(summary["volumes_A3"]) == 5 and np.isfinite(summary["b0_GPa"])
     assert summary["volumes_A3"][0] < summary["v0_A3"] < summary["volumes_A3"][-1]
     assert (files / "e" / "eos.png").is_file() and (files / "e" / "eos.csv").is_file()
+    code, out, _ = run(capsys, "elastic", "relaxed.cif", "--clamped-ions", "--output-dir", "el")
+    summary = json.loads(out)
+    assert code == 0 and np.array(summary["C_GPa"]).shape == (6, 6) and summary["relax_ions"] is False
+    assert summary["bulk_modulus_GPa"]["voigt"] > 0 and (files / "el" / "elastic.json").is_file()
 
 
 def test_predict_json_and_extxyz(files, capsys):
@@ -308,7 +312,8 @@ def test_console_script_missing_file(tmp_path):
 def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "models", "check", "train", "evaluate"}
+    assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "models", "check", "train", "evaluate",
+                            "elastic"}
     for name in commands:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])

@@ -4,6 +4,7 @@ smooth model in float64 for energy conservation, and the default potential where
 machinery is tested."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -28,6 +29,7 @@ from alignn_ase.workflows import (
     MDResult,
     Watchdog,
     calculate_many,
+    elastic,
     eos,
     get_calculator,
     phonons,
@@ -705,3 +707,73 @@ def test_relax_with_fix_symmetry_keeps_the_space_group_and_not_the_constraint():
     assert space_group(lost.atoms) != 225
     with pytest.raises(InvalidArgumentError, match="finite symprec > 0"):
         relax(start, calculator=EMT(), fix_symmetry=True, symprec=0.0, **QUIET)
+
+
+def _relaxed(atoms):
+    out = relax(atoms, calculator=EMT(), fmax=1e-5, **QUIET).atoms
+    out.set_constraint()
+    return out
+
+
+def test_elastic_constants_of_emt_copper_equal_the_energys_second_derivatives(tmp_path):
+    cu = _relaxed(bulk("Cu", "fcc", a=3.6, cubic=True))
+    result = elastic(cu, calculator=EMT(), output_dir=tmp_path, progress=False)
+    c = result.c
+    # an independent route: C = (1/V) d2E/de2 for the same strains
+    volume, d = cu.get_volume(), 0.005
+
+    def energy(strain):
+        a = cu.copy()
+        a.set_cell(cu.cell @ (np.eye(3) + strain), scale_atoms=True)
+        a.calc = EMT()
+        return a.get_potential_energy()
+
+    for index, (i, j) in ((0, (0, 0)), (3, (1, 2))):
+        e = np.zeros((3, 3))
+        e[i, j] = e[j, i] = d if i == j else d / 2
+        second = (energy(e) + energy(-e) - 2 * energy(0 * e)) / (volume * d**2) / units.GPa
+        assert c[index, index] == pytest.approx(second, rel=2e-3), index
+    # cubic: three independent constants, nothing coupling normal strains to shear stresses
+    np.testing.assert_allclose(np.diag(c)[:3], c[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(np.diag(c)[3:], c[3, 3], rtol=1e-6)
+    np.testing.assert_allclose([c[0, 1], c[0, 2], c[1, 2]], c[0, 1], rtol=1e-6)
+    assert np.abs(c[:3, 3:]).max() < 1e-6 and result.asymmetry_GPa < 1e-6
+    assert result.bulk_voigt == pytest.approx(result.bulk_reuss, rel=1e-9)  # a cubic crystal's K: (C11 + 2 C12) / 3
+    assert result.bulk_voigt == pytest.approx(eos(cu, calculator=EMT(), output_dir=None).b0, rel=0.01)
+    assert result.born_stable and 0 < result.poisson_ratio < 0.5 and result.ions_converged
+    saved = json.loads((tmp_path / "elastic.json").read_text())
+    np.testing.assert_allclose(saved["C_GPa"], c)
+
+
+def test_relaxed_ion_constants_are_softer_than_clamped_ion_ones():
+    """hcp: strains move the two atoms off their sites; letting them relax lowers the energy's curvature, so
+    C(clamped) - C(relaxed) is positive semi-definite, and the relaxed tensor keeps hexagonal symmetry."""
+    hcp = _relaxed(bulk("Cu", "hcp", a=2.55, c=4.16))
+    relaxed = elastic(hcp, calculator=EMT(), output_dir=None, progress=False)
+    clamped = elastic(hcp, calculator=EMT(), relax_ions=False, output_dir=None, progress=False)
+    assert np.linalg.eigvalsh(clamped.c - relaxed.c).min() > -0.05
+    assert clamped.c[0, 0] - relaxed.c[0, 0] > 5.0
+    c = relaxed.c
+    assert c[5, 5] == pytest.approx((c[0, 0] - c[0, 1]) / 2, abs=0.2)  # C66 = (C11 - C12) / 2
+
+
+def test_elastic_refuses_what_it_cannot_measure():
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    with pytest.raises(InvalidArgumentError, match="3D periodic"):
+        elastic(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]]), calculator=EMT())
+    with pytest.raises(InvalidArgumentError, match="1e-4 <= strain <= 0.05"):
+        elastic(cu, calculator=EMT(), strain=0.2)
+    with pytest.raises(InvalidArgumentError, match="expected numbers, got strain='0.01'"):
+        elastic(cu, calculator=EMT(), strain="0.01")
+    fixed = cu.copy()
+    fixed.set_constraint(FixAtoms(indices=[0]))
+    with pytest.raises(InvalidArgumentError, match="remove the constraints \\(FixAtoms\\)"):
+        elastic(fixed, calculator=EMT())
+
+    class NoStress(EMT):
+        implemented_properties = ["energy", "forces"]
+
+    with pytest.raises(InvalidArgumentError, match="need a stress, which NoStress"):
+        elastic(cu, calculator=NoStress())
+    with pytest.warns(ConvergenceWarning, match="under a stress of up to"):  # 3.6 Å is not EMT's lattice constant
+        elastic(cu, calculator=EMT(), relax_ions=False, output_dir=None, progress=False)

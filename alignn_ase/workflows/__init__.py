@@ -1,5 +1,5 @@
 """Workflows on any ASE calculator (default: ``ALIGNNCalculator()``), built on ASE's and
-phonopy's own machinery: relaxation, molecular dynamics, phonons, equation of state.
+phonopy's own machinery: relaxation, molecular dynamics, phonons, equation of state, elastic constants.
 
 Each takes an ``ase.Atoms`` (not modified), uses the calculator passed in, else the one
 attached to the atoms, else ``ALIGNNCalculator()``, and returns a result dataclass
@@ -7,22 +7,25 @@ attached to the atoms, else ``ALIGNNCalculator()``, and returns a result datacla
 """
 
 from .calc import calculate_many, get_calculator
+from .elastic import elastic
 from .eos import eos
 from .md import ENSEMBLES, run_md
 from .phonons import phonons, supercell_matrix
 from .relax import OPTIMIZERS, relax
-from .results import EOSResult, MDResult, PhononResult, RelaxResult
+from .results import ElasticResult, EOSResult, MDResult, PhononResult, RelaxResult
 from .watchdog import Watchdog
 
 __all__ = [
     "ENSEMBLES",
     "EOSResult",
+    "ElasticResult",
     "MDResult",
     "OPTIMIZERS",
     "PhononResult",
     "RelaxResult",
     "Watchdog",
     "calculate_many",
+    "elastic",
     "eos",
     "get_calculator",
     "phonons",

@@ -302,3 +302,91 @@ class EOSResult:
             "energies_eV": _floats(self.energies),
             "files": {k: str(v) for k, v in self.files.items()},
         }
+
+
+@dataclass
+class ElasticResult:
+    """Outcome of :func:`~alignn_ase.workflows.elastic`. Every modulus in GPa.
+
+    Attributes:
+        c: the 6x6 stiffness tensor C_ij = dσ_i/dε_j, Voigt order xx yy zz yz xz xy with engineering shear
+            strains, symmetrised ((C + Cᵀ) / 2).
+        asymmetry_GPa: the largest |C_ij - C_ji| before symmetrising: finite-difference and relaxation noise,
+            or a strain too large.
+        eigenvalues: of ``c``; all positive is Born's stability criterion.
+        bulk_voigt, bulk_reuss, bulk_hill, shear_voigt, shear_reuss, shear_hill: the Voigt (uniform strain) and
+            Reuss (uniform stress) bounds of a polycrystal's moduli and their Hill average.
+        youngs_modulus: 9 K G / (3 K + G) of the Hill moduli.
+        poisson_ratio: (3 K - 2 G) / (2 (3 K + G)) of the Hill moduli (dimensionless).
+        strain: the strain magnitude used.
+        relax_ions: whether the ions were relaxed in each strained cell (relaxed-ion constants).
+        ions_converged: every strained cell's ions relaxed to ``fmax`` (True when not relaxed).
+        residual_stress_GPa: the stress of the unstrained structure (Voigt, ASE sign).
+        files: name -> path of every file written.
+    """
+
+    c: np.ndarray
+    asymmetry_GPa: float
+    eigenvalues: np.ndarray
+    bulk_voigt: float
+    bulk_reuss: float
+    bulk_hill: float
+    shear_voigt: float
+    shear_reuss: float
+    shear_hill: float
+    youngs_modulus: float
+    poisson_ratio: float
+    strain: float
+    relax_ions: bool
+    ions_converged: bool
+    residual_stress_GPa: np.ndarray
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def born_stable(self) -> bool:
+        """Mechanically stable: every eigenvalue of the stiffness tensor positive."""
+        return bool(np.all(self.eigenvalues > 0))
+
+    @classmethod
+    def from_tensor(cls, c: np.ndarray, **fields: Any) -> ElasticResult:
+        """The result for a measured (unsymmetrised) tensor ``c`` (GPa), with its moduli."""
+        sym = 0.5 * (c + c.T)
+        kv = (np.trace(sym[:3, :3]) + 2 * (sym[0, 1] + sym[1, 2] + sym[0, 2])) / 9
+        gv = (np.trace(sym[:3, :3]) - (sym[0, 1] + sym[1, 2] + sym[0, 2]) + 3 * np.trace(sym[3:, 3:])) / 15
+        eigenvalues = np.linalg.eigvalsh(sym)
+        if np.all(eigenvalues > 0):
+            s = np.linalg.inv(sym)
+            kr = 1 / (np.trace(s[:3, :3]) + 2 * (s[0, 1] + s[1, 2] + s[0, 2]))
+            gr = 15 / (4 * np.trace(s[:3, :3]) - 4 * (s[0, 1] + s[1, 2] + s[0, 2]) + 3 * np.trace(s[3:, 3:]))
+        else:  # the Reuss bound needs a positive-definite tensor
+            kr = gr = float("nan")
+        kh, gh = (kv + kr) / 2, (gv + gr) / 2
+        return cls(
+            c=sym, asymmetry_GPa=float(np.abs(c - c.T).max()), eigenvalues=eigenvalues,
+            bulk_voigt=float(kv), bulk_reuss=float(kr), bulk_hill=float(kh),
+            shear_voigt=float(gv), shear_reuss=float(gr), shear_hill=float(gh),
+            youngs_modulus=float(9 * kh * gh / (3 * kh + gh)),
+            poisson_ratio=float((3 * kh - 2 * gh) / (2 * (3 * kh + gh))),
+            **fields,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The tensor and moduli (GPa), JSON-ready (NaN, e.g. a Reuss bound of an unstable tensor, as None)."""
+        return {
+            "C_GPa": [[_finite_or_none(v) for v in row] for row in self.c],
+            "voigt_order": "xx yy zz yz xz xy (engineering shear strain)",
+            "asymmetry_GPa": self.asymmetry_GPa,
+            "eigenvalues_GPa": _floats(self.eigenvalues),
+            "born_stable": self.born_stable,
+            "bulk_modulus_GPa": {"voigt": self.bulk_voigt, "reuss": _finite_or_none(self.bulk_reuss),
+                                 "hill": _finite_or_none(self.bulk_hill)},
+            "shear_modulus_GPa": {"voigt": self.shear_voigt, "reuss": _finite_or_none(self.shear_reuss),
+                                  "hill": _finite_or_none(self.shear_hill)},
+            "youngs_modulus_GPa": _finite_or_none(self.youngs_modulus),
+            "poisson_ratio": _finite_or_none(self.poisson_ratio),
+            "strain": self.strain,
+            "relax_ions": self.relax_ions,
+            "ions_converged": self.ions_converged,
+            "residual_stress_GPa": _floats(self.residual_stress_GPa),
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
