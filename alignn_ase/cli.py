@@ -151,8 +151,8 @@ def add_relax(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.add_argument("--pressure", type=float, default=0.0, help="external pressure, GPa")
     p.add_argument("--fix-symmetry", action="store_true",
                    help="keep the input's space group (ASE's FixSymmetry at --symprec; e.g. before phonons)")
-    p.add_argument("--symprec", type=float, default=1e-5,
-                   help="symmetry tolerance of --fix-symmetry, Å (default 1e-5)")
+    p.add_argument("--symprec", type=float, default=1e-3,
+                   help="symmetry tolerance of --fix-symmetry, Å (default 1e-3)")
     p.add_argument("--trajectory", help="ASE trajectory of every step")
     p.add_argument("-o", "--output", help="relaxed structure file (default: <input stem>_relaxed.extxyz)")
     p.set_defaults(func=cmd_relax)

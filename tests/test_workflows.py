@@ -699,14 +699,22 @@ def test_relax_with_fix_symmetry_keeps_the_space_group_and_not_the_constraint():
         return spglib.get_symmetry_dataset((a.cell[:], a.get_scaled_positions(), a.numbers), symprec=1e-4).number
 
     start = bulk("Cu", "fcc", a=3.7, cubic=True)  # space group 225, 3 % off EMT's lattice constant
-    start.set_constraint(FixAtoms(indices=[0]))
     kept = relax(start, calculator=_NoisyEMT(), fmax=0.005, fix_symmetry=True, **QUIET)
     assert space_group(kept.atoms) == 225 and kept.converged and kept.summary()["space_group"] == "Fm-3m (225)"
-    assert [type(c).__name__ for c in kept.atoms.constraints] == ["FixAtoms"]  # as given: MD must not keep symmetry
+    assert not kept.atoms.constraints and not start.constraints  # MD on the result must not keep the symmetry
     lost = relax(start, calculator=_NoisyEMT(), fmax=0.005, **QUIET)
     assert space_group(lost.atoms) != 225
     with pytest.raises(InvalidArgumentError, match="finite symprec > 0"):
         relax(start, calculator=EMT(), fix_symmetry=True, symprec=0.0, **QUIET)
+    # the symmetrisation would move a fixed atom (it did, by its free mirror image's step), and spglib would
+    # fail deep inside on a molecule
+    fixed = start.copy()
+    fixed.set_constraint(FixAtoms(indices=[0]))
+    with pytest.raises(InvalidArgumentError, match="without constraints of its own \\(got FixAtoms\\)"):
+        relax(fixed, calculator=EMT(), fix_symmetry=True, **QUIET)
+    water = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    with pytest.raises(InvalidArgumentError, match="got no 3D cell"):
+        relax(water, calculator=EMT(), relax_cell=False, fix_symmetry=True, **QUIET)
 
 
 def _relaxed(atoms):
@@ -743,6 +751,12 @@ def test_elastic_constants_of_emt_copper_equal_the_energys_second_derivatives(tm
     assert result.born_stable and 0 < result.poisson_ratio < 0.5 and result.ions_converged
     saved = json.loads((tmp_path / "elastic.json").read_text())
     np.testing.assert_allclose(saved["C_GPa"], c)
+    # the same crystal turned in space: its eigenvalues (Mandel form) stay, where the Voigt matrix's would not
+    turned = cu.copy()
+    turned.rotate(37, (1, 2, 3), rotate_cell=True)
+    again = elastic(turned, calculator=EMT(), output_dir=None, progress=False)
+    np.testing.assert_allclose(again.eigenvalues, result.eigenvalues, atol=0.2)
+    assert again.bulk_hill == pytest.approx(result.bulk_hill, abs=0.1)
 
 
 def test_relaxed_ion_constants_are_softer_than_clamped_ion_ones():
@@ -761,6 +775,8 @@ def test_elastic_refuses_what_it_cannot_measure():
     cu = bulk("Cu", "fcc", a=3.6, cubic=True)
     with pytest.raises(InvalidArgumentError, match="3D periodic"):
         elastic(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]]), calculator=EMT())
+    with pytest.raises(InvalidArgumentError, match="with atoms in it"):
+        elastic(Atoms(cell=np.eye(3) * 3, pbc=True), calculator=EMT())
     with pytest.raises(InvalidArgumentError, match="1e-4 <= strain <= 0.05"):
         elastic(cu, calculator=EMT(), strain=0.2)
     with pytest.raises(InvalidArgumentError, match="expected numbers, got strain='0.01'"):

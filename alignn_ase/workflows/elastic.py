@@ -71,8 +71,8 @@ def elastic(
     """
     check_structure(atoms)
     check_numbers(strain=strain, fmax=fmax)
-    if not is_3d_periodic(atoms):
-        raise InvalidArgumentError("elastic constants need a 3D periodic cell")
+    if not is_3d_periodic(atoms) or len(atoms) == 0:
+        raise InvalidArgumentError("elastic constants need a 3D periodic cell with atoms in it")
     if not 1e-4 <= strain <= 0.05 or not 0 < fmax < np.inf or not isinstance(relax_ions, bool):
         raise InvalidArgumentError(f"need 1e-4 <= strain <= 0.05, a finite fmax > 0 (eV/Å) and relax_ions True or "
                                    f"False (got {strain!r}, {fmax!r}, {relax_ions!r})")

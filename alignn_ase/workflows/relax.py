@@ -39,7 +39,7 @@ def relax(
     pressure_GPa: float = 0.0,
     progress: bool = True,
     fix_symmetry: bool = False,
-    symprec: float = 1e-5,
+    symprec: float = 1e-3,
 ) -> RelaxResult:
     """Relax positions (and, with ``relax_cell``, the cell) until every force is below ``fmax``.
 
@@ -60,8 +60,10 @@ def relax(
         progress: show a tqdm progress bar.
         fix_symmetry: keep the space group the structure has at ``symprec`` (ASE's ``FixSymmetry``: forces,
             stress and steps are symmetrised, so float rounding cannot break the symmetry, e.g. before phonons);
-            the relaxed copy does not keep the constraint.
-        symprec: symmetry tolerance of ``fix_symmetry``, Å.
+            3D periodic structures without constraints of their own only (the symmetrisation would move fixed
+            atoms); the relaxed copy does not keep the constraint.
+        symprec: symmetry tolerance of ``fix_symmetry``, Å (1e-3: loose enough for positions rounded to four
+            decimals in a CIF, where 1e-5 finds a lower group).
 
     Returns a :class:`~alignn_ase.workflows.results.RelaxResult`: the relaxed copy of ``atoms`` and
     its energy (eV), largest force (eV/Å), stress (eV/Å³), step count and energy after every step (eV).
@@ -98,7 +100,13 @@ def relax(
         )
     constraints = atoms.constraints
     if fix_symmetry:
-        atoms.set_constraint([*constraints, FixSymmetry(atoms, symprec=symprec)])
+        if not is_3d_periodic(atoms) or constraints:
+            raise InvalidArgumentError(
+                "fix_symmetry needs a 3D periodic structure without constraints of its own (got "
+                f"{'no 3D cell' if not is_3d_periodic(atoms) else ', '.join(type(c).__name__ for c in constraints)}): "
+                "the symmetrisation would move fixed atoms"
+            )
+        atoms.set_constraint(FixSymmetry(atoms, symprec=symprec))
     target = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * units.GPa) if relax_cell else atoms
     energies: list[float] = []
     enthalpies: list[float] = []  # what the optimiser minimises under pressure: E + PV (the filter's energy)

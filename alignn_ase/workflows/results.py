@@ -32,7 +32,11 @@ def space_group(atoms: Atoms, symprec: float = SPACE_GROUP_SYMPREC) -> str | Non
 
     cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
     data = spglib.get_symmetry_dataset(cell, symprec=symprec)
-    return None if data is None else f"{data.international} ({data.number})"
+    if data is None:
+        return None
+    if isinstance(data, dict):  # spglib < 2.5
+        return f"{data['international']} ({data['number']})"
+    return f"{data.international} ({data.number})"
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -313,7 +317,8 @@ class ElasticResult:
             strains, symmetrised ((C + Cᵀ) / 2).
         asymmetry_GPa: the largest |C_ij - C_ji| before symmetrising: finite-difference and relaxation noise,
             or a strain too large.
-        eigenvalues: of ``c``; all positive is Born's stability criterion.
+        eigenvalues: of the tensor in Mandel form (shear rows and columns times √2, so that they do not depend
+            on the crystal's orientation); all positive is Born's stability criterion.
         bulk_voigt, bulk_reuss, bulk_hill, shear_voigt, shear_reuss, shear_hill: the Voigt (uniform strain) and
             Reuss (uniform stress) bounds of a polycrystal's moduli and their Hill average.
         youngs_modulus: 9 K G / (3 K + G) of the Hill moduli.
@@ -353,7 +358,8 @@ class ElasticResult:
         sym = 0.5 * (c + c.T)
         kv = (np.trace(sym[:3, :3]) + 2 * (sym[0, 1] + sym[1, 2] + sym[0, 2])) / 9
         gv = (np.trace(sym[:3, :3]) - (sym[0, 1] + sym[1, 2] + sym[0, 2]) + 3 * np.trace(sym[3:, 3:])) / 15
-        eigenvalues = np.linalg.eigvalsh(sym)
+        mandel = np.array([1, 1, 1, np.sqrt(2), np.sqrt(2), np.sqrt(2)])
+        eigenvalues = np.linalg.eigvalsh(sym * np.outer(mandel, mandel))
         if np.all(eigenvalues > 0):
             s = np.linalg.inv(sym)
             kr = 1 / (np.trace(s[:3, :3]) + 2 * (s[0, 1] + s[1, 2] + s[0, 2]))
