@@ -28,10 +28,11 @@ from ase.io.formats import UnknownFileTypeError, filetype, ioformats
 from .allocator import tune_malloc
 from .calculator import ALIGNNCalculator
 from .check import run_checks
-from .download import cache_dir, cached_path, upstream_models
+from .download import cached_path, upstream_dir, upstream_models
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
 from .io import available_models, load_model
 from .workflows import ENSEMBLES, calculate_many, elastic, eos, phonons, relax, run_md
+from .workflows.calc import new_file
 
 PROG = "alignn-ase"
 Parents = dict[str, argparse.ArgumentParser]
@@ -111,8 +112,7 @@ def output_path(path: str | Path, structures: bool = True) -> Path:
                 f"cannot write structures to {path}: no structure format ASE can write has this name "
                 "(e.g. .extxyz, .cif, .traj, POSCAR)"
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return new_file(path)
 
 
 def write_structures(path: Path, images: Atoms | list[Atoms]) -> None:
@@ -463,7 +463,7 @@ def add_models(sub: argparse._SubParsersAction, parents: Parents) -> None:
         parents=_pick(parents, "global"),
         help="list the model names --model takes",
         description="List the shipped models and upstream ALIGNN's published models (downloaded on first use to "
-                    f"{cache_dir() / 'upstream'}).",
+                    f"{upstream_dir()}).",
     )
     p.add_argument("--search", default=None, help="only names or descriptions containing this text")
     p.set_defaults(func=cmd_models)
@@ -475,7 +475,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name in available_models():
         if text in name.lower():
             print(f"  {name}")
-    print(f"upstream ALIGNN (by name or upstream:<name>; downloaded on first use to {cache_dir() / 'upstream'}):")
+    print(f"upstream ALIGNN (by name or upstream:<name>; downloaded on first use to {upstream_dir()}):")
     for name, meta in upstream_models().items():
         about = meta.get("description", "")
         if text in name.lower() or text in about.lower():

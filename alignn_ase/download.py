@@ -69,9 +69,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "alignn_ase"
 
 
+def upstream_dir() -> Path:
+    """The folder that upstream models' zips are kept in."""
+    return cache_dir() / "upstream"
+
+
 def cached_path(name: str) -> Path:
     """Where the zip of upstream model ``name`` (a bare name) is kept."""
-    return cache_dir() / "upstream" / f"{name}.zip"
+    return upstream_dir() / f"{name}.zip"
 
 
 def upstream_card(path: Path) -> str | None:

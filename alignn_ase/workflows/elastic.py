@@ -10,33 +10,22 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import BaseCalculator
+from ase.stress import voigt_6_to_full_3x3_strain
 from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, check_numbers, check_structure, get_calculator
+from .calc import calculate_many, check_numbers, check_structure, get_calculator, new_file
 from .relax import relax
 from .results import ElasticResult
 
 logger = logging.getLogger(__name__)
 
-#: the (row, column) pair each Voigt index strains: xx, yy, zz, yz, xz, xy (ASE's stress order)
-VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-
 #: GPa; a residual stress above this means the structure was not relaxed first
 RESIDUAL_STRESS_WARNING_GPA = 0.5
 
-
-def voigt_strain(index: int, magnitude: float) -> np.ndarray:
-    """The symmetric 3x3 strain tensor with Voigt component ``index`` equal to ``magnitude`` (engineering shear:
-    for index 3-5 the two off-diagonal entries are ``magnitude / 2`` each)."""
-    i, j = VOIGT_PAIRS[index]
-    strain = np.zeros((3, 3))
-    if i == j:
-        strain[i, i] = magnitude
-    else:
-        strain[i, j] = strain[j, i] = magnitude / 2
-    return strain
+#: optimiser steps at most of each strained cell's ionic relaxation
+ION_RELAX_STEPS = 1000
 
 
 def elastic(
@@ -99,7 +88,8 @@ def elastic(
     for index in range(6):
         for sign in (1.0, -1.0):
             s = base.copy()
-            s.set_cell(cell @ (np.eye(3) + voigt_strain(index, sign * strain)), scale_atoms=True)
+            # engineering shear: a Voigt shear strain g puts g / 2 in each of the two off-diagonal entries
+            s.set_cell(cell @ voigt_6_to_full_3x3_strain(np.eye(6)[index] * sign * strain), scale_atoms=True)
             strained.append(s)
     converged = True
     if relax_ions:
@@ -107,11 +97,12 @@ def elastic(
         for s in tqdm(strained, desc="strained cells", disable=not progress, leave=False):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                result = relax(s, fmax=fmax, relax_cell=False, calculator=calc, max_steps=1000, progress=False)
+                result = relax(s, fmax=fmax, relax_cell=False, calculator=calc, max_steps=ION_RELAX_STEPS,
+                               progress=False)
             converged &= result.converged
             stresses.append(result.stress)
         if not converged:
-            warnings.warn(f"some strained cells' ions did not relax to fmax={fmax} eV/Å in 1000 steps",
+            warnings.warn(f"some strained cells' ions did not relax to fmax={fmax} eV/Å in {ION_RELAX_STEPS} steps",
                           ConvergenceWarning, stacklevel=2)
     else:
         stresses = [r["stress"] for r in calculate_many(strained, calc, progress=progress)]
@@ -121,9 +112,7 @@ def elastic(
         c, strain=strain, relax_ions=relax_ions, ions_converged=converged, residual_stress_GPa=residual
     )
     if output_dir is not None:
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "elastic.json"
+        path = new_file(Path(output_dir) / "elastic.json")
         path.write_text(json.dumps(result.summary(), indent=1) + "\n")
         result.files["elastic.json"] = path
     logger.info("elastic tensor (GPa):\n%s", np.array2string(result.c, precision=1, suppress_small=True))
