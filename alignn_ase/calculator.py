@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import numbers
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
@@ -17,7 +16,8 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from tqdm import tqdm
 
 from .compute import autograd_derivatives, evaluate, functional_derivatives
-from .errors import AlignnAseError, CheckpointError, InvalidArgumentError, InvalidStructureError, UnsupportedElementError
+from .errors import (AlignnAseError, CheckpointError, InvalidArgumentError, InvalidStructureError,
+                     UnsupportedElementError, is_whole)
 from .graph import MIN_CELL_VOLUME, AtomGraph, GraphCache, build_graphs, check_skin, has_3d_cell
 from .io import load_model, resolve_dtype
 from .neighbors import SELF_TOLERANCE
@@ -326,7 +326,7 @@ class ALIGNNCalculator(Calculator):
         graph) is left alone. ``progress`` shows a tqdm bar when there is more
         than one batch.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        if not is_whole(batch_size, 1):
             raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(structures, Atoms):
             raise InvalidArgumentError("predict takes a list of structures; for one ase.Atoms, pass [atoms]")

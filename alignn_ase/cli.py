@@ -578,7 +578,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if model.is_potential:
         task: dict[str, Any] = {"kind": "forcefield"}
     else:
-        classes = getattr(model.config, "num_classes", 2) if getattr(model.config, "classification", False) else None
+        classes = model.num_classes
         task = {"kind": "regression" if classes is None else "classification",
                 "target": args.target or model.property_name}
         if classes is not None:

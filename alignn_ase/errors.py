@@ -7,6 +7,7 @@ catching unrelated bugs. Errors about bad values also subclass ``ValueError``.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,3 +62,9 @@ class SimulationError(AlignnAseError, RuntimeError):
 
 class ConvergenceWarning(UserWarning):
     """An optimisation that stopped at its step limit before reaching its force criterion."""
+
+
+def is_whole(value: object, minimum: int) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's, not a bool) >= ``minimum``: a count, for the
+    argument checks that raise :class:`InvalidArgumentError`."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum

@@ -31,6 +31,7 @@ class ALIGNNModel(nn.Module):
         graph_settings: how this model's graphs are built.
         min_distance: atoms closer than this (Å) are rejected as overlapping.
         property_name: the target of a property model (None for potentials).
+        num_classes: the number of classes of a classifier (None for regression models and potentials).
         card: the model card text, when loaded from a file that has one.
         source: the path it was loaded from.
     """
@@ -40,6 +41,7 @@ class ALIGNNModel(nn.Module):
     #: factor on the reported stress: 1 (the strain derivative of the energy) but for upstream checkpoints
     #: trained with ``stress_multiplier``, whose stress upstream reports multiplied by it
     stress_scale: float = 1.0
+    num_classes: int | None = None
     card: str | None = None
     source: str | None = None
 

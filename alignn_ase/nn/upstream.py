@@ -145,7 +145,8 @@ class ALIGNN(ALIGNNModel):
             config.gcn_layers,
             norm="batch",
         )
-        out = config.num_classes if config.classification else config.output_features
+        self.num_classes = config.num_classes if config.classification else None
+        out = self.num_classes or config.output_features
         self.fc = _head(config.hidden_features, out, config.link)
 
     def config_dict(self) -> dict[str, Any]:
@@ -251,7 +252,8 @@ class ALIGNNAtomwise(ALIGNNModel):
             self.fc_atomwise = nn.Linear(config.hidden_features, config.atomwise_output_features)
         if config.additional_output_features > 0:
             self.fc_additional_output = nn.Linear(config.hidden_features, config.additional_output_features)
-        out = 2 if config.classification else config.output_features
+        self.num_classes = 2 if config.classification else None  # upstream's atomwise classifiers are binary
+        out = self.num_classes or config.output_features
         self.fc = _head(config.hidden_features, out, config.link)
         zbl = config.use_zbl if config.use_zbl is not None else config.calculate_gradient
         self.use_zbl = bool(zbl) and potential and config.name == "alignn_atomwise_pure" and graph_settings.strategy == "pure_torch"

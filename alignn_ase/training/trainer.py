@@ -47,7 +47,7 @@ from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArgument
 from ..io import ATOM_FEATURE_WIDTH, FORMAT, FORMAT_VERSION, build_model, load_model, resolve_dtype, save_model
 from ..nn.base import ALIGNNModel
 from ..nn.smooth import SmoothALIGNN
-from ..nn.upstream import ALIGNNAtomwise, ALIGNNAtomwiseConfig, ALIGNNConfig
+from ..nn.upstream import ALIGNNAtomwiseConfig, ALIGNNConfig
 from ..nn.config import parse_config
 from .config import DEFAULT_GRAPH, TaskConfig, TrainConfig, config_from_dict, load_config
 from .data import Record, read_dataset
@@ -129,17 +129,16 @@ def _make_model(cfg: TrainConfig, data_elements: list[str]) -> ALIGNNModel:
             model = _with_added_parts(model, m.params, m.init_from)
         _check_kind(model, t.kind, f"model.init_from {m.init_from!r}")
         if t.kind != "forcefield":
-            classifier = bool(getattr(model.config, "classification", False))
+            classifier = model.num_classes is not None
             if classifier != (t.kind == "classification"):
                 raise ConfigError(
                     f"config: model.init_from {m.init_from!r} is a {'classification' if classifier else 'regression'} "
                     f"model; task.kind is {t.kind!r}"
                 )
             if classifier:
-                classes = 2 if isinstance(model, ALIGNNAtomwise) else model.config.num_classes  # atomwise: binary
-                if classes != t.num_classes:
+                if model.num_classes != t.num_classes:
                     raise ConfigError(
-                        f"config: model.init_from {m.init_from!r} has {classes} classes; "
+                        f"config: model.init_from {m.init_from!r} has {model.num_classes} classes; "
                         f"task.num_classes is {t.num_classes}"
                     )
             model.property_name = t.target

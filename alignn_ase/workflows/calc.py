@@ -19,11 +19,6 @@ from ..graph import has_3d_cell
 logger = logging.getLogger(__name__)
 
 
-def is_whole(value: object, minimum: int) -> bool:
-    """Whether ``value`` is an integer (not a bool) >= ``minimum``: a count of steps."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
-
-
 def check_numbers(**values: object) -> None:
     """Raise :class:`~alignn_ase.errors.InvalidArgumentError` naming each of ``values`` that is not a
     real number (a string, bool, None or array), before range checks compare them with numbers."""

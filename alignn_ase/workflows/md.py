@@ -21,9 +21,9 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from tqdm import tqdm
 
-from ..errors import InvalidArgumentError, InvalidStructureError
+from ..errors import InvalidArgumentError, InvalidStructureError, is_whole
 from ..graph import is_3d_periodic
-from .calc import check_numbers, check_structure, get_calculator, is_whole, new_file
+from .calc import check_numbers, check_structure, get_calculator, new_file
 from .results import MDResult
 from .watchdog import Watchdog
 
@@ -136,7 +136,7 @@ def run_md(
         )
     bad = [f"{k}={v}" for k, v in _bad_parameters(ensemble, friction_per_fs, tdamp_fs, pdamp_fs,
                                                          bulk_modulus_GPa, pressure_GPa).items()]
-    if seed is not None and not (isinstance(seed, (int, np.integer)) and seed >= 0):
+    if seed is not None and not is_whole(seed, 0):
         bad.append(f"seed={seed!r}")
     if bad:
         raise InvalidArgumentError(

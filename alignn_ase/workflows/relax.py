@@ -17,9 +17,9 @@ from ase.io.trajectory import Trajectory
 from ase.optimize import BFGS, FIRE, LBFGS
 from tqdm import tqdm
 
-from ..errors import ConvergenceWarning, InvalidArgumentError
+from ..errors import ConvergenceWarning, InvalidArgumentError, is_whole
 from ..graph import is_3d_periodic
-from .calc import check_numbers, check_structure, get_calculator, is_whole, new_file
+from .calc import check_numbers, check_structure, get_calculator, new_file
 from .results import RelaxResult
 
 logger = logging.getLogger(__name__)

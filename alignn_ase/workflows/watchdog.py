@@ -14,6 +14,7 @@ from ase.io import write
 
 from ..errors import InvalidArgumentError, SimulationError
 from ..neighbors import all_pairs
+from .calc import new_file
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ class Watchdog:
                 f" Last good frame (step {self.last_good_step}) kept in the exception's .atoms (no output folder)."
             )
         else:
-            path = self.frame_path
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = new_file(self.frame_path)
             write(path, self.last_good, format="extxyz")
             message += f" Last good frame (step {self.last_good_step}) written to {path}"
         logger.error(message)
