@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -658,6 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             return args.func(args)
+        except BrokenPipeError:  # the reader went away (``alignn-ase info | head``): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at the exit's flush
+            return 128 + signal.SIGPIPE
         except (AlignnAseError, OSError, UnknownFileTypeError, FloatingPointError) as exc:  # the last: training
             if args.debug:
                 raise

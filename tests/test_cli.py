@@ -309,6 +309,17 @@ def test_console_script_missing_file(tmp_path):
     assert proc.stderr == "alignn-ase: error: no such file: nope.cif\n"
 
 
+def test_a_closed_pipe_stops_the_command_quietly(tmp_path):
+    """``alignn-ase info | head -1``: the reader leaves before the card is written; the command stops with the
+    status of a SIGPIPE and no error message, as Unix tools do (it used to print "error: [Errno 32] Broken pipe")."""
+    proc = subprocess.Popen([sys.executable, "-m", "alignn_ase.cli", "info"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the child, still importing, writes anything
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert stderr == ""
+
+
 def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
