@@ -273,7 +273,7 @@ def _write(ph: Phonopy, out: Path) -> dict[str, Path]:
     fig.axes[0].set_ylabel("frequency (THz)")
     shown = [ax for ax in fig.axes if ax.get_visible()]  # phonopy's grid holds hidden spare axes after the DOS
     shown[-1].set_xlabel("DOS (states/THz per primitive cell)")
-    fig.savefig(files["band_dos_plot"], dpi=120)
+    fig.savefig(files["band_dos_plot"], dpi=120, bbox_inches="tight")  # phonopy leaves wide margins
     plt.close(fig)
     fig = Figure(figsize=(5, 3.5), layout="tight")
     ax = fig.subplots()
