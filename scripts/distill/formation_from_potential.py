@@ -1,0 +1,92 @@
+"""Formation energies two ways, on structures neither model saw: the shipped property model against the default
+potential's own energy with the label's elemental references.
+
+The label is the property model's (``potentials/formation-energy-distill-v5/MODEL_CARD.md``): (E − Σ_el n_el μ_el) / N
+in eV/atom, E the teacher's energy of a teacher-relaxed bulk structure, μ_el from
+``data/elemental_references.json``. The structures are the relaxed 3D-periodic frames of the committed held-out set
+(``data/test.extxyz``): the relaxed parents the potential never trained on, which the property model's data
+(the relaxed training parents) does not hold either. Each model predicts once:
+
+- the property model: its ``formation_energy_peratom``;
+- the potential: (E_potential − Σ_el n_el μ_el) / N with the same μ (the teacher's; the potential is a distillation
+  of the teacher's energies, so no references of its own are fitted).
+
+    /work/venv/bin/python scripts/distill/formation_from_potential.py
+
+Writes ``results/formation_energy_from_potential.md`` and ``.json`` (every structure's label and both predictions).
+Needs only the committed files and the shipped models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from ase.io import read
+from scipy.stats import spearmanr
+
+from alignn_ase import ALIGNNCalculator
+
+HERE = Path(__file__).resolve().parent
+TARGET = "formation_energy_peratom"
+
+
+def _stats(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
+    err = np.abs(pred - label)
+    return {"mae": float(err.mean()), "median_ae": float(np.median(err)), "max_ae": float(err.max()),
+            "spearman": float(spearmanr(label, pred).statistic)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--test", type=Path, default=HERE / "data" / "test.extxyz")
+    p.add_argument("--references", type=Path, default=HERE / "data" / "elemental_references.json")
+    p.add_argument("--potential", default="default")
+    p.add_argument("--property", default=TARGET, help="the property model (shipped name or folder)")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "formation_energy_from_potential")
+    args = p.parse_args()
+
+    mu = json.loads(args.references.read_text())["mu"]
+    frames = [a for a in read(args.test, ":") if a.info.get("kind") == "relaxed" and a.pbc.all()
+              and set(a.get_chemical_symbols()) <= set(mu)]
+    calc = ALIGNNCalculator(args.potential, properties={TARGET: args.property}, dtype="float64")
+    results = calc.predict(frames, batch_size=8, progress=False)
+    rows = []
+    for atoms, res in zip(frames, results):
+        reference = sum(mu[s] for s in atoms.get_chemical_symbols())
+        n = len(atoms)
+        rows.append({"parent_id": atoms.info["parent_id"], "formula": atoms.get_chemical_formula(), "n_atoms": n,
+                     "label": (atoms.get_potential_energy() - reference) / n,
+                     "potential": (float(res["energy"]) - reference) / n, "property_model": float(res[TARGET])})
+    label = np.array([r["label"] for r in rows])
+    summary = {
+        "structures": len(rows),
+        "mad_of_labels": float(np.mean(np.abs(label - label.mean()))),
+        "potential": _stats(np.array([r["potential"] for r in rows]), label),
+        "property_model": _stats(np.array([r["property_model"] for r in rows]), label),
+        "models": {"potential": args.potential, "property_model": args.property},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "structures": rows}, indent=1) + "\n")
+    lines = [
+        f"Formation energy per atom (eV/atom) of the {len(rows)} relaxed bulk structures of the held-out parents "
+        f"(MAD of the labels {summary['mad_of_labels']:.3f}); `scripts/distill/formation_from_potential.py`.",
+        "",
+        "| model | MAE | median AE | max AE | Spearman |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, name in (("potential", f"potential `{args.potential}`: (E − Σ n μ) / N"),
+                      ("property_model", f"property model `{args.property}`")):
+        s = summary[key]
+        lines.append(f"| {name} | {s['mae']:.3f} | {s['median_ae']:.3f} | {s['max_ae']:.3f} | {s['spearman']:.2f} |")
+    lines += ["", "| parent | label | potential | property model |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['parent_id']} | {r['label']:.3f} | {r['potential']:.3f} | {r['property_model']:.3f} |"
+              for r in sorted(rows, key=lambda r: r["label"])]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:6]))
+
+
+if __name__ == "__main__":
+    main()
