@@ -274,6 +274,8 @@ def add_phonons(sub: argparse._SubParsersAction, parents: Parents) -> None:
         metavar="X",
         help="q-mesh: three integers, or phonopy's length density (default 100)",
     )
+    p.add_argument("--born", default=None, metavar="FILE",
+                   help="phonopy BORN file (Born charges, dielectric tensor) of a polar crystal: LO-TO splitting")
     p.add_argument("--tmin", type=float, default=0.0, help="K")
     p.add_argument("--tmax", type=float, default=1000.0, help="K")
     p.add_argument("--tstep", type=float, default=10.0, help="K")
@@ -310,6 +312,7 @@ def cmd_phonons(args: argparse.Namespace) -> int:
         temperatures=np.arange(args.tmin, args.tmax + 0.5 * args.tstep, args.tstep),
         calculator=make_calculator(args),
         output_dir=args.output_dir,
+        born=args.born,
     )
     print_json(result.summary())
     return 0

@@ -127,6 +127,21 @@ def test_phonons(files, capsys):
         assert (files / "phonons_output" / name).is_file()
 
 
+def test_phonons_with_a_born_file(files, capsys):
+    """--born reads phonopy's BORN file: the summary says the correction is on; a file that does not fit the
+    structure (one charge line for NaCl's two independent atoms) is a one-line error."""
+    write("NaCl.cif", bulk("NaCl", "rocksalt", a=5.64))
+    lines = ["14.4", " ".join(["2.4", "0", "0", "0", "2.4", "0", "0", "0", "2.4"]),
+             " ".join(["1.1", "0", "0", "0", "1.1", "0", "0", "0", "1.1"])]
+    (files / "SHORT").write_text("\n".join(lines) + "\n")
+    (files / "BORN").write_text("\n".join([*lines, lines[-1].replace("1.1", "-1.1")]) + "\n")
+    common = ["phonons", "NaCl.cif", "--supercell", "2", "2", "2", "--mesh", "2", "2", "2", "--tmax", "0"]
+    code, out, _ = run(capsys, *common, "--born", "BORN")
+    assert code == 0 and json.loads(out)["non_analytic_correction"] is True
+    code, _, err = run(capsys, *common, "--born", "SHORT")
+    assert code == 1 and err.startswith("alignn-ase: error: SHORT: not a phonopy BORN file for this structure")
+
+
 def test_phonons_with_a_supercell_matrix(files, capsys):
     """Nine numbers are a supercell matrix in phonopy's convention, zeros and negative entries included: here
     the primitive diamond cell to the conventional cubic one."""

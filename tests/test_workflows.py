@@ -492,6 +492,43 @@ def test_phonons_of_a_left_handed_cell_equal_those_of_the_right_handed_one(emt_c
         eos(right, points=6.5, calculator=EMT(), output_dir=None)
 
 
+def test_born_charges_split_the_lo_mode_as_the_dipole_formula_says(tmp_path):
+    """Rock salt with Born charges +-Z and dielectric constant eps: near Γ the longitudinal optical mode is raised
+    by w_LO^2 - w_TO^2 = Z^2 e^2 / (eps_0 eps V mu) (V the primitive cell's volume, mu the reduced mass), the TO
+    modes and Γ's reported (TO) frequencies unchanged; a BORN file and the mapping give the same bands."""
+    from scipy.constants import atomic_mass, e, epsilon_0
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    calc = ALIGNNCalculator(dtype="float64", device="cpu")
+    kw = dict(supercell=(2, 2, 2), mesh=(4, 4, 4), calculator=calc)
+    z, eps = 1.1, 2.4
+    plain = phonons(atoms, output_dir=None, **kw)
+    nac = phonons(atoms, output_dir=tmp_path / "map", born={"born": [np.eye(3) * z, -np.eye(3) * z],
+                                                            "dielectric": np.eye(3) * eps}, **kw)
+    born_file = tmp_path / "BORN"
+    born_file.write_text(f"14.399652\n{' '.join(map(str, (np.eye(3) * eps).ravel()))}\n"
+                         f"{' '.join(map(str, (np.eye(3) * z).ravel()))}\n{' '.join(map(str, (-np.eye(3) * z).ravel()))}\n")
+    from_file = phonons(atoms, output_dir=None, born=born_file, **kw)
+    near_gamma = [r.phonopy.band_structure.frequencies[0][0] for r in (plain, nac, from_file)]  # Γ along Γ-X
+    to = plain.gamma_frequencies[-1]
+    np.testing.assert_allclose(near_gamma[0][3:], to, atol=1e-6)  # no correction: LO = TO
+    np.testing.assert_allclose(near_gamma[1][3:5], to, atol=1e-6)  # the two TO modes
+    mu = atomic_mass * 22.98977 * 35.453 / (22.98977 + 35.453)
+    lo = np.sqrt((2e12 * np.pi * to) ** 2 + z**2 * e**2 / (epsilon_0 * eps * atoms.get_volume() * 1e-30 * mu))
+    assert near_gamma[1][5] == pytest.approx(lo / 2e12 / np.pi, rel=0.01)
+    assert near_gamma[1][5] > to + 2.0  # THz
+    np.testing.assert_allclose(near_gamma[2], near_gamma[1], atol=1e-4)
+    np.testing.assert_allclose(nac.gamma_frequencies, plain.gamma_frequencies, atol=1e-6)
+    assert nac.summary()["non_analytic_correction"] and not plain.summary()["non_analytic_correction"]
+    saved = (tmp_path / "map" / "phonopy_params.yaml").read_text()  # phonopy.load reads the correction back
+    assert "born_effective_charge:" in saved and "dielectric_constant:" in saved
+    for bad, match in (({"born": np.zeros((3, 3, 3)), "dielectric": np.eye(3)}, "one 3x3 tensor per atom"),
+                       ({"born": np.zeros((2, 3, 3)), "dielectric": np.eye(3) * 0.5}, "eigenvalues"),
+                       ({"born": np.zeros((2, 3, 3))}, "keys"), (tmp_path / "nope", "no such BORN file"), (3, "path or")):
+        with pytest.raises(InvalidArgumentError, match=match):
+            phonons(atoms, output_dir=None, born=bad, **kw)
+
+
 def test_phonons_report_imaginary_modes_of_an_unstable_crystal():
     # bcc copper is dynamically unstable (Bain path); EMT agrees
     result = phonons(bulk("Cu", "bcc", a=2.87), supercell=(4, 4, 4), mesh=(6, 6, 6), calculator=EMT(), output_dir=None)

@@ -1,12 +1,13 @@
 """Harmonic phonons through phonopy's Python API: finite displacements, force constants,
-band structure, DOS, thermal properties, and checks for imaginary modes."""
+band structure, DOS, thermal properties, checks for imaginary modes, and the non-analytic correction of polar
+crystals from given Born charges."""
 
 from __future__ import annotations
 
 import logging
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import seekpath
@@ -14,6 +15,8 @@ from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 from matplotlib.figure import Figure
 from phonopy import Phonopy
+from phonopy.file_IO import BORNFileParseError, parse_BORN
+from phonopy.interface.calculator import get_calculator_physical_units
 from phonopy.structure.atoms import PhonopyAtoms
 from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
@@ -90,6 +93,7 @@ def phonons(
     primitive_matrix: str | Sequence[Sequence[float]] | None = "auto",
     symprec: float = 1e-5,
     acoustic_tolerance: float = 0.05,
+    born: str | Path | Mapping[str, Any] | None = None,
 ) -> PhononResult:
     """Phonons of ``atoms`` (taken as phonopy's unit cell; relax it first) by finite displacements.
 
@@ -114,6 +118,14 @@ def phonons(
         acoustic_tolerance: THz; the acoustic frequencies at Γ of the force constants as the forces give them
             (before symmetrisation imposes the acoustic sum rule) must satisfy |ω| below it,
             and modes below ``-acoustic_tolerance`` elsewhere count as imaginary.
+        born: for polar crystals, the Born effective charges (units of e) and the high-frequency dielectric
+            tensor, which a potential does not give (take them from DFPT): phonopy's non-analytic correction
+            then splits the LO from the TO modes near Γ in the bands, DOS and thermal properties (Γ itself,
+            ``gamma_frequencies``, keeps the TO frequencies: its LO frequency depends on the direction of
+            approach). Either the path of phonopy's ``BORN`` file (charges of the symmetry-independent atoms of
+            phonopy's primitive cell; its first line the unit factor, as phonopy reads it) or a mapping with
+            ``"born"``, one 3x3 tensor per atom of ``atoms`` (N, 3, 3), and ``"dielectric"`` (3, 3). None:
+            no correction (no LO-TO splitting).
 
     Returns a :class:`~alignn_ase.workflows.results.PhononResult`: the ``Phonopy`` object
     (frequencies in THz), Γ frequencies (THz), imaginary modes, thermal properties
@@ -169,6 +181,8 @@ def phonons(
             "displaced with all its periodic images feels no force); use a larger supercell"
         )
 
+    if born is not None:
+        ph.nac_params = _nac_params(ph, born, len(atoms), symprec)
     _run_band_structure(ph, npoints=51, symprec=symprec)
     ph.run_mesh(mesh, is_gamma_center=True)
     ph.run_total_dos()
@@ -204,6 +218,43 @@ def phonons(
         f, q = imaginary[0]
         logger.warning("%d q-points with imaginary modes; lowest %.3f THz at q = %s", len(imaginary), f, np.round(q, 4))
     return result
+
+
+def _nac_params(ph: Phonopy, born: str | Path | Mapping[str, Any], n_atoms: int, symprec: float) -> dict[str, Any]:
+    """phonopy's ``nac_params`` (Born charges of its primitive cell's atoms, e; dielectric tensor) from a BORN file
+    or a mapping with one charge tensor per input atom (see :func:`phonons`), checked."""
+    if isinstance(born, (str, Path)):
+        if not Path(born).is_file():
+            raise InvalidArgumentError(f"no such BORN file: {born}")
+        try:
+            params = dict(parse_BORN(ph.primitive, symprec=symprec, filename=born))
+        except (BORNFileParseError, ValueError) as exc:
+            raise InvalidArgumentError(f"{born}: not a phonopy BORN file for this structure: {exc}") from None
+        charges = np.asarray(params.pop("born"))
+    elif isinstance(born, Mapping):
+        if set(born) != {"born", "dielectric"}:
+            raise InvalidArgumentError(f"born takes the keys 'born' and 'dielectric', got {sorted(born)}")
+        per_atom = _as_floats("born['born']", born["born"])
+        if per_atom.shape != (n_atoms, 3, 3):
+            raise InvalidArgumentError(f"born['born'] must hold one 3x3 tensor per atom, shape ({n_atoms}, 3, 3); "
+                                       f"got {per_atom.shape}")
+        cell = ph.supercell  # phonopy's primitive atoms -> the input atoms they stand for
+        charges = per_atom[[cell.u2u_map[cell.s2u_map[i]] for i in ph.primitive.p2s_map]]
+        params = {"dielectric": born["dielectric"]}
+    else:
+        raise InvalidArgumentError(f"born must be a BORN file path or a mapping, not {type(born).__name__}")
+    dielectric = _as_floats("the dielectric tensor", params.pop("dielectric"))
+    if dielectric.shape != (3, 3) or not np.allclose(dielectric, dielectric.T, atol=1e-6) or \
+            not np.isfinite(charges).all() or np.linalg.eigvalsh(dielectric).min() < 1.0:
+        raise InvalidArgumentError("need finite Born charges and a symmetric 3x3 dielectric tensor whose eigenvalues "
+                                   f"are >= 1 (got {dielectric.tolist()})")
+    imbalance = np.abs(charges.sum(axis=0)).max()
+    if imbalance > 0.1:
+        logger.warning("the Born charges of the primitive cell sum to %.3g e, not zero (charge neutrality broken)",
+                       imbalance)
+    # phonopy's unit factor of the correction for eV and Å (VASP's units, ours), unless the BORN file gives one
+    return {"factor": get_calculator_physical_units("vasp").nac_factor, **params, "born": charges,
+            "dielectric": dielectric}
 
 
 def _run_band_structure(ph: Phonopy, npoints: int, symprec: float) -> None:

@@ -261,6 +261,7 @@ class PhononResult:
             "imaginary_modes": [{"frequency_THz": f, "q": list(q)} for f, q in self.imaginary_modes[:10]],
             "n_imaginary_qpoints": len(self.imaginary_modes),
             "atoms_per_primitive_cell": self.atoms_per_cell,
+            "non_analytic_correction": self.phonopy.nac_params is not None,
             "thermal": {
                 f"{t[i]:g} K": {
                     "free_energy_kJ_per_mol_cells": float(self.free_energy[i]),
