@@ -33,7 +33,7 @@ from .check import run_checks
 from .download import cached_path, upstream_dir, upstream_models
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
 from .io import available_models, load_model
-from .workflows import ENSEMBLES, calculate_many, elastic, eos, phonons, relax, run_md
+from .workflows import ENSEMBLES, calculate_many, elastic, eos, phonons, qha, relax, run_md
 from .workflows.calc import new_file
 
 PROG = "alignn-ase"
@@ -256,6 +256,35 @@ def add_phonons(sub: argparse._SubParsersAction, parents: Parents) -> None:
         description="Phonons by finite displacements.",
     )
     add_structure(p, "relaxed unit cell (any format ASE reads)")
+    _add_phonon_grid(p)
+    p.add_argument("--displacement", type=float, default=0.01, help="Å (default 0.01)")
+    p.add_argument("--born", default=None, metavar="FILE",
+                   help="phonopy BORN file (Born charges, dielectric tensor) of a polar crystal: LO-TO splitting")
+    p.add_argument("--tmin", type=float, default=0.0, help="K")
+    p.add_argument("--output-dir", default="phonons_output")
+    p.set_defaults(func=cmd_phonons)
+
+
+def add_qha(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "qha",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="quasi-harmonic thermal expansion with phonopy",
+        description="Phonons at several volumes; phonopy's QHA: volume, thermal expansion, bulk modulus and heat "
+        "capacity at constant pressure against temperature (from 0 K).",
+    )
+    add_structure(p, "relaxed unit cell (any format ASE reads)")
+    _add_phonon_grid(p)
+    p.add_argument("--range", type=float, default=0.05, help="volume range ± as a fraction (default 0.05)")
+    p.add_argument("--points", type=int, default=7, help="volumes (default 7)")
+    p.add_argument("--pressure", type=float, default=0.0, help="GPa (default 0)")
+    p.add_argument("--eos", default="vinet", help="phonopy's EOS: vinet (default), birch_murnaghan, murnaghan")
+    p.add_argument("--output-dir", default="qha_output")
+    p.set_defaults(func=cmd_qha)
+
+
+def _add_phonon_grid(p: argparse.ArgumentParser) -> None:
+    """The supercell, q-mesh and temperature options of the phonon commands."""
     p.add_argument(
         "--supercell",
         type=float,
@@ -265,7 +294,6 @@ def add_phonons(sub: argparse._SubParsersAction, parents: Parents) -> None:
         help="three repeats (e.g. 3 3 3), nine entries of phonopy's supercell matrix (row by row), or one "
         "minimum thickness in Å (default 10)",
     )
-    p.add_argument("--displacement", type=float, default=0.01, help="Å (default 0.01)")
     p.add_argument(
         "--mesh",
         type=float,
@@ -274,13 +302,8 @@ def add_phonons(sub: argparse._SubParsersAction, parents: Parents) -> None:
         metavar="X",
         help="q-mesh: three integers, or phonopy's length density (default 100)",
     )
-    p.add_argument("--born", default=None, metavar="FILE",
-                   help="phonopy BORN file (Born charges, dielectric tensor) of a polar crystal: LO-TO splitting")
-    p.add_argument("--tmin", type=float, default=0.0, help="K")
     p.add_argument("--tmax", type=float, default=1000.0, help="K")
     p.add_argument("--tstep", type=float, default=10.0, help="K")
-    p.add_argument("--output-dir", default="phonons_output")
-    p.set_defaults(func=cmd_phonons)
 
 
 def _integers(values: list[float], what: str, positive: bool = True) -> list[int]:
@@ -289,14 +312,15 @@ def _integers(values: list[float], what: str, positive: bool = True) -> list[int
     return [int(v) for v in values]
 
 
-def cmd_phonons(args: argparse.Namespace) -> int:
+def _phonon_grid(args: argparse.Namespace, tmin: float) -> tuple[Any, Any, np.ndarray]:
+    """The supercell, q-mesh and temperatures (K, from ``tmin``) of the phonon commands' options, checked."""
     if len(args.supercell) not in (1, 3, 9) or len(args.mesh) not in (1, 3):
         raise InvalidArgumentError("--supercell takes 1, 3 or 9 numbers and --mesh 1 or 3")
-    finite = all(np.isfinite([args.tmin, args.tmax, args.tstep]))
-    if not finite or args.tstep <= 0 or args.tmax < args.tmin or (args.tmax - args.tmin) / args.tstep > 100_000:
+    finite = all(np.isfinite([tmin, args.tmax, args.tstep]))
+    if not finite or args.tstep <= 0 or args.tmax < tmin or (args.tmax - tmin) / args.tstep > 100_000:
         raise InvalidArgumentError(
             f"need finite temperatures, --tstep > 0, --tmax >= --tmin and at most 100000 temperatures (got --tmin "
-            f"{args.tmin}, --tmax {args.tmax}, --tstep {args.tstep})"
+            f"{tmin}, --tmax {args.tmax}, --tstep {args.tstep})"
         )
     supercell: Any = args.supercell[0]
     if len(args.supercell) == 3:
@@ -304,15 +328,38 @@ def cmd_phonons(args: argparse.Namespace) -> int:
     elif len(args.supercell) == 9:  # a matrix: zeros and negative entries allowed, its determinant is checked
         supercell = np.reshape(_integers(args.supercell, "--supercell (a 3x3 matrix)", positive=False), (3, 3))
     mesh = args.mesh[0] if len(args.mesh) == 1 else _integers(args.mesh, "--mesh")
+    return supercell, mesh, np.arange(tmin, args.tmax + 0.5 * args.tstep, args.tstep)
+
+
+def cmd_phonons(args: argparse.Namespace) -> int:
+    supercell, mesh, temperatures = _phonon_grid(args, args.tmin)
     result = phonons(
         read_one(args),
         supercell=supercell,
         displacement=args.displacement,
         mesh=mesh,
-        temperatures=np.arange(args.tmin, args.tmax + 0.5 * args.tstep, args.tstep),
+        temperatures=temperatures,
         calculator=make_calculator(args),
         output_dir=args.output_dir,
         born=args.born,
+    )
+    print_json(result.summary())
+    return 0
+
+
+def cmd_qha(args: argparse.Namespace) -> int:
+    supercell, mesh, temperatures = _phonon_grid(args, 0.0)
+    result = qha(
+        read_one(args),
+        volume_range=args.range,
+        points=args.points,
+        temperatures=temperatures,
+        supercell=supercell,
+        mesh=mesh,
+        eos_name=args.eos,
+        pressure_GPa=args.pressure,
+        calculator=make_calculator(args),
+        output_dir=args.output_dir,
     )
     print_json(result.summary())
     return 0
@@ -601,6 +648,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, Parents], None]] = [
     add_relax,
     add_md,
     add_phonons,
+    add_qha,
     add_eos,
     add_elastic,
     add_predict,

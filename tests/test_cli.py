@@ -142,6 +142,16 @@ def test_phonons_with_a_born_file(files, capsys):
     assert code == 1 and err.startswith("alignn-ase: error: SHORT: not a phonopy BORN file for this structure")
 
 
+def test_qha(files, capsys):
+    code, out, _ = run(capsys, "qha", "Si.cif", "--supercell", "2", "2", "2", "--mesh", "4", "4", "4", "--points", "5",
+                       "--tmax", "300", "--tstep", "50", "--range", "0.04")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["eos"] == "vinet" and len(summary["volumes_A3_per_atom"]) == 5 and "0 K" in summary["at"]
+    for name in ("qha.csv", "e_v.csv", "qha.png"):
+        assert (files / "qha_output" / name).is_file()
+
+
 def test_phonons_with_a_supercell_matrix(files, capsys):
     """Nine numbers are a supercell matrix in phonopy's convention, zeros and negative entries included: here
     the primitive diamond cell to the conventional cubic one."""
@@ -339,7 +349,7 @@ def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "models", "check", "train", "evaluate",
-                            "elastic"}
+                            "elastic", "qha"}
     for name in commands:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])

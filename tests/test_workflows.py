@@ -33,6 +33,7 @@ from alignn_ase.workflows import (
     eos,
     get_calculator,
     phonons,
+    qha,
     relax,
     run_md,
     supercell_matrix,
@@ -527,6 +528,43 @@ def test_born_charges_split_the_lo_mode_as_the_dipole_formula_says(tmp_path):
                        ({"born": np.zeros((2, 3, 3))}, "keys"), (tmp_path / "nope", "no such BORN file"), (3, "path or")):
         with pytest.raises(InvalidArgumentError, match=match):
             phonons(atoms, output_dir=None, born=bad, **kw)
+
+
+def test_qha_of_emt_copper_is_thermodynamically_consistent(tmp_path, emt_cu_a0):
+    """Quasi-harmonic Cu (EMT): zero-point expansion of a fraction of a percent, B(0 K) near the static EOS's B0,
+    the reported expansion equal to (1/V) dV/dT of the reported volumes, C_P at 300 K near Dulong-Petit and above
+    phonopy's C_V, thermal softening, a smaller volume under pressure, and results cut where the equilibrium
+    volume leaves the sampled range."""
+    atoms = bulk("Cu", "fcc", a=emt_cu_a0)
+    kw = dict(supercell=(3, 3, 3), mesh=(10, 10, 10), temperatures=np.arange(0.0, 601.0, 10.0), calculator=EMT(),
+              progress=False)
+    r = qha(atoms, output_dir=tmp_path, **kw)
+    static = eos(atoms, calculator=EMT(), output_dir=None)
+    v_static = static.v0 / len(atoms)
+    assert 0.0 < r.volume[0] / v_static - 1 < 0.01
+    assert r.bulk_modulus[0] == pytest.approx(static.b0, rel=0.05)
+    t, v = r.temperatures, r.volume
+    i300 = int(np.argmin(np.abs(t - 300)))
+    assert t[i300] == 300 and np.all(np.diff(v[1:]) > 0) and np.all(np.diff(r.bulk_modulus[1:]) < 0)
+    numeric = np.gradient(v, t) / v
+    np.testing.assert_allclose(r.thermal_expansion[5:-5], numeric[5:-5], rtol=0.02)
+    harmonic = phonons(atoms, supercell=(3, 3, 3), mesh=(10, 10, 10), temperatures=[300.0], calculator=EMT(),
+                       output_dir=None, progress=False)
+    c_v = harmonic.heat_capacity[0] / harmonic.atoms_per_cell
+    assert c_v < r.heat_capacity_p[i300] < 1.05 * c_v and 23.0 < c_v < 25.0  # C_P - C_V = alpha^2 B V T, small
+    assert 1e-5 < r.thermal_expansion[i300] / 3 < 5e-5  # linear, 1/K (experiment 1.65e-5, EMT runs hotter)
+    for name in ("qha.csv", "e_v.csv", "qha.png"):
+        assert (tmp_path / name).is_file()
+    assert set(r.summary()["at"]) == {"0 K", "300 K", f"{t[-1]:g} K"}
+    squeezed = qha(atoms, pressure_GPa=10.0, output_dir=None, volume_range=0.08, **kw)
+    assert squeezed.volume[0] < r.volume[0]
+    with pytest.warns(ConvergenceWarning, match="leaves the sampled"):
+        narrow = qha(atoms, volume_range=0.01, points=5, output_dir=None, **kw)
+    assert narrow.temperatures[-1] < 590 and narrow.volume[-1] <= narrow.volumes.max()
+    for bad, match in (({"points": 4}, "points"), ({"eos_name": "sj"}, "unknown EOS"),
+                       ({"temperatures": [0, 10, 30]}, "evenly spaced")):
+        with pytest.raises(InvalidArgumentError, match=match):
+            qha(atoms, output_dir=None, **{**kw, **bad})
 
 
 def test_phonons_report_imaginary_modes_of_an_unstable_crystal():

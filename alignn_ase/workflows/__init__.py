@@ -1,5 +1,6 @@
 """Workflows on any ASE calculator (default: ``ALIGNNCalculator()``), built on ASE's and
-phonopy's own machinery: relaxation, molecular dynamics, phonons, equation of state, elastic constants.
+phonopy's own machinery: relaxation, molecular dynamics, phonons, equation of state, elastic constants,
+quasi-harmonic thermodynamics.
 
 Each takes an ``ase.Atoms`` (not modified), uses the calculator passed in, else the one
 attached to the atoms, else ``ALIGNNCalculator()``, and returns a result dataclass
@@ -11,8 +12,9 @@ from .elastic import elastic
 from .eos import eos
 from .md import ENSEMBLES, run_md
 from .phonons import phonons, supercell_matrix
+from .qha import qha
 from .relax import OPTIMIZERS, relax
-from .results import ElasticResult, EOSResult, MDResult, PhononResult, RelaxResult
+from .results import ElasticResult, EOSResult, MDResult, PhononResult, QHAResult, RelaxResult
 from .watchdog import Watchdog
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "MDResult",
     "OPTIMIZERS",
     "PhononResult",
+    "QHAResult",
     "RelaxResult",
     "Watchdog",
     "calculate_many",
@@ -29,6 +32,7 @@ __all__ = [
     "eos",
     "get_calculator",
     "phonons",
+    "qha",
     "relax",
     "run_md",
     "supercell_matrix",

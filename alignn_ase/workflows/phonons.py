@@ -94,6 +94,7 @@ def phonons(
     symprec: float = 1e-5,
     acoustic_tolerance: float = 0.05,
     born: str | Path | Mapping[str, Any] | None = None,
+    progress: bool = True,
 ) -> PhononResult:
     """Phonons of ``atoms`` (taken as phonopy's unit cell; relax it first) by finite displacements.
 
@@ -126,6 +127,7 @@ def phonons(
             phonopy's primitive cell; its first line the unit factor, as phonopy reads it) or a mapping with
             ``"born"``, one 3x3 tensor per atom of ``atoms`` (N, 3, 3), and ``"dielectric"`` (3, 3). None:
             no correction (no LO-TO splitting).
+        progress: show a tqdm bar while the displaced supercells are evaluated.
 
     Returns a :class:`~alignn_ase.workflows.results.PhononResult`: the ``Phonopy`` object
     (frequencies in THz), Γ frequencies (THz), imaginary modes, thermal properties
@@ -167,7 +169,7 @@ def phonons(
     ph.generate_displacements(distance=displacement)
     structures = [_to_ase(ph.supercell)] + [_to_ase(sc) for sc in ph.supercells_with_displacements]
     logger.info("phonons: %d displaced supercells of %d atoms", len(structures) - 1, len(ph.supercell))
-    results = calculate_many(structures, calc)
+    results = calculate_many(structures, calc, progress=progress)
     ph.forces = np.array([r["forces"] for r in results[1:]]) - results[0]["forces"]
     ph.produce_force_constants()
     # the acoustic check reads the force constants as the forces gave them: symmetrisation imposes the sum rule

@@ -397,3 +397,84 @@ class ElasticResult:
             "residual_stress_GPa": _floats(self.residual_stress_GPa),
             "files": {k: str(v) for k, v in self.files.items()},
         }
+
+
+@dataclass
+class QHAResult:
+    """Outcome of :func:`~alignn_ase.workflows.qha` (phonopy's ``PhonopyQHA``), per temperature at ``pressure_GPa``.
+
+    Attributes:
+        temperatures: K.
+        volume: equilibrium volume, Å³/atom.
+        thermal_expansion: volumetric thermal expansion coefficient (1/V) dV/dT, 1/K (a third of it is the
+            linear coefficient of a cubic crystal).
+        bulk_modulus: isothermal bulk modulus at the equilibrium volume, GPa.
+        heat_capacity_p: heat capacity at constant pressure, J/K per mole of atoms (Dulong-Petit: 3R = 24.9).
+        gibbs_energy: Gibbs energy E + F_vib + PV at the equilibrium volume, eV/atom.
+        gruneisen: average Grüneisen parameter (dimensionless).
+        volumes: the sampled volumes, Å³/atom.
+        energies: the potential energy of each sampled volume (ions relaxed), eV/atom.
+        free_energies: vibrational Helmholtz energy of each sampled volume (rows) at each of the input
+            temperatures (columns), eV/atom.
+        pressure_GPa: the external pressure, GPa.
+        eos_name: phonopy's EOS form fitted at each temperature.
+        phonopy_qha: the ``PhonopyQHA`` object (per primitive cell, phonopy's units).
+        files: name -> path of every file written (empty without an output folder).
+    """
+
+    temperatures: np.ndarray
+    volume: np.ndarray
+    thermal_expansion: np.ndarray
+    bulk_modulus: np.ndarray
+    heat_capacity_p: np.ndarray
+    gibbs_energy: np.ndarray
+    gruneisen: np.ndarray
+    volumes: np.ndarray
+    energies: np.ndarray
+    free_energies: np.ndarray
+    pressure_GPa: float
+    eos_name: str
+    phonopy_qha: Any = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The results at the lowest temperature, the one nearest 300 K and the highest, and the files."""
+        t = self.temperatures
+        picks = sorted({int(np.argmin(np.abs(t - x))) for x in (t.min(), 300.0, t.max())})
+        return {
+            "eos": self.eos_name,
+            "pressure_GPa": self.pressure_GPa,
+            "volumes_A3_per_atom": _floats(self.volumes),
+            "at": {
+                f"{t[i]:g} K": {
+                    "volume_A3_per_atom": float(self.volume[i]),
+                    "thermal_expansion_per_K": float(self.thermal_expansion[i]),
+                    "bulk_modulus_GPa": float(self.bulk_modulus[i]),
+                    "heat_capacity_p_J_per_K_per_mol_atoms": float(self.heat_capacity_p[i]),
+                    "gibbs_energy_eV_per_atom": float(self.gibbs_energy[i]),
+                    "gruneisen": float(self.gruneisen[i]),
+                }
+                for i in picks
+            },
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+
+    def plot(self, path: str | Path) -> Path:
+        """Volume, thermal expansion, bulk modulus and heat capacity against temperature, as a PNG at ``path``."""
+        fig = Figure(figsize=(8, 6), layout="tight")
+        axes = fig.subplots(2, 2, sharex=True)
+        t = self.temperatures
+        panels = (
+            (self.volume, "volume (Å³/atom)"),
+            (self.thermal_expansion * 1e6, "volumetric expansion (10⁻⁶/K)"),
+            (self.bulk_modulus, "bulk modulus (GPa)"),
+            (self.heat_capacity_p, "C_P (J/K/mol atoms)"),
+        )
+        for ax, (values, label) in zip(axes.ravel(), panels):
+            ax.plot(t, values)
+            ax.set_ylabel(label)
+        for ax in axes[1]:
+            ax.set_xlabel("temperature (K)")
+        fig.suptitle(f"quasi-harmonic, {self.pressure_GPa:g} GPa ({self.eos_name})", fontsize=10)
+        fig.savefig(path, dpi=120)
+        return Path(path)
