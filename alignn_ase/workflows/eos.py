@@ -24,6 +24,26 @@ logger = logging.getLogger(__name__)
 MIN_VOLUME_RANGE = 0.005
 
 
+def volume_scan(atoms: Atoms, volume_range: float, points: int, workflow: str) -> list[Atoms]:
+    """``points`` copies of ``atoms`` scaled isotropically (fractional positions fixed) over ``V0 * (1 ± volume_range)``,
+    after the checks the volume scans of ``workflow`` share (:class:`~alignn_ase.errors.InvalidArgumentError`)."""
+    check_structure(atoms)
+    if not is_3d_periodic(atoms):
+        raise InvalidArgumentError(f"{workflow} needs a 3D periodic cell")
+    check_numbers(volume_range=volume_range, points=points)
+    if not MIN_VOLUME_RANGE <= volume_range < 0.5 or not float(points).is_integer() or points < 5:
+        raise InvalidArgumentError(
+            f"need {MIN_VOLUME_RANGE} <= volume_range < 0.5 (smaller ranges fit float rounding, not the curvature) and "
+            f"a whole number of points >= 5 (got {volume_range}, {points})"
+        )
+    structures = []
+    for factor in np.linspace(1 - volume_range, 1 + volume_range, int(points)):
+        scaled = atoms.copy()
+        scaled.set_cell(atoms.cell.array * np.cbrt(factor), scale_atoms=True)
+        structures.append(scaled)
+    return structures
+
+
 def eos(
     atoms: Atoms,
     volume_range: float = 0.06,
@@ -47,24 +67,10 @@ def eos(
     Returns V0 (Å³), E0 (eV) and B0 (GPa). A minimum outside the sampled range is a
     :class:`~alignn_ase.errors.ConvergenceWarning` (the fit extrapolates).
     """
-    check_structure(atoms)
-    if not is_3d_periodic(atoms):
-        raise InvalidArgumentError("eos needs a 3D periodic cell")
     if eos_name not in eos_names:
         raise InvalidArgumentError(f"unknown EOS {eos_name!r}; use one of {eos_names}")
-    check_numbers(volume_range=volume_range, points=points)
-    if not MIN_VOLUME_RANGE <= volume_range < 0.5 or not float(points).is_integer() or points < 5:
-        raise InvalidArgumentError(
-            f"need {MIN_VOLUME_RANGE} <= volume_range < 0.5 (smaller ranges fit float rounding, not the curvature) and "
-            f"a whole number of points >= 5 (got {volume_range}, {points})"
-        )
+    structures = volume_scan(atoms, volume_range, points, "eos")
     calc = get_calculator(atoms, calculator)
-    factors = np.linspace(1 - volume_range, 1 + volume_range, int(points))
-    structures = []
-    for f in factors:
-        scaled = atoms.copy()
-        scaled.set_cell(atoms.cell.array * np.cbrt(f), scale_atoms=True)
-        structures.append(scaled)
     volumes = np.array([s.get_volume() for s in structures])
     energies = np.array([r["energy"] for r in calculate_many(structures, calc)])
     fit = EquationOfState(volumes, energies, eos=eos_name)

@@ -15,10 +15,9 @@ from ase.calculators.calculator import BaseCalculator
 from phonopy import PhonopyQHA
 from tqdm import tqdm
 
-from ..errors import ConvergenceWarning, InvalidArgumentError, is_whole
-from ..graph import is_3d_periodic
-from .calc import check_numbers, check_structure, get_calculator
-from .eos import MIN_VOLUME_RANGE
+from ..errors import ConvergenceWarning, InvalidArgumentError
+from .calc import check_numbers, get_calculator
+from .eos import volume_scan
 from .phonons import DEFAULT_TEMPERATURES, phonons, supercell_matrix
 from .relax import relax
 from .results import QHAResult, space_group
@@ -75,17 +74,12 @@ def qha(
     (J/K per mole of atoms), Gibbs energy (eV/atom) and average Grüneisen parameter. Imaginary modes at any volume
     are warned about (their free energy is not meaningful).
     """
-    check_structure(atoms)
-    if not is_3d_periodic(atoms):
-        raise InvalidArgumentError("qha needs a 3D periodic cell")
     if eos_name not in QHA_EOS:
         raise InvalidArgumentError(f"unknown EOS {eos_name!r}; use one of {QHA_EOS}")
-    check_numbers(volume_range=volume_range, pressure_GPa=pressure_GPa)
-    if not MIN_VOLUME_RANGE <= volume_range < 0.5 or not is_whole(points, 5) or not np.isfinite(pressure_GPa):
-        raise InvalidArgumentError(
-            f"need {MIN_VOLUME_RANGE} <= volume_range < 0.5, a whole number of points >= 5 and a finite pressure "
-            f"(got {volume_range}, {points}, {pressure_GPa})"
-        )
+    scaled_cells = volume_scan(atoms, volume_range, points, "qha")
+    check_numbers(pressure_GPa=pressure_GPa)
+    if not np.isfinite(pressure_GPa):
+        raise InvalidArgumentError(f"pressure_GPa must be finite, got {pressure_GPa}")
     temps = np.asarray(temperatures, dtype=float)
     if temps.ndim != 1 or len(temps) < 3 or not np.allclose(np.diff(temps), temps[1] - temps[0]) or \
             temps[0] < 0 or temps[1] <= temps[0] or not np.isfinite(temps).all():
@@ -96,12 +90,10 @@ def qha(
     if group is None or int(group.split("(")[-1].rstrip(")")) < 195:  # "Fm-3m (225)": the cubic groups are 195-230
         logger.warning("the cell is scaled isotropically: for a non-cubic crystal its shape (c/a, angles) stays that "
                        "of the input at every volume")
-    factors = np.linspace(1 - volume_range, 1 + volume_range, int(points))
     volumes, energies, results = [], [], []
-    for factor in tqdm(factors, desc="qha volumes", unit="volume", disable=not progress, leave=False):
-        scaled = atoms.copy()
+    for scaled in tqdm(scaled_cells, desc="qha volumes", unit="volume", disable=not progress, leave=False):
         scaled.set_constraint()
-        scaled.set_cell(atoms.cell.array * np.cbrt(factor), scale_atoms=True)
+        factor = scaled.get_volume() / atoms.get_volume()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # judged below, by the relaxed forces
             relaxed = relax(scaled, fmax=ION_FMAX, relax_cell=False, calculator=calc, progress=False,
