@@ -521,6 +521,15 @@ def test_born_charges_split_the_lo_mode_as_the_dipole_formula_says(tmp_path):
     np.testing.assert_allclose(near_gamma[2], near_gamma[1], atol=1e-4)
     np.testing.assert_allclose(nac.gamma_frequencies, plain.gamma_frequencies, atol=1e-6)
     assert nac.summary()["non_analytic_correction"] and not plain.summary()["non_analytic_correction"]
+    conventional = bulk("NaCl", "rocksalt", a=5.64, cubic=True)  # 8 atoms, Na and Cl alternating
+    charges = [np.eye(3) * (z if symbol == "Na" else -z) for symbol in conventional.get_chemical_symbols()]
+    from_conventional = phonons(conventional, output_dir=None, born={"born": charges, "dielectric": np.eye(3) * eps},
+                                **{**kw, "supercell": (1, 1, 1)})
+    assert from_conventional.phonopy.nac_params["born"][:, 0, 0].tolist() == pytest.approx([z, -z])
+    charges[5] = charges[5] * 1.5
+    with pytest.raises(InvalidArgumentError, match="translation-equivalent"):
+        phonons(conventional, output_dir=None, born={"born": charges, "dielectric": np.eye(3) * eps},
+                **{**kw, "supercell": (1, 1, 1)})
     saved = (tmp_path / "map" / "phonopy_params.yaml").read_text()  # phonopy.load reads the correction back
     assert "born_effective_charge:" in saved and "dielectric_constant:" in saved
     for bad, match in (({"born": np.zeros((3, 3, 3)), "dielectric": np.eye(3)}, "one 3x3 tensor per atom"),
@@ -556,13 +565,15 @@ def test_qha_of_emt_copper_is_thermodynamically_consistent(tmp_path, emt_cu_a0):
     for name in ("qha.csv", "e_v.csv", "qha.png"):
         assert (tmp_path / name).is_file()
     assert set(r.summary()["at"]) == {"0 K", "300 K", f"{t[-1]:g} K"}
+    assert np.isnan(r.gruneisen[0]) and r.summary()["at"]["0 K"]["gruneisen"] is None  # 0/0, not phonopy's 0
+    assert 1.5 < r.gruneisen[i300] < 3.5
     squeezed = qha(atoms, pressure_GPa=10.0, output_dir=None, volume_range=0.08, **kw)
     assert squeezed.volume[0] < r.volume[0]
     with pytest.warns(ConvergenceWarning, match="leaves the sampled"):
         narrow = qha(atoms, volume_range=0.01, points=5, output_dir=None, **kw)
     assert narrow.temperatures[-1] < 590 and narrow.volume[-1] <= narrow.volumes.max()
     for bad, match in (({"points": 4}, "points"), ({"eos_name": "sj"}, "unknown EOS"),
-                       ({"temperatures": [0, 10, 30]}, "evenly spaced")):
+                       ({"temperatures": [0, 10, 30]}, "evenly spaced"), ({"temperatures": [300, 320, 340]}, "from 0 K")):
         with pytest.raises(InvalidArgumentError, match=match):
             qha(atoms, output_dir=None, **{**kw, **bad})
 

@@ -81,17 +81,23 @@ def qha(
     if not np.isfinite(pressure_GPa):
         raise InvalidArgumentError(f"pressure_GPa must be finite, got {pressure_GPa}")
     temps = np.asarray(temperatures, dtype=float)
-    if temps.ndim != 1 or len(temps) < 3 or not np.allclose(np.diff(temps), temps[1] - temps[0]) or \
-            temps[0] < 0 or temps[1] <= temps[0] or not np.isfinite(temps).all():
-        raise InvalidArgumentError("temperatures must be at least three evenly spaced, increasing values >= 0 K")
+    if temps.ndim != 1 or len(temps) < 3 or not np.isfinite(temps).all() or temps[0] != 0 or temps[1] <= 0 or \
+            not np.allclose(np.diff(temps), temps[1]):
+        # phonopy's derivatives along T put 0 in the first row, right only at 0 K
+        raise InvalidArgumentError("temperatures must be at least three evenly spaced, increasing values from 0 K")
     calc = get_calculator(atoms, calculator)
     matrix = supercell_matrix(atoms, supercell)
     group = space_group(atoms)
     if group is None or int(group.split("(")[-1].rstrip(")")) < 195:  # "Fm-3m (225)": the cubic groups are 195-230
         logger.warning("the cell is scaled isotropically: for a non-cubic crystal its shape (c/a, angles) stays that "
                        "of the input at every volume")
-    volumes, energies, results = [], [], []
-    for scaled in tqdm(scaled_cells, desc="qha volumes", unit="volume", disable=not progress, leave=False):
+    # the central volume first: a q-mesh given as a length is resolved there and kept at every volume (phonopy's
+    # length would give each volume its own mesh, a step in F(V))
+    middle = len(scaled_cells) // 2
+    order = [middle, *(i for i in range(len(scaled_cells)) if i != middle)]
+    volumes, energies, results = [0.0] * len(order), [0.0] * len(order), [None] * len(order)
+    for i in tqdm(order, desc="qha volumes", unit="volume", disable=not progress, leave=False):
+        scaled = scaled_cells[i]
         scaled.set_constraint()
         factor = scaled.get_volume() / atoms.get_volume()
         with warnings.catch_warnings():
@@ -102,12 +108,11 @@ def qha(
             logger.warning("ions at %.1f %% of the volume relaxed only to %.2g eV/Å", 100 * factor, relaxed.max_force)
         ph = phonons(relaxed.atoms, supercell=matrix, mesh=mesh, temperatures=temps, calculator=calc,
                      output_dir=None, progress=False)
+        mesh = ph.phonopy.mesh.mesh_numbers.tolist()
         if ph.imaginary_modes:
             logger.warning("imaginary modes at %.1f %% of the volume (lowest %.2f THz): the free energy there "
                            "leaves them out", 100 * factor, ph.imaginary_modes[0][0])
-        volumes.append(relaxed.atoms.get_volume())
-        energies.append(relaxed.energy)
-        results.append(ph)
+        volumes[i], energies[i], results[i] = relaxed.atoms.get_volume(), relaxed.energy, ph
     # phonopy's thermal properties are per mole of primitive cells: E and V go per primitive cell too
     per_cell = results[0].atoms_per_cell / len(atoms)
     with warnings.catch_warnings():
@@ -126,11 +131,14 @@ def qha(
     sampled = np.array(volumes) / len(atoms)
     volume = np.asarray(q.volume_temperature[: len(q.thermal_expansion)]) / atoms_per_cell
     outside = np.flatnonzero((volume < sampled.min()) | (volume > sampled.max()))
-    n = int(outside[0]) if len(outside) else len(volume)  # beyond it phonopy's fits extrapolate
+    # rows up to the last whose central differences along T read volumes inside the sampled range (phonopy's fits
+    # extrapolate beyond it)
+    n = int(outside[0]) - 1 if len(outside) else len(volume)
     if n < 2:
         raise InvalidArgumentError(
-            f"the equilibrium volume at {temps[0]:g} K, {volume[0]:.3f} Å³/atom, lies outside the sampled "
-            f"{sampled.min():.3f}-{sampled.max():.3f} Å³/atom: relax the structure first (at this pressure)"
+            f"the equilibrium volume ({volume[0]:.3f} Å³/atom at 0 K, zero-point expansion included) leaves the "
+            f"sampled {sampled.min():.3f}-{sampled.max():.3f} Å³/atom by {temps[max(n, 0) + 1]:g} K: widen "
+            "volume_range, or relax the structure first (at this pressure)"
         )
     result = QHAResult(
         temperatures=temps[:n],
@@ -139,7 +147,7 @@ def qha(
         bulk_modulus=np.asarray(q.bulk_modulus_temperature[:n]),
         heat_capacity_p=np.asarray(q.heat_capacity_P_numerical[:n]) / atoms_per_cell,
         gibbs_energy=np.asarray(q.gibbs_temperature[:n]) / atoms_per_cell,
-        gruneisen=np.asarray(q.gruneisen_temperature[:n]),
+        gruneisen=np.concatenate([[np.nan], q.gruneisen_temperature[1:n]]),  # phonopy's 0 at 0 K stands for 0/0
         volumes=sampled,
         energies=np.array(energies) / len(atoms),
         free_energies=np.array([r.free_energy for r in results]) * (units.kJ / units.mol) / atoms_per_cell,

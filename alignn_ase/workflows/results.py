@@ -411,7 +411,7 @@ class QHAResult:
         bulk_modulus: isothermal bulk modulus at the equilibrium volume, GPa.
         heat_capacity_p: heat capacity at constant pressure, J/K per mole of atoms (Dulong-Petit: 3R = 24.9).
         gibbs_energy: Gibbs energy E + F_vib + PV at the equilibrium volume, eV/atom.
-        gruneisen: average Grüneisen parameter (dimensionless).
+        gruneisen: average Grüneisen parameter α B V / C_V (dimensionless; NaN at 0 K, where it is 0/0).
         volumes: the sampled volumes, Å³/atom.
         energies: the potential energy of each sampled volume (ions relaxed), eV/atom.
         free_energies: vibrational Helmholtz energy of each sampled volume (rows) at each of the input
@@ -452,7 +452,7 @@ class QHAResult:
                     "bulk_modulus_GPa": float(self.bulk_modulus[i]),
                     "heat_capacity_p_J_per_K_per_mol_atoms": float(self.heat_capacity_p[i]),
                     "gibbs_energy_eV_per_atom": float(self.gibbs_energy[i]),
-                    "gruneisen": float(self.gruneisen[i]),
+                    "gruneisen": _finite_or_none(self.gruneisen[i]),
                 }
                 for i in picks
             },
