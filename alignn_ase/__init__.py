@@ -8,7 +8,7 @@ Public API::
     atoms.calc = ALIGNNCalculator("mps")       # upstream ALIGNN's published models by name (downloaded once)
     results = predict(list_of_atoms, batch_size=32)  # many structures per forward/backward pass
 
-    from alignn_ase import relax, run_md, phonons, eos, elastic, qha   # workflows on any ASE calculator
+    from alignn_ase import relax, run_md, phonons, eos, elastic, qha, neb   # workflows on any ASE calculator
 
     from alignn_ase import tune_malloc
     tune_malloc()  # once, first thing in a training or MD script: freed buffers are kept (faster steps)
@@ -35,7 +35,7 @@ from .io import available_models, load_model, save_model
 __version__ = "0.1.0"
 
 #: workflows, imported on first use (they pull in phonopy, matplotlib and ASE's MD and I/O modules).
-_WORKFLOWS = ("elastic", "eos", "phonons", "qha", "relax", "run_md")
+_WORKFLOWS = ("elastic", "eos", "neb", "phonons", "qha", "relax", "run_md")
 
 
 def __getattr__(name: str):
@@ -67,6 +67,7 @@ __all__ = [
     "elastic",
     "evaluate",
     "load_model",
+    "neb",
     "phonons",
     "predict",
     "qha",

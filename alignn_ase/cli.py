@@ -33,7 +33,7 @@ from .check import run_checks
 from .download import cached_path, upstream_dir, upstream_models
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
 from .io import available_models, load_model
-from .workflows import ENSEMBLES, calculate_many, elastic, eos, phonons, qha, relax, run_md
+from .workflows import ENSEMBLES, calculate_many, elastic, eos, neb, phonons, qha, relax, run_md
 from .workflows.calc import new_file
 
 PROG = "alignn-ase"
@@ -365,6 +365,36 @@ def cmd_qha(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_neb(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "neb",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="minimum-energy path (nudged elastic band)",
+        description="ASE's nudged elastic band between two relaxed end points (the same atoms in the same order, "
+        "the same cell; the last frame of each file, constraints of the first kept); every step's interior images "
+        "in one batched evaluation. Prints the barriers; writes neb.traj, neb.csv, neb.png.",
+    )
+    p.add_argument("initial", help="relaxed initial state (any format ASE reads)")
+    p.add_argument("final", help="relaxed final state, atoms unwrapped where they cross the cell's boundary")
+    p.add_argument("--images", type=int, default=5, help="interior images (default 5)")
+    p.add_argument("--fmax", type=float, default=0.05, help="eV/Å (default 0.05)")
+    p.add_argument("--max-steps", type=int, default=500)
+    p.add_argument("--no-climb", action="store_true", help="no climbing image")
+    p.add_argument("--spring", type=float, default=0.1, help="spring constant, eV/Å² (default 0.1)")
+    p.add_argument("--interpolation", default="idpp", choices=["idpp", "linear"])
+    p.add_argument("--output-dir", default="neb_output")
+    p.set_defaults(func=cmd_neb)
+
+
+def cmd_neb(args: argparse.Namespace) -> int:
+    initial, final = (read_structures(path, "-1")[0] for path in (args.initial, args.final))
+    result = neb(initial, final, images=args.images, climb=not args.no_climb, fmax=args.fmax,
+                 max_steps=args.max_steps, spring=args.spring, interpolation=args.interpolation,
+                 calculator=make_calculator(args), output_dir=args.output_dir)
+    print_json(result.summary())
+    return 0
+
+
 def add_eos(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p = sub.add_parser(
         "eos",
@@ -649,6 +679,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, Parents], None]] = [
     add_md,
     add_phonons,
     add_qha,
+    add_neb,
     add_eos,
     add_elastic,
     add_predict,

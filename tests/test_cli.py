@@ -153,6 +153,28 @@ def test_qha(files, capsys):
         assert (files / "qha_output" / name).is_file()
 
 
+def test_neb(files, capsys):
+    """Two end points of a vacancy hop in Cu (from one file each): the band's summary and files; a final state
+    with other atoms is a one-line error."""
+    cell = bulk("Cu", "fcc", a=3.63, cubic=True).repeat(2)
+    del cell[0]
+    initial, final = cell.copy(), cell.copy()
+    final.positions[0] = bulk("Cu", "fcc", a=3.63, cubic=True).positions[0]  # the neighbour moved into the vacancy
+    write("initial.extxyz", initial)
+    write("final.extxyz", final)
+    code, out, err = run(capsys, "neb", "initial.extxyz", "final.extxyz", "--images", "3", "--max-steps", "5",
+                         "--dtype", "float64")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert len(summary["energies_eV"]) == 5 and summary["energies_eV"][0] == 0.0 and summary["steps"] == 5
+    assert summary["barrier_forward_eV"] == max(summary["energies_eV"]) > 0
+    for name in ("neb.traj", "neb.csv", "neb.png"):
+        assert (files / "neb_output" / name).is_file()
+    write("other.extxyz", initial[:-1])
+    code, _, err = run(capsys, "neb", "initial.extxyz", "other.extxyz")
+    assert code == 1 and "same atoms" in err
+
+
 def test_phonons_with_a_supercell_matrix(files, capsys):
     """Nine numbers are a supercell matrix in phonopy's convention, zeros and negative entries included: here
     the primitive diamond cell to the conventional cubic one."""
@@ -350,7 +372,7 @@ def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "models", "check", "train", "evaluate",
-                            "elastic", "qha"}
+                            "elastic", "qha", "neb"}
     for name in commands:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])

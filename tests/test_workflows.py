@@ -32,6 +32,7 @@ from alignn_ase.workflows import (
     elastic,
     eos,
     get_calculator,
+    neb,
     phonons,
     qha,
     relax,
@@ -39,7 +40,7 @@ from alignn_ase.workflows import (
     supercell_matrix,
 )
 
-from .helpers import calc64
+from .helpers import calc64, smooth_model
 
 QUIET = {"progress": False}
 
@@ -576,6 +577,75 @@ def test_qha_of_emt_copper_is_thermodynamically_consistent(tmp_path, emt_cu_a0):
                        ({"temperatures": [0, 10, 30]}, "evenly spaced"), ({"temperatures": [300, 320, 340]}, "from 0 K")):
         with pytest.raises(InvalidArgumentError, match=match):
             qha(atoms, output_dir=None, **{**kw, **bad})
+
+
+def _au_hop_on_al100():
+    """ASE's NEB tutorial: an Au adatom hopping between hollow sites of Al(100), bottom layers fixed (EMT)."""
+    from ase.build import add_adsorbate, fcc100
+
+    slab = fcc100("Al", size=(2, 2, 3))
+    add_adsorbate(slab, "Au", 1.7, "hollow")
+    slab.center(axis=2, vacuum=4.0)
+    slab.set_constraint(FixAtoms(mask=[a.tag > 1 for a in slab]))
+    final = slab.copy()
+    final[-1].x += slab.cell[0, 0] / 2
+    return [relax(a, calculator=EMT(), relax_cell=False, fmax=0.01, **QUIET).atoms for a in (slab, final)]
+
+
+def _ase_band(initial, final, calculators, steps, fmax=0.02):
+    """ASE's own NEB, one calculator per image, for comparison."""
+    from ase.mep import NEB
+    from ase.optimize import FIRE
+
+    images = [initial.copy() for _ in range(len(calculators) - 1)] + [final.copy()]
+    for image, calc in zip(images, calculators):
+        image.calc = calc
+    band = NEB(images, k=0.1, climb=True, method="improvedtangent")
+    band.interpolate(method="idpp")
+    opt = FIRE(band, logfile=None)
+    opt.run(fmax=fmax, steps=steps)
+    return np.array([image.get_potential_energy() for image in images]), opt.nsteps
+
+
+def test_neb_gives_ases_own_band(tmp_path):
+    """The workflow's band (interior images evaluated together) is ASE's NEB with one EMT calculator per image:
+    the same energies and step count; the symmetric hop has equal barriers with the climbing image midway."""
+    initial, final = _au_hop_on_al100()
+    result = neb(initial, final, images=3, fmax=0.02, calculator=EMT(), output_dir=tmp_path, **QUIET)
+    energies, steps = _ase_band(initial, final, [EMT() for _ in range(5)], steps=500)
+    assert result.converged and result.steps == steps and result.band_evaluations == steps + 1
+    np.testing.assert_allclose(result.energies, energies - energies[0], atol=1e-8)
+    assert 0.3 < result.barrier_forward < 0.45 and result.barrier_reverse == pytest.approx(result.barrier_forward, abs=1e-6)
+    assert result.images[2][-1].x == pytest.approx((initial[-1].x + final[-1].x) / 2, abs=1e-3)  # the saddle
+    straight = np.linalg.norm(final.positions - initial.positions)
+    assert straight < result.reaction_coordinate[-1] < 1.1 * straight  # over the bridge site, not through it
+    for name in ("neb.traj", "neb.csv", "neb.png"):
+        assert (tmp_path / name).is_file()
+    assert read(tmp_path / "neb.traj", ":")[2].get_potential_energy() == pytest.approx(result.energies[2] + energies[0])
+    for bad, match in ((dict(final=final[:-1]), "same atoms"), (dict(images=0), "images"),
+                       (dict(method="nope"), "method")):
+        with pytest.raises(InvalidArgumentError, match=match):
+            neb(**{"initial": initial, "final": final, "calculator": EMT(), "output_dir": None, **QUIET, **bad})
+    moved = final.copy()
+    moved.cell[2, 2] += 0.5
+    with pytest.raises(InvalidArgumentError, match="same cell"):
+        neb(initial, moved, calculator=EMT(), output_dir=None, **QUIET)
+
+
+def test_neb_evaluates_all_images_in_one_predict_call():
+    """With an ALIGNNCalculator each optimiser step costs one batched predict over the interior images, and the
+    band equals ASE's NEB with a separate calculator per image (float64, a small random smooth model)."""
+    initial, final = _au_hop_on_al100()
+    model = smooth_model(seed=3)
+    calc = calc64(model)
+    calls = []
+    batched_predict = calc.predict
+    calc.predict = lambda structures, **kw: calls.append(len(structures)) or batched_predict(structures, **kw)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        result = neb(initial, final, images=4, max_steps=6, calculator=calc, output_dir=None, **QUIET)
+    assert calls == [2] + [4] * (result.steps + 1)  # the end points once, then every interior image per step
+    energies, _ = _ase_band(initial, final, [calc64(model) for _ in range(6)], steps=6)
+    np.testing.assert_allclose(result.energies, energies - energies[0], atol=1e-8)
 
 
 def test_phonons_report_imaginary_modes_of_an_unstable_crystal():

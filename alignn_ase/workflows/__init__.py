@@ -1,6 +1,6 @@
 """Workflows on any ASE calculator (default: ``ALIGNNCalculator()``), built on ASE's and
 phonopy's own machinery: relaxation, molecular dynamics, phonons, equation of state, elastic constants,
-quasi-harmonic thermodynamics.
+quasi-harmonic thermodynamics, nudged elastic bands.
 
 Each takes an ``ase.Atoms`` (not modified), uses the calculator passed in, else the one
 attached to the atoms, else ``ALIGNNCalculator()``, and returns a result dataclass
@@ -11,10 +11,11 @@ from .calc import calculate_many, get_calculator
 from .elastic import elastic
 from .eos import eos
 from .md import ENSEMBLES, run_md
+from .neb import neb
 from .phonons import phonons, supercell_matrix
 from .qha import qha
 from .relax import OPTIMIZERS, relax
-from .results import ElasticResult, EOSResult, MDResult, PhononResult, QHAResult, RelaxResult
+from .results import ElasticResult, EOSResult, MDResult, NEBResult, PhononResult, QHAResult, RelaxResult
 from .watchdog import Watchdog
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "EOSResult",
     "ElasticResult",
     "MDResult",
+    "NEBResult",
     "OPTIMIZERS",
     "PhononResult",
     "QHAResult",
@@ -31,6 +33,7 @@ __all__ = [
     "elastic",
     "eos",
     "get_calculator",
+    "neb",
     "phonons",
     "qha",
     "relax",

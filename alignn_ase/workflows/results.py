@@ -478,3 +478,61 @@ class QHAResult:
         fig.suptitle(f"quasi-harmonic, {self.pressure_GPa:g} GPa ({self.eos_name})", fontsize=10)
         fig.savefig(path, dpi=120)
         return Path(path)
+
+
+@dataclass
+class NEBResult:
+    """Outcome of :func:`~alignn_ase.workflows.neb`: the band after the optimisation.
+
+    Attributes:
+        images: the band, end points included, each with its energy (eV) and forces (eV/Å) in a single-point
+            calculator.
+        energies: each image's energy relative to the initial end point, eV.
+        reaction_coordinate: the cumulative distance along the band at each image, Å (ASE's ``fit_images``).
+        profile: the smooth energy profile between the images that ASE fits to their energies and the forces
+            along the band: (coordinate Å, energy eV relative to the initial end point).
+        barrier_forward: the highest image's energy above the initial end point, eV (with ``climb``, the saddle
+            point's).
+        barrier_reverse: the same above the final end point, eV.
+        climb: whether the highest image climbed.
+        converged: whether the band's forces fell below ``fmax``.
+        steps: optimiser steps taken.
+        band_evaluations: batched evaluations of the interior images (one per optimiser step, and one more).
+        files: name -> path of every file written (empty without an output folder).
+    """
+
+    images: list[Atoms]
+    energies: np.ndarray
+    reaction_coordinate: np.ndarray
+    profile: tuple[np.ndarray, np.ndarray]
+    barrier_forward: float
+    barrier_reverse: float
+    climb: bool
+    converged: bool
+    steps: int
+    band_evaluations: int
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "barrier_forward_eV": self.barrier_forward,
+            "barrier_reverse_eV": self.barrier_reverse,
+            "reaction_energy_eV": float(self.energies[-1]),
+            "energies_eV": _floats(self.energies),
+            "reaction_coordinate_A": _floats(self.reaction_coordinate),
+            "climbing_image": self.climb,
+            "converged": self.converged,
+            "steps": self.steps,
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+
+    def plot(self, path: str | Path) -> Path:
+        """The energy profile along the band (eV against Å), written as a PNG to ``path``."""
+        fig = Figure(figsize=(4.5, 3.2), layout="tight")
+        ax = fig.subplots()
+        ax.plot(*self.profile, color="C0")
+        ax.plot(self.reaction_coordinate, self.energies, "o", color="C0")
+        ax.set(xlabel="reaction coordinate (Å)", ylabel="energy (eV)",
+               title=f"barrier {self.barrier_forward:.3f} eV" + (" (climbing image)" if self.climb else ""))
+        fig.savefig(path, dpi=120)
+        return Path(path)
