@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import numbers
 from pathlib import Path
@@ -33,6 +34,14 @@ def new_file(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_csv(path: Path, header: Sequence[str], columns: Sequence[Sequence[float]]) -> None:
+    """A CSV file at ``path``: the ``header`` row, then one row per entry of the equally long ``columns``."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(zip(*columns))
 
 
 def check_structure(atoms: object) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import warnings
 from pathlib import Path
@@ -15,7 +14,7 @@ from matplotlib.figure import Figure
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, check_numbers, check_structure, get_calculator
+from .calc import calculate_many, check_numbers, check_structure, get_calculator, write_csv
 from .results import EOSResult
 
 logger = logging.getLogger(__name__)
@@ -95,10 +94,7 @@ def eos(
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         result.files = {"data": out / "eos.csv", "plot": out / "eos.png"}
-        with open(result.files["data"], "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["volume_A3", "energy_eV"])
-            writer.writerows(zip(volumes, energies))
+        write_csv(result.files["data"], ["volume_A3", "energy_eV"], [volumes, energies])
         fig = Figure(figsize=(4.5, 3.5), layout="tight")
         ax = fig.subplots()
         fit.plot(ax=ax)

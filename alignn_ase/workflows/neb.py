@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import warnings
 from pathlib import Path
@@ -17,7 +16,7 @@ from ase.utils.forcecurve import fit_images
 from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError, is_whole
-from .calc import calculate_many, check_numbers, check_structure, get_calculator
+from .calc import calculate_many, check_numbers, check_structure, get_calculator, write_csv
 from .relax import OPTIMIZERS
 from .results import NEBResult
 
@@ -203,9 +202,6 @@ def _write(result: NEBResult, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"band": out / "neb.traj", "data": out / "neb.csv", "plot": out / "neb.png"}
     write(files["band"], result.images)
-    with open(files["data"], "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["reaction_coordinate_A", "energy_eV"])
-        writer.writerows(zip(result.reaction_coordinate, result.energies))
+    write_csv(files["data"], ["reaction_coordinate_A", "energy_eV"], [result.reaction_coordinate, result.energies])
     result.plot(files["plot"])
     return files

@@ -3,7 +3,6 @@ minimised over volume at each temperature (thermal expansion, bulk modulus and h
 
 from __future__ import annotations
 
-import csv
 import logging
 import warnings
 from pathlib import Path
@@ -16,7 +15,7 @@ from phonopy import PhonopyQHA
 from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
-from .calc import check_numbers, get_calculator
+from .calc import check_numbers, get_calculator, write_csv
 from .eos import volume_scan
 from .phonons import DEFAULT_TEMPERATURES, phonons, supercell_matrix
 from .relax import relax
@@ -169,15 +168,10 @@ def qha(
 def _write(result: QHAResult, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"data": out / "qha.csv", "energy_volume": out / "e_v.csv", "plot": out / "qha.png"}
-    with open(files["data"], "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["temperature_K", "volume_A3_per_atom", "thermal_expansion_per_K", "bulk_modulus_GPa",
-                         "heat_capacity_p_J_per_K_per_mol_atoms", "gibbs_energy_eV_per_atom", "gruneisen"])
-        writer.writerows(zip(result.temperatures, result.volume, result.thermal_expansion, result.bulk_modulus,
-                             result.heat_capacity_p, result.gibbs_energy, result.gruneisen))
-    with open(files["energy_volume"], "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["volume_A3_per_atom", "energy_eV_per_atom"])
-        writer.writerows(zip(result.volumes, result.energies))
+    write_csv(files["data"], ["temperature_K", "volume_A3_per_atom", "thermal_expansion_per_K", "bulk_modulus_GPa",
+                              "heat_capacity_p_J_per_K_per_mol_atoms", "gibbs_energy_eV_per_atom", "gruneisen"],
+              [result.temperatures, result.volume, result.thermal_expansion, result.bulk_modulus,
+               result.heat_capacity_p, result.gibbs_energy, result.gruneisen])
+    write_csv(files["energy_volume"], ["volume_A3_per_atom", "energy_eV_per_atom"], [result.volumes, result.energies])
     result.plot(files["plot"])
     return files
