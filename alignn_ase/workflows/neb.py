@@ -141,9 +141,7 @@ def neb(
     for k, image in enumerate(band[1:-1]):
         image.calc = _ImageCalculator(evaluator, k)
     path = NEB(band, k=spring, climb=climb, method=method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # ASE's idpp warns about its own default relaxation
-        path.interpolate(method=interpolation)  # from the positions as given: a minimum image can be ambiguous
+    path.interpolate(method=interpolation)  # from the positions as given: a minimum image can be ambiguous
     opt = OPTIMIZERS[optimizer](path, logfile=None)
     with tqdm(total=max_steps, desc=f"neb ({optimizer})", disable=not progress, leave=False) as bar:
         opt.attach(lambda: bar.update(1 if opt.nsteps else 0))
