@@ -16,6 +16,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from alignn_ase import (
     ALIGNNCalculator,
     AlignnAseError,
+    ConvergenceWarning,
     CheckpointError,
     InvalidArgumentError,
     InvalidStructureError,
@@ -515,3 +516,69 @@ def test_upstream_radius_graph_steps_over_radii_without_neighbour_lists(monkeypa
     near, far = (Atoms("Si2", positions=[[0, 0, 0], [d, 0, 0]]) for d in (20.0, 1e4))
     assert _energy(far, calc) == _energy(near, calc)  # isolated atoms either way
     assert len(calls) <= 4 and max(calls) >= 1e4
+
+
+def test_phonon_qha_and_neb_workflows_refuse_bad_input(tmp_path):
+    """Found by fuzzing the new workflows: each used to segfault in spglib, crash in phonopy or ASE, hang, or give
+    a silent wrong number."""
+    from ase.build import add_adsorbate, fcc100
+    from ase.calculators.emt import EMT
+    from ase.constraints import FixAtoms
+
+    from alignn_ase.workflows import neb, phonons, qha
+
+    cu = bulk("Cu", "fcc", a=3.59)
+    quick = dict(supercell=(2, 2, 2), mesh=(4, 4, 4), calculator=EMT(), output_dir=None)
+    broken = cu.copy()
+    broken.positions[0, 0] = np.nan
+    for run in (lambda: qha(broken, progress=False, **quick), lambda: phonons(broken, **quick)):
+        with pytest.raises(InvalidStructureError, match="non-finite position"):  # spglib segfaulted
+            run()
+    with pytest.raises(InvalidArgumentError, match="more than 1000000 points"):  # phonopy aborted the process
+        phonons(cu, supercell=(2, 2, 2), mesh=1e4, calculator=EMT(), output_dir=None)
+    with pytest.raises(InvalidArgumentError, match="points from 5 to"):  # numpy's MemoryError
+        qha(cu, points=10**12, progress=False, **quick)
+    with pytest.raises(InvalidArgumentError, match="temperatures must hold numbers"):
+        qha(cu, temperatures="abc", progress=False, **quick)
+    with pytest.raises(InvalidArgumentError, match="fit of F.V. failed|leaves the sampled"):  # phonopy's RuntimeError
+        qha(cu, pressure_GPa=-1e6, progress=False, **quick)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(InvalidArgumentError, match="not a folder"):  # after the whole computation, before
+        qha(cu, progress=False, **{**quick, "output_dir": tmp_path / "a_file"})
+
+    nacl = bulk("NaCl", "rocksalt", a=5.64)
+    eps, charges = np.eye(3) * 2.4, [np.eye(3) * 1.1, -np.eye(3) * 1.1]
+    for header, match in (("0", "first line"), ("nan", "first line"), ("14.4 -1", "first line")):
+        born_file = tmp_path / f"BORN_{header.replace(' ', '_')}"
+        born_file.write_text(f"{header}\n2.4 0 0 0 2.4 0 0 0 2.4\n1.1 0 0 0 1.1 0 0 0 1.1\n-1.1 0 0 0 -1.1 0 0 0 -1.1\n")
+        with pytest.raises(InvalidArgumentError, match=match):  # a silent zero or flipped correction, or a crash
+            phonons(nacl, born=born_file, **quick)
+    for bad in ({"born": charges, "dielectric": np.diag([np.inf, 5, 5])},
+                {"born": np.array(charges) * 1e200, "dielectric": eps},
+                {"born": np.array(charges) * (1 + 1j), "dielectric": eps}):
+        with pytest.raises(InvalidArgumentError):
+            phonons(nacl, born=bad, **quick)
+
+    slab = fcc100("Al", size=(2, 2, 3))
+    add_adsorbate(slab, "Au", 1.7, "hollow")
+    slab.center(axis=2, vacuum=4.0)
+    slab.set_constraint(FixAtoms(mask=[a.tag > 1 for a in slab]))
+    final = slab.copy()
+    final[-1].x += slab.cell[0, 0] / 2
+    band = dict(images=1, max_steps=0, calculator=EMT(), output_dir=None, progress=False)
+    with pytest.raises(InvalidArgumentError, match="same structure"):  # a singular fit after the whole run
+        neb(slab, slab.copy(), **band)
+    with pytest.raises(InvalidArgumentError, match="images from 1 to"):  # hung copying a million images
+        neb(slab, final, **{**band, "images": 10**6})
+    shifted = final.copy()
+    shifted.positions[0] += 0.3  # a fixed atom moved
+    with pytest.raises(InvalidArgumentError, match="constraints"):  # ASE's multi-line RuntimeError
+        neb(slab, shifted, **band)
+    nearly = final.copy()
+    nearly.set_cell(final.cell.array * (1 + 1e-7), scale_atoms=False)  # rounding in a file: ASE refused the band
+    with pytest.warns(ConvergenceWarning):
+        neb(slab, nearly, **band)
+    wrapped = final.copy()
+    wrapped.positions[-1] += slab.cell[0]  # an image one cell further: a different, longer path
+    with pytest.warns(UserWarning, match="unwrap it"):
+        neb(slab, wrapped, **band)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import numbers
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,7 +16,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm import tqdm
 
 from ..errors import InvalidArgumentError
-from ..graph import has_3d_cell
+from ..graph import has_3d_cell, validate_atoms
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,19 @@ def new_file(path: str | Path) -> Path:
     return path
 
 
+def output_folder(output_dir: str | os.PathLike | None) -> Path | None:
+    """``output_dir`` as a folder made now, before a run, so that a bad one fails at once (None: no files)."""
+    if output_dir is None:
+        return None
+    if not isinstance(output_dir, (str, os.PathLike)):
+        raise InvalidArgumentError(f"output_dir must be a folder path or None, got {output_dir!r:.60}")
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"output_dir {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def write_csv(path: Path, header: Sequence[str], columns: Sequence[Sequence[float]]) -> None:
     """A CSV file at ``path``: the ``header`` row, then one row per entry of the equally long ``columns``."""
     with open(path, "w", newline="") as handle:
@@ -44,13 +58,29 @@ def write_csv(path: Path, header: Sequence[str], columns: Sequence[Sequence[floa
         writer.writerows(zip(*columns))
 
 
+def as_floats(name: str, values: object) -> np.ndarray:
+    """``values`` as a float array; :class:`~alignn_ase.errors.InvalidArgumentError` naming ``name`` if it holds
+    anything but numbers."""
+    try:
+        # numpy would read "3" as 3.0, and drop an imaginary part with a warning
+        if any(isinstance(v, (str, bytes, complex, np.complexfloating))
+               for v in np.ravel(np.asarray(values, dtype=object))):
+            raise ValueError(values)
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise InvalidArgumentError(f"{name} must hold numbers, got {values!r:.60}") from err
+
+
 def check_structure(atoms: object) -> None:
     """Raise :class:`~alignn_ase.errors.InvalidArgumentError` unless ``atoms`` is an ``ase.Atoms`` (the
-    workflows take structures, not file names)."""
+    workflows take structures, not file names), and :class:`~alignn_ase.errors.InvalidStructureError` for one no
+    calculator can take (:func:`~alignn_ase.graph.validate_atoms`: no atoms, non-finite positions or cell, a
+    degenerate periodic cell), before spglib or phonopy see it."""
     if not isinstance(atoms, Atoms):
         raise InvalidArgumentError(
             f"expected an ase.Atoms, got {type(atoms).__name__} {atoms!r:.60}; read a file with ase.io.read first"
         )
+    validate_atoms(atoms)
 
 
 def get_calculator(atoms: Atoms, calculator: BaseCalculator | None = None) -> BaseCalculator:

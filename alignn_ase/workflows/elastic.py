@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, check_numbers, check_structure, get_calculator, new_file
+from .calc import calculate_many, check_numbers, check_structure, get_calculator, output_folder
 from .relax import relax
 from .results import ElasticResult
 
@@ -60,8 +60,8 @@ def elastic(
     """
     check_structure(atoms)
     check_numbers(strain=strain, fmax=fmax)
-    if not is_3d_periodic(atoms) or len(atoms) == 0:
-        raise InvalidArgumentError("elastic constants need a 3D periodic cell with atoms in it")
+    if not is_3d_periodic(atoms):
+        raise InvalidArgumentError("elastic constants need a 3D periodic cell")
     if not 1e-4 <= strain <= 0.05 or not 0 < fmax < np.inf or not isinstance(relax_ions, bool):
         raise InvalidArgumentError(f"need 1e-4 <= strain <= 0.05, a finite fmax > 0 (eV/Å) and relax_ions True or "
                                    f"False (got {strain!r}, {fmax!r}, {relax_ions!r})")
@@ -71,6 +71,7 @@ def elastic(
             f"({', '.join(type(c).__name__ for c in atoms.constraints)}) first"
         )
     calc = get_calculator(atoms, calculator)
+    out = output_folder(output_dir)
     if "stress" not in calc.implemented_properties:
         raise InvalidArgumentError(f"elastic constants need a stress, which {type(calc).__name__} does not compute")
     base = atoms.copy()
@@ -111,8 +112,8 @@ def elastic(
     result = ElasticResult.from_tensor(
         c, strain=strain, relax_ions=relax_ions, ions_converged=converged, residual_stress_GPa=residual
     )
-    if output_dir is not None:
-        path = new_file(Path(output_dir) / "elastic.json")
+    if out is not None:
+        path = out / "elastic.json"
         path.write_text(json.dumps(result.summary(), indent=1) + "\n")
         result.files["elastic.json"] = path
     logger.info("elastic tensor (GPa):\n%s", np.array2string(result.c, precision=1, suppress_small=True))

@@ -14,13 +14,15 @@ from matplotlib.figure import Figure
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, check_numbers, check_structure, get_calculator, write_csv
+from .calc import calculate_many, check_numbers, check_structure, get_calculator, output_folder, write_csv
 from .results import EOSResult
 
 logger = logging.getLogger(__name__)
 
 #: the smallest half-width of the volume range (fraction): below it float32 energies resolve too little curvature
 MIN_VOLUME_RANGE = 0.005
+#: volumes of a scan at most
+MAX_SCAN_POINTS = 1000
 
 
 def volume_scan(atoms: Atoms, volume_range: float, points: int, workflow: str) -> list[Atoms]:
@@ -30,10 +32,11 @@ def volume_scan(atoms: Atoms, volume_range: float, points: int, workflow: str) -
     if not is_3d_periodic(atoms):
         raise InvalidArgumentError(f"{workflow} needs a 3D periodic cell")
     check_numbers(volume_range=volume_range, points=points)
-    if not MIN_VOLUME_RANGE <= volume_range < 0.5 or not float(points).is_integer() or points < 5:
+    if (not MIN_VOLUME_RANGE <= volume_range < 0.5 or not float(points).is_integer()
+            or not 5 <= points <= MAX_SCAN_POINTS):
         raise InvalidArgumentError(
             f"need {MIN_VOLUME_RANGE} <= volume_range < 0.5 (smaller ranges fit float rounding, not the curvature) and "
-            f"a whole number of points >= 5 (got {volume_range}, {points})"
+            f"a whole number of points from 5 to {MAX_SCAN_POINTS} (got {volume_range}, {points})"
         )
     structures = []
     for factor in np.linspace(1 - volume_range, 1 + volume_range, int(points)):
@@ -70,6 +73,7 @@ def eos(
         raise InvalidArgumentError(f"unknown EOS {eos_name!r}; use one of {eos_names}")
     structures = volume_scan(atoms, volume_range, points, "eos")
     calc = get_calculator(atoms, calculator)
+    out = output_folder(output_dir)
     volumes = np.array([s.get_volume() for s in structures])
     energies = np.array([r["energy"] for r in calculate_many(structures, calc)])
     fit = EquationOfState(volumes, energies, eos=eos_name)
@@ -90,9 +94,7 @@ def eos(
             stacklevel=2,
         )
     result = EOSResult(float(v0), float(e0), float(b0 / units.GPa), volumes, energies, eos_name)
-    if output_dir is not None:
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         result.files = {"data": out / "eos.csv", "plot": out / "eos.png"}
         write_csv(result.files["data"], ["volume_A3", "energy_eV"], [volumes, energies])
         fig = Figure(figsize=(4.5, 3.5), layout="tight")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..errors import InvalidArgumentError, InvalidStructureError, is_whole
 from ..graph import is_3d_periodic
-from .calc import check_numbers, check_structure, get_calculator, new_file
+from .calc import check_numbers, check_structure, get_calculator, new_file, output_folder
 from .results import MDResult
 from .watchdog import Watchdog
 
@@ -176,9 +176,7 @@ def run_md(
         1.0 / (bulk_modulus_GPa * units.GPa),
         rng,
     )
-    out = Path(output_dir) if output_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(output_dir)
     watchdog = Watchdog(
         min_distance,
         max_temperature_K if max_temperature_K is not None else 10 * temperature_K + 1000,

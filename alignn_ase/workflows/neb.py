@@ -11,17 +11,22 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
 from ase.io import write
+from ase.geometry import find_mic
 from ase.mep import NEB
 from ase.utils.forcecurve import fit_images
 from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError, is_whole
-from .calc import calculate_many, check_numbers, check_structure, get_calculator, write_csv
+from .calc import calculate_many, check_numbers, check_structure, get_calculator, output_folder, write_csv
 from .relax import OPTIMIZERS
 from .results import NEBResult
 
 logger = logging.getLogger(__name__)
 
+#: interior images at most
+MAX_IMAGES = 200
+#: Å: end points closer than this (every atom) are the same structure
+SAME_STRUCTURE = 1e-3
 #: ASE's NEB tangent methods
 NEB_METHODS = ("improvedtangent", "aseneb", "eb", "spline", "string")
 
@@ -119,21 +124,34 @@ def neb(
             f"(got {optimizer!r}, {method!r}, {interpolation!r})"
         )
     check_numbers(fmax=fmax, spring=spring)
-    if not (0 < fmax < np.inf and 0 < spring < np.inf) or not is_whole(images, 1) or not is_whole(max_steps, 0) \
-            or not isinstance(climb, bool):
+    if not (0 < fmax < np.inf and 0 < spring < np.inf) or not is_whole(images, 1) or images > MAX_IMAGES \
+            or not is_whole(max_steps, 0) or not isinstance(climb, (bool, np.bool_)):
         raise InvalidArgumentError(
-            f"need finite fmax > 0 (eV/Å) and spring > 0 (eV/Å²), whole images >= 1 and max_steps >= 0, climb True "
-            f"or False (got {fmax!r}, {spring!r}, {images!r}, {max_steps!r}, {climb!r})"
+            f"need finite fmax > 0 (eV/Å) and spring > 0 (eV/Å²), whole images from 1 to {MAX_IMAGES}, a whole "
+            f"max_steps >= 0, climb True or False (got {fmax!r}, {spring!r}, {images!r}, {max_steps!r}, {climb!r})"
         )
+    climb = bool(climb)
     check_structure(initial)
     check_structure(final)
     if len(initial) != len(final) or (initial.numbers != final.numbers).any():
         raise InvalidArgumentError("initial and final must hold the same atoms in the same order")
     if (initial.pbc != final.pbc).any() or not np.allclose(initial.cell.array, final.cell.array, atol=1e-6):
         raise InvalidArgumentError("initial and final must have the same cell and periodicity (the band keeps the cell)")
+    moves = np.linalg.norm(final.positions - initial.positions, axis=1)
+    if moves.max() < SAME_STRUCTURE:
+        raise InvalidArgumentError(f"initial and final are the same structure (no atom moves by {SAME_STRUCTURE} Å)")
+    if initial.pbc.any():
+        shortest = np.linalg.norm(find_mic(final.positions - initial.positions, initial.cell, initial.pbc)[0], axis=1)
+        k = int(np.argmax(moves - shortest))
+        if moves[k] - shortest[k] > 1e-3:
+            warnings.warn(f"atom {k} moves {moves[k]:.2f} Å between the end points, but a periodic image of its final "
+                          f"position lies {shortest[k]:.2f} Å away: if final was wrapped into the cell, unwrap it (the "
+                          "band takes the positions as given)", UserWarning, stacklevel=2)
     calc = get_calculator(initial, calculator)
+    out = output_folder(output_dir)
     band = [initial.copy() for _ in range(images + 1)] + [final.copy()]
     band[-1].set_constraint([c.copy() for c in initial.constraints])
+    band[-1].set_cell(initial.cell, scale_atoms=False)  # within 1e-6 Å of it; ASE's NEB wants one cell exactly
     ends = calculate_many([band[0], band[-1]], calc, progress=False)
     evaluator = _Band(band[1:-1], calc)
     for image, end in zip((band[0], band[-1]), ends):
@@ -141,7 +159,11 @@ def neb(
     for k, image in enumerate(band[1:-1]):
         image.calc = _ImageCalculator(evaluator, k)
     path = NEB(band, k=spring, climb=climb, method=method)
-    path.interpolate(method=interpolation)  # from the positions as given: a minimum image can be ambiguous
+    try:
+        path.interpolate(method=interpolation)  # from the positions as given: a minimum image can be ambiguous
+    except RuntimeError as exc:  # ASE: "Constraints in image ... affect the interpolation"
+        raise InvalidArgumentError("the end points do not fit the constraints of initial (fixed atoms must stay "
+                                   f"put): {str(exc).splitlines()[0]}") from None
     opt = OPTIMIZERS[optimizer](path, logfile=None)
     with tqdm(total=max_steps, desc=f"neb ({optimizer})", disable=not progress, leave=False) as bar:
         opt.attach(lambda: bar.update(1 if opt.nsteps else 0))
@@ -166,8 +188,8 @@ def neb(
                       ConvergenceWarning, stacklevel=2)
     logger.info("NEB: barrier %.4f eV forward, %.4f eV reverse, %d steps", result.barrier_forward,
                 result.barrier_reverse, result.steps)
-    if output_dir is not None:
-        result.files = _write(result, Path(output_dir))
+    if out is not None:
+        result.files = _write(result, out)
     return result
 
 
@@ -197,7 +219,6 @@ def _detached(image: Atoms) -> Atoms:
 
 
 def _write(result: NEBResult, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
     files = {"band": out / "neb.traj", "data": out / "neb.csv", "plot": out / "neb.png"}
     write(files["band"], result.images)
     write_csv(files["data"], ["reaction_coordinate_A", "energy_eV"], [result.reaction_coordinate, result.energies])

@@ -18,11 +18,12 @@ from phonopy import Phonopy
 from phonopy.file_IO import BORNFileParseError, parse_BORN
 from phonopy.interface.calculator import get_calculator_physical_units
 from phonopy.structure.atoms import PhonopyAtoms
+from phonopy.phonon.grid import length2mesh
 from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import calculate_many, check_numbers, check_structure, get_calculator
+from .calc import as_floats, calculate_many, check_numbers, check_structure, get_calculator, output_folder
 from .results import PhononResult
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_TEMPERATURES = np.arange(0.0, 1001.0, 10.0)
 #: larger phonon supercells are refused (their displaced copies would not fit the memory of one evaluation batch)
 MAX_SUPERCELL_ATOMS = 20_000
+#: q-points of a mesh at most (a 100x100x100 mesh; phonopy would try to allocate any number)
+MAX_MESH_POINTS = 1_000_000
+#: e; Born effective charges are a few e (the largest measured, in polar perovskites, ~ 7-8)
+MAX_BORN_CHARGE = 20.0
 #: seekpath's point names written as TeX in the band plot's labels
 GREEK_LABELS = {"GAMMA": r"\Gamma", "SIGMA": r"\Sigma", "DELTA": r"\Delta", "LAMBDA": r"\Lambda"}
 
@@ -52,7 +57,7 @@ def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[S
         heights = 1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1)
         matrix = np.diag(np.maximum(1, np.ceil(float(supercell) / heights - 1e-9)))
     else:
-        matrix = _as_floats("supercell", supercell)
+        matrix = as_floats("supercell", supercell)
         if matrix.shape == (3,):
             matrix = np.diag(matrix)
         if (matrix.shape != (3, 3) or not np.isfinite(matrix).all() or not np.all(matrix == np.round(matrix))
@@ -68,18 +73,6 @@ def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[S
             "phonons converge in supercells of ~10-20 Å"
         )
     return matrix.astype(int)
-
-
-def _as_floats(name: str, values: object) -> np.ndarray:
-    """``values`` as a float array; :class:`~alignn_ase.errors.InvalidArgumentError` naming ``name`` if it holds
-    anything but numbers."""
-    try:
-        # numpy would read "3" as 3.0
-        if any(isinstance(v, (str, bytes)) for v in np.ravel(np.asarray(values, dtype=object))):
-            raise ValueError(values)
-        return np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise InvalidArgumentError(f"{name} must hold numbers, got {values!r:.60}") from err
 
 
 def phonons(
@@ -145,15 +138,16 @@ def phonons(
                        "rounding, at larger ones anharmonic (phonopy's default is 0.01 Å)", displacement)
     if np.ndim(mesh) == 0:
         check_numbers(mesh=mesh)
-    mesh_values = np.atleast_1d(_as_floats("mesh", mesh))
+    mesh_values = np.atleast_1d(as_floats("mesh", mesh))
     if (mesh_values.shape not in ((1,), (3,)) or not (np.isfinite(mesh_values).all() and (mesh_values > 0).all())
             or (mesh_values.shape == (3,) and not all(float(v).is_integer() for v in mesh_values))):
         # phonopy would quietly turn a length <= 0 into a Gamma-only 1x1x1 mesh
         raise InvalidArgumentError(f"mesh must be a positive length (Å) or three positive integers, got {mesh}")
-    temps = _as_floats("temperatures", temperatures)
+    temps = as_floats("temperatures", temperatures)
     if temps.ndim != 1 or temps.size == 0 or not (np.isfinite(temps).all() and (temps >= 0).all()):
         raise InvalidArgumentError("temperatures must be a non-empty list of finite values >= 0 K")
     calc = get_calculator(atoms, calculator)
+    out = output_folder(output_dir)
     # phonopy takes right-handed cells only: a left-handed one is the same lattice with its vectors reversed
     sign = -1.0 if np.linalg.det(atoms.cell.array) < 0 else 1.0
     unitcell = PhonopyAtoms(
@@ -166,6 +160,7 @@ def phonons(
         warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
         ph = Phonopy(unitcell, supercell_matrix(atoms, supercell), primitive_matrix=primitive_matrix, symprec=symprec)
     logger.info("phonopy primitive matrix %s", ph.primitive_matrix.round(5).tolist())
+    nac = _nac_params(ph, born, len(atoms), symprec) if born is not None else None  # checked before the forces
     ph.generate_displacements(distance=displacement)
     structures = [_to_ase(ph.supercell)] + [_to_ase(sc) for sc in ph.supercells_with_displacements]
     logger.info("phonons: %d displaced supercells of %d atoms", len(structures) - 1, len(ph.supercell))
@@ -183,9 +178,13 @@ def phonons(
             "displaced with all its periodic images feels no force); use a larger supercell"
         )
 
-    if born is not None:
-        ph.nac_params = _nac_params(ph, born, len(atoms), symprec)
+    if nac is not None:
+        ph.nac_params = nac
     _run_band_structure(ph, npoints=51, symprec=symprec)
+    mesh_numbers = length2mesh(float(mesh), ph.primitive.cell) if np.ndim(mesh) == 0 else np.asarray(mesh)
+    if np.prod(mesh_numbers, dtype=float) > MAX_MESH_POINTS:
+        raise InvalidArgumentError(f"the q-point mesh {np.asarray(mesh_numbers).tolist()} holds more than "
+                                   f"{MAX_MESH_POINTS} points (mesh={mesh}); a length of 50-150 is typical")
     ph.run_mesh(mesh, is_gamma_center=True)
     ph.run_total_dos()
     ph.run_thermal_properties(temperatures=temperatures, exclude_gamma_acoustic=True)
@@ -209,8 +208,8 @@ def phonons(
         heat_capacity=np.asarray(tp.heat_capacity),
         atoms_per_cell=len(ph.primitive),
     )
-    if output_dir is not None:
-        result.files = _write(ph, Path(output_dir))
+    if out is not None:
+        result.files = _write(ph, out)
     if not result.acoustic_ok:
         logger.warning(
             "acoustic frequencies at Γ are %s THz before the force constants are symmetrised, not within ±%g THz "
@@ -236,7 +235,7 @@ def _nac_params(ph: Phonopy, born: str | Path | Mapping[str, Any], n_atoms: int,
     elif isinstance(born, Mapping):
         if set(born) != {"born", "dielectric"}:
             raise InvalidArgumentError(f"born takes the keys 'born' and 'dielectric', got {sorted(born)}")
-        per_atom = _as_floats("born['born']", born["born"])
+        per_atom = as_floats("born['born']", born["born"])
         if per_atom.shape != (n_atoms, 3, 3):
             raise InvalidArgumentError(f"born['born'] must hold one 3x3 tensor per atom, shape ({n_atoms}, 3, 3); "
                                        f"got {per_atom.shape}")
@@ -253,11 +252,15 @@ def _nac_params(ph: Phonopy, born: str | Path | Mapping[str, Any], n_atoms: int,
         params = {"dielectric": born["dielectric"]}
     else:
         raise InvalidArgumentError(f"born must be a BORN file path or a mapping, not {type(born).__name__}")
-    dielectric = _as_floats("the dielectric tensor", params.pop("dielectric"))
-    if dielectric.shape != (3, 3) or not np.allclose(dielectric, dielectric.T, atol=1e-6) or \
-            not np.isfinite(charges).all() or np.linalg.eigvalsh(dielectric).min() < 1.0:
-        raise InvalidArgumentError("need finite Born charges and a symmetric 3x3 dielectric tensor whose eigenvalues "
-                                   f"are >= 1 (got {dielectric.tolist()})")
+    dielectric = as_floats("the dielectric tensor", params.pop("dielectric"))
+    if dielectric.shape != (3, 3) or not np.isfinite(dielectric).all() or \
+            not np.allclose(dielectric, dielectric.T, atol=1e-6) or np.linalg.eigvalsh(dielectric).min() < 1.0 or \
+            not np.isfinite(charges).all() or np.abs(charges).max() > MAX_BORN_CHARGE:
+        raise InvalidArgumentError(f"need Born charges within ±{MAX_BORN_CHARGE} e and a finite, symmetric 3x3 "
+                                   f"dielectric tensor whose eigenvalues are >= 1 (got {dielectric.tolist()})")
+    bad = {k: v for k, v in params.items() if not (isinstance(v, float) and 0 < v < np.inf)}
+    if bad:  # the BORN file's first line: unit factor, G_cutoff, Lambda of phonopy's Ewald sum
+        raise InvalidArgumentError(f"the BORN file's first line must hold finite positive numbers, got {bad}")
     imbalance = np.abs(charges.sum(axis=0)).max()
     if imbalance > 0.1:
         logger.warning("the Born charges of the primitive cell sum to %.3g e, not zero (charge neutrality broken)",
@@ -315,7 +318,6 @@ def _imaginary_modes(ph: Phonopy, tolerance: float) -> list[tuple[float, tuple[f
 
 def _write(ph: Phonopy, out: Path) -> dict[str, Path]:
     """Write phonopy's files and the two plots into ``out``; return name -> path."""
-    out.mkdir(parents=True, exist_ok=True)
     files = {
         "phonopy_params": out / "phonopy_params.yaml",
         "band": out / "band.yaml",

@@ -15,7 +15,7 @@ from phonopy import PhonopyQHA
 from tqdm import tqdm
 
 from ..errors import ConvergenceWarning, InvalidArgumentError
-from .calc import check_numbers, get_calculator, write_csv
+from .calc import as_floats, check_numbers, get_calculator, output_folder, write_csv
 from .eos import volume_scan
 from .phonons import DEFAULT_TEMPERATURES, phonons, supercell_matrix
 from .relax import relax
@@ -79,12 +79,13 @@ def qha(
     check_numbers(pressure_GPa=pressure_GPa)
     if not np.isfinite(pressure_GPa):
         raise InvalidArgumentError(f"pressure_GPa must be finite, got {pressure_GPa}")
-    temps = np.asarray(temperatures, dtype=float)
+    temps = as_floats("temperatures", temperatures)
     if temps.ndim != 1 or len(temps) < 3 or not np.isfinite(temps).all() or temps[0] != 0 or temps[1] <= 0 or \
             not np.allclose(np.diff(temps), temps[1]):
         # phonopy's derivatives along T put 0 in the first row, right only at 0 K
         raise InvalidArgumentError("temperatures must be at least three evenly spaced, increasing values from 0 K")
     calc = get_calculator(atoms, calculator)
+    out = output_folder(output_dir)
     matrix = supercell_matrix(atoms, supercell)
     group = space_group(atoms)
     if group is None or int(group.split("(")[-1].rstrip(")")) < 195:  # "Fm-3m (225)": the cubic groups are 195-230
@@ -103,6 +104,9 @@ def qha(
             warnings.simplefilter("ignore", ConvergenceWarning)  # judged below, by the relaxed forces
             relaxed = relax(scaled, fmax=ION_FMAX, relax_cell=False, calculator=calc, progress=False,
                             fix_symmetry=True)
+        if not np.isfinite(relaxed.energy) or not np.isfinite(relaxed.max_force):
+            raise InvalidArgumentError(f"the calculator gives a non-finite energy or forces at {100 * factor:.1f} % of "
+                                       "the volume")
         if relaxed.max_force > 10 * ION_FMAX:
             logger.warning("ions at %.1f %% of the volume relaxed only to %.2g eV/Å", 100 * factor, relaxed.max_force)
         ph = phonons(relaxed.atoms, supercell=matrix, mesh=mesh, temperatures=temps, calculator=calc,
@@ -116,16 +120,20 @@ def qha(
     per_cell = results[0].atoms_per_cell / len(atoms)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # phonopy warns about its own deprecated names
-        q = PhonopyQHA(
-            volumes=np.array(volumes) * per_cell,
-            electronic_energies=np.array(energies) * per_cell,
-            temperatures=temps,
-            free_energy=np.array([r.free_energy for r in results]).T,
-            cv=np.array([r.heat_capacity for r in results]).T,
-            entropy=np.array([r.entropy for r in results]).T,
-            pressure=float(pressure_GPa),
-            eos=eos_name,
-        )
+        try:
+            q = PhonopyQHA(
+                volumes=np.array(volumes) * per_cell,
+                electronic_energies=np.array(energies) * per_cell,
+                temperatures=temps,
+                free_energy=np.array([r.free_energy for r in results]).T,
+                cv=np.array([r.heat_capacity for r in results]).T,
+                entropy=np.array([r.entropy for r in results]).T,
+                pressure=float(pressure_GPa),
+                eos=eos_name,
+            )
+        except RuntimeError as exc:  # phonopy: "Met difficulty in fitting to EOS."
+            raise InvalidArgumentError(f"phonopy's {eos_name} fit of F(V) failed ({exc}): is the structure relaxed at "
+                                       "this pressure, and the temperatures within reason?") from None
     atoms_per_cell = results[0].atoms_per_cell
     sampled = np.array(volumes) / len(atoms)
     volume = np.asarray(q.volume_temperature[: len(q.thermal_expansion)]) / atoms_per_cell
@@ -134,10 +142,10 @@ def qha(
     # extrapolate beyond it)
     n = int(outside[0]) - 1 if len(outside) else len(volume)
     if n < 2:
+        when = "at 0 K (zero-point expansion included)" if outside[0] == 0 else f"by {temps[outside[0]]:g} K"
         raise InvalidArgumentError(
-            f"the equilibrium volume ({volume[0]:.3f} Å³/atom at 0 K, zero-point expansion included) leaves the "
-            f"sampled {sampled.min():.3f}-{sampled.max():.3f} Å³/atom by {temps[max(n, 0) + 1]:g} K: widen "
-            "volume_range, or relax the structure first (at this pressure)"
+            f"the equilibrium volume leaves the sampled {sampled.min():.3f}-{sampled.max():.3f} Å³/atom {when}: "
+            "widen volume_range, or relax the structure first (at this pressure)"
         )
     result = QHAResult(
         temperatures=temps[:n],
@@ -160,13 +168,12 @@ def qha(
             f"{result.temperatures[-1]:g} K: the results stop there (widen volume_range)", ConvergenceWarning,
             stacklevel=2,
         )
-    if output_dir is not None:
-        result.files = _write(result, Path(output_dir))
+    if out is not None:
+        result.files = _write(result, out)
     return result
 
 
 def _write(result: QHAResult, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
     files = {"data": out / "qha.csv", "energy_volume": out / "e_v.csv", "plot": out / "qha.png"}
     write_csv(files["data"], ["temperature_K", "volume_A3_per_atom", "thermal_expansion_per_K", "bulk_modulus_GPa",
                               "heat_capacity_p_J_per_K_per_mol_atoms", "gibbs_energy_eV_per_atom", "gruneisen"],
