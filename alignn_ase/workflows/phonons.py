@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from phonopy import Phonopy
 from phonopy.file_IO import BORNFileParseError, parse_BORN
 from phonopy.interface.calculator import get_calculator_physical_units
-from phonopy.structure.atoms import PhonopyAtoms
 from phonopy.phonon.grid import length2mesh
+from phonopy.structure.atoms import PhonopyAtoms
 from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
@@ -161,6 +161,10 @@ def phonons(
         ph = Phonopy(unitcell, supercell_matrix(atoms, supercell), primitive_matrix=primitive_matrix, symprec=symprec)
     logger.info("phonopy primitive matrix %s", ph.primitive_matrix.round(5).tolist())
     nac = _nac_params(ph, born, len(atoms), symprec) if born is not None else None  # checked before the forces
+    mesh_numbers = length2mesh(float(mesh), ph.primitive.cell) if np.ndim(mesh) == 0 else np.asarray(mesh)
+    if np.prod(mesh_numbers, dtype=float) > MAX_MESH_POINTS:
+        raise InvalidArgumentError(f"the q-point mesh {np.asarray(mesh_numbers).tolist()} holds more than "
+                                   f"{MAX_MESH_POINTS} points (mesh={mesh}); a length of 50-150 is typical")
     ph.generate_displacements(distance=displacement)
     structures = [_to_ase(ph.supercell)] + [_to_ase(sc) for sc in ph.supercells_with_displacements]
     logger.info("phonons: %d displaced supercells of %d atoms", len(structures) - 1, len(ph.supercell))
@@ -181,10 +185,6 @@ def phonons(
     if nac is not None:
         ph.nac_params = nac
     _run_band_structure(ph, npoints=51, symprec=symprec)
-    mesh_numbers = length2mesh(float(mesh), ph.primitive.cell) if np.ndim(mesh) == 0 else np.asarray(mesh)
-    if np.prod(mesh_numbers, dtype=float) > MAX_MESH_POINTS:
-        raise InvalidArgumentError(f"the q-point mesh {np.asarray(mesh_numbers).tolist()} holds more than "
-                                   f"{MAX_MESH_POINTS} points (mesh={mesh}); a length of 50-150 is typical")
     ph.run_mesh(mesh, is_gamma_center=True)
     ph.run_total_dos()
     ph.run_thermal_properties(temperatures=temperatures, exclude_gamma_acoustic=True)
