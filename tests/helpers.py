@@ -32,3 +32,20 @@ def random_crystal(symbols: str = "Si2O3Na", seed: int = 0, a: float = 4.6) -> A
 def calc64(model=None) -> ALIGNNCalculator:
     """A float64 calculator of ``model`` (default: :func:`smooth_model`)."""
     return ALIGNNCalculator(model if model is not None else smooth_model(), dtype="float64", device="cpu")
+
+
+def au_hop_on_al100() -> list[Atoms]:
+    """ASE's NEB tutorial: an Au adatom hopping between hollow sites of Al(100), bottom layers fixed (EMT)."""
+    from ase.build import add_adsorbate, fcc100
+    from ase.calculators.emt import EMT
+    from ase.constraints import FixAtoms
+
+    from alignn_ase.workflows import relax
+
+    slab = fcc100("Al", size=(2, 2, 3))
+    add_adsorbate(slab, "Au", 1.7, "hollow")
+    slab.center(axis=2, vacuum=4.0)
+    slab.set_constraint(FixAtoms(mask=[a.tag > 1 for a in slab]))
+    final = slab.copy()
+    final[-1].x += slab.cell[0, 0] / 2
+    return [relax(a, calculator=EMT(), relax_cell=False, fmax=0.01, progress=False).atoms for a in (slab, final)]

@@ -28,7 +28,7 @@ from alignn_ase import (
 )
 
 from .conftest import UPSTREAM
-from .helpers import smooth_model
+from .helpers import au_hop_on_al100, smooth_model
 
 
 @pytest.fixture(scope="module")
@@ -521,9 +521,7 @@ def test_upstream_radius_graph_steps_over_radii_without_neighbour_lists(monkeypa
 def test_phonon_qha_and_neb_workflows_refuse_bad_input(tmp_path):
     """Found by fuzzing the new workflows: each used to segfault in spglib, crash in phonopy or ASE, hang, or give
     a silent wrong number."""
-    from ase.build import add_adsorbate, fcc100
     from ase.calculators.emt import EMT
-    from ase.constraints import FixAtoms
 
     from alignn_ase.workflows import neb, phonons, qha
 
@@ -559,12 +557,7 @@ def test_phonon_qha_and_neb_workflows_refuse_bad_input(tmp_path):
         with pytest.raises(InvalidArgumentError):
             phonons(nacl, born=bad, **quick)
 
-    slab = fcc100("Al", size=(2, 2, 3))
-    add_adsorbate(slab, "Au", 1.7, "hollow")
-    slab.center(axis=2, vacuum=4.0)
-    slab.set_constraint(FixAtoms(mask=[a.tag > 1 for a in slab]))
-    final = slab.copy()
-    final[-1].x += slab.cell[0, 0] / 2
+    slab, final = au_hop_on_al100()
     band = dict(images=1, max_steps=0, calculator=EMT(), output_dir=None, progress=False)
     with pytest.raises(InvalidArgumentError, match="same structure"):  # a singular fit after the whole run
         neb(slab, slab.copy(), **band)

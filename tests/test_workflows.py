@@ -40,7 +40,7 @@ from alignn_ase.workflows import (
     supercell_matrix,
 )
 
-from .helpers import calc64, smooth_model
+from .helpers import au_hop_on_al100, calc64, smooth_model
 
 QUIET = {"progress": False}
 
@@ -579,19 +579,6 @@ def test_qha_of_emt_copper_is_thermodynamically_consistent(tmp_path, emt_cu_a0):
             qha(atoms, output_dir=None, **{**kw, **bad})
 
 
-def _au_hop_on_al100():
-    """ASE's NEB tutorial: an Au adatom hopping between hollow sites of Al(100), bottom layers fixed (EMT)."""
-    from ase.build import add_adsorbate, fcc100
-
-    slab = fcc100("Al", size=(2, 2, 3))
-    add_adsorbate(slab, "Au", 1.7, "hollow")
-    slab.center(axis=2, vacuum=4.0)
-    slab.set_constraint(FixAtoms(mask=[a.tag > 1 for a in slab]))
-    final = slab.copy()
-    final[-1].x += slab.cell[0, 0] / 2
-    return [relax(a, calculator=EMT(), relax_cell=False, fmax=0.01, **QUIET).atoms for a in (slab, final)]
-
-
 def _ase_band(initial, final, calculators, steps, fmax=0.02):
     """ASE's own NEB, one calculator per image, for comparison."""
     from ase.mep import NEB
@@ -610,7 +597,7 @@ def _ase_band(initial, final, calculators, steps, fmax=0.02):
 def test_neb_gives_ases_own_band(tmp_path):
     """The workflow's band (interior images evaluated together) is ASE's NEB with one EMT calculator per image:
     the same energies and step count; the symmetric hop has equal barriers with the climbing image midway."""
-    initial, final = _au_hop_on_al100()
+    initial, final = au_hop_on_al100()
     result = neb(initial, final, images=3, fmax=0.02, calculator=EMT(), output_dir=tmp_path, **QUIET)
     energies, steps = _ase_band(initial, final, [EMT() for _ in range(5)], steps=500)
     assert result.converged and result.steps == steps and result.band_evaluations == steps + 1
@@ -635,7 +622,7 @@ def test_neb_gives_ases_own_band(tmp_path):
 def test_neb_evaluates_all_images_in_one_predict_call():
     """With an ALIGNNCalculator each optimiser step costs one batched predict over the interior images, and the
     band equals ASE's NEB with a separate calculator per image (float64, a small random smooth model)."""
-    initial, final = _au_hop_on_al100()
+    initial, final = au_hop_on_al100()
     model = smooth_model(seed=3)
     calc = calc64(model)
     calls = []
