@@ -101,7 +101,7 @@ def neb(
     Args:
         initial, final: the end points: the same atoms in the same order, with the same cell and periodicity
             (not modified). Constraints of ``initial`` (e.g. ``FixAtoms`` on a slab's bottom) hold for every image.
-        images: number of interior images (>= 1).
+        images: number of interior images (1 to 200). End points that are the same structure are refused.
         climb: climbing image: the highest image climbs to the saddle point (its energy is then the barrier).
         fmax: convergence criterion on the images' NEB forces, eV/Å.
         max_steps: optimiser steps at most; stopping there is a :class:`~alignn_ase.errors.ConvergenceWarning`.

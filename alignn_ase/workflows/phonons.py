@@ -119,7 +119,9 @@ def phonons(
             approach). Either the path of phonopy's ``BORN`` file (charges of the symmetry-independent atoms of
             phonopy's primitive cell; its first line the unit factor, as phonopy reads it) or a mapping with
             ``"born"``, one 3x3 tensor per atom of ``atoms`` (N, 3, 3), and ``"dielectric"`` (3, 3). None:
-            no correction (no LO-TO splitting).
+            no correction (no LO-TO splitting). Refused: charges beyond ±20 e, different tensors on atoms a
+            lattice translation apart, a dielectric tensor that is not symmetric or has an eigenvalue below 1,
+            a BORN file's header values that are not finite and positive.
         progress: show a tqdm bar while the displaced supercells are evaluated.
 
     Returns a :class:`~alignn_ase.workflows.results.PhononResult`: the ``Phonopy`` object

@@ -53,9 +53,9 @@ def qha(
 
     Args:
         atoms: 3D periodic structure, relaxed first (cell included); not modified.
-        volume_range: half-width of the volume range as a fraction (0.05 = ±5 %); the free-energy minimum must stay
+        volume_range: half-width of the volume range as a fraction (0.005 to 0.5; 0.05 = ±5 %); the free-energy minimum must stay
             inside it up to the highest temperature, or the results stop at the temperature where it leaves.
-        points: number of volumes (at least 5).
+        points: number of volumes (5 to 1000).
         temperatures: K, evenly spaced from 0 (phonopy differentiates along them); the results end one step
             before the last.
         supercell: as :func:`~alignn_ase.workflows.phonons`, resolved once at the central volume.

@@ -1,4 +1,4 @@
-"""Formation energies two ways, on structures neither model saw: the shipped property model against the default
+"""Formation energies two ways, on structures held out from both models: the shipped property model against the default
 potential's own energy with the label's elemental references.
 
 The label is the property model's (``potentials/formation-energy-distill-v5/MODEL_CARD.md``): (E − Σ_el n_el μ_el) / N
