@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.geometry import find_mic
 from ase.mep import NEB
@@ -59,17 +60,18 @@ class _Band:
 
 
 class _ImageCalculator(Calculator):
-    """One interior image's calculator: its results come from the band's batched evaluation."""
+    """One image's calculator: its energy and forces come from ``source(atoms)``, a result of
+    :func:`~alignn_ase.workflows.calc.calculate_many` (the band's batched evaluation, or an end point's once)."""
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, band: _Band, index: int):
+    def __init__(self, source: Callable[[Atoms], dict[str, Any]]):
         super().__init__()
-        self.band, self.index = band, index
+        self.source = source
 
     def calculate(self, atoms: Atoms | None = None, properties: Any = None, system_changes: Any = all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        res = self.band.results_for(self.index, self.atoms)
+        res = self.source(self.atoms)
         self.results = {"energy": float(res["energy"]), "free_energy": float(res["energy"]),
                         "forces": np.array(res["forces"])}
 
@@ -154,10 +156,10 @@ def neb(
     band[-1].set_cell(initial.cell, scale_atoms=False)  # within 1e-6 Å of it; ASE's NEB wants one cell exactly
     ends = calculate_many([band[0], band[-1]], calc, progress=False)
     evaluator = _Band(band[1:-1], calc)
-    for image, end in zip((band[0], band[-1]), ends):
-        image.calc = _Fixed(end)
+    for image, end in zip((band[0], band[-1]), ends):  # the end points do not move: evaluated once
+        image.calc = _ImageCalculator(lambda _, end=end: end)
     for k, image in enumerate(band[1:-1]):
-        image.calc = _ImageCalculator(evaluator, k)
+        image.calc = _ImageCalculator(lambda atoms, k=k: evaluator.results_for(k, atoms))
     path = NEB(band, k=spring, climb=climb, method=method)
     try:
         path.interpolate(method=interpolation)  # from the positions as given: a minimum image can be ambiguous
@@ -193,25 +195,8 @@ def neb(
     return result
 
 
-class _Fixed(Calculator):
-    """An end point's calculator: its results, computed once (the end points do not move)."""
-
-    implemented_properties = ["energy", "free_energy", "forces"]
-
-    def __init__(self, res: dict[str, Any]):
-        super().__init__()
-        self.fixed = {"energy": float(res["energy"]), "free_energy": float(res["energy"]),
-                      "forces": np.array(res["forces"])}
-
-    def calculate(self, atoms: Atoms | None = None, properties: Any = None, system_changes: Any = all_changes) -> None:
-        super().calculate(atoms, properties, system_changes)
-        self.results = dict(self.fixed)
-
-
 def _detached(image: Atoms) -> Atoms:
     """A copy of ``image`` holding its energy and forces (eV, eV/Å) in a single-point calculator."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     copy = image.copy()
     copy.calc = SinglePointCalculator(copy, energy=image.get_potential_energy(),
                                       forces=image.get_forces(apply_constraint=False))

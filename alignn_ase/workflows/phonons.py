@@ -242,15 +242,15 @@ def _nac_params(ph: Phonopy, born: str | Path | Mapping[str, Any], n_atoms: int,
             raise InvalidArgumentError(f"born['born'] must hold one 3x3 tensor per atom, shape ({n_atoms}, 3, 3); "
                                        f"got {per_atom.shape}")
         cell, primitive = ph.supercell, ph.primitive  # phonopy's primitive atoms -> the input atoms they stand for
-        charges = per_atom[[cell.u2u_map[cell.s2u_map[i]] for i in primitive.p2s_map]]
+        representative = [cell.u2u_map[cell.s2u_map[i]] for i in primitive.p2s_map]  # an input atom per primitive one
+        charges = per_atom[representative]
         # input atoms a lattice translation apart (a conventional cell's copies) must carry the same tensor
         image_of = [primitive.p2p_map[primitive.s2p_map[i]] for i in cell.u2s_map]
         differ = np.abs(per_atom - charges[image_of]).max(axis=(1, 2)) > 1e-3
         if differ.any():
             k = int(np.flatnonzero(differ)[0])
             raise InvalidArgumentError(f"born['born']: atom {k} and its translation-equivalent atom "
-                                       f"{cell.u2u_map[cell.s2u_map[primitive.p2s_map[image_of[k]]]]} have different "
-                                       "Born charge tensors")
+                                       f"{representative[image_of[k]]} have different Born charge tensors")
         params = {"dielectric": born["dielectric"]}
     else:
         raise InvalidArgumentError(f"born must be a BORN file path or a mapping, not {type(born).__name__}")

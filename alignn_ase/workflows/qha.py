@@ -117,7 +117,9 @@ def qha(
                            "leaves them out", 100 * factor, ph.imaginary_modes[0][0])
         volumes[i], energies[i], results[i] = relaxed.atoms.get_volume(), relaxed.energy, ph
     # phonopy's thermal properties are per mole of primitive cells: E and V go per primitive cell too
-    per_cell = results[0].atoms_per_cell / len(atoms)
+    atoms_per_cell = results[0].atoms_per_cell
+    per_cell = atoms_per_cell / len(atoms)
+    free_energy = np.array([r.free_energy for r in results])  # kJ/mol of primitive cells, volumes x temperatures
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # phonopy warns about its own deprecated names
         try:
@@ -125,7 +127,7 @@ def qha(
                 volumes=np.array(volumes) * per_cell,
                 electronic_energies=np.array(energies) * per_cell,
                 temperatures=temps,
-                free_energy=np.array([r.free_energy for r in results]).T,
+                free_energy=free_energy.T,
                 cv=np.array([r.heat_capacity for r in results]).T,
                 entropy=np.array([r.entropy for r in results]).T,
                 pressure=float(pressure_GPa),
@@ -134,7 +136,6 @@ def qha(
         except RuntimeError as exc:  # phonopy: "Met difficulty in fitting to EOS."
             raise InvalidArgumentError(f"phonopy's {eos_name} fit of F(V) failed ({exc}): is the structure relaxed at "
                                        "this pressure, and the temperatures within reason?") from None
-    atoms_per_cell = results[0].atoms_per_cell
     sampled = np.array(volumes) / len(atoms)
     volume = np.asarray(q.volume_temperature[: len(q.thermal_expansion)]) / atoms_per_cell
     outside = np.flatnonzero((volume < sampled.min()) | (volume > sampled.max()))
@@ -157,7 +158,7 @@ def qha(
         gruneisen=np.concatenate([[np.nan], q.gruneisen_temperature[1:n]]),  # phonopy's 0 at 0 K stands for 0/0
         volumes=sampled,
         energies=np.array(energies) / len(atoms),
-        free_energies=np.array([r.free_energy for r in results]) * (units.kJ / units.mol) / atoms_per_cell,
+        free_energies=free_energy * (units.kJ / units.mol) / atoms_per_cell,
         pressure_GPa=float(pressure_GPa),
         eos_name=eos_name,
         phonopy_qha=q,

@@ -39,6 +39,11 @@ def space_group(atoms: Atoms, symprec: float = SPACE_GROUP_SYMPREC) -> str | Non
     return f"{data.international} ({data.number})"
 
 
+def _reported_temperatures(t: np.ndarray) -> list[int]:
+    """Indices of the temperatures a summary reports: the lowest, the one nearest 300 K and the highest."""
+    return sorted({int(np.argmin(np.abs(t - x))) for x in (t.min(), 300.0, t.max())}) if len(t) else []
+
+
 def _finite_or_none(value: float) -> float | None:
     """``value`` as a Python float, or None where it is NaN or infinite (for JSON)."""
     return float(value) if np.isfinite(value) else None
@@ -253,7 +258,7 @@ class PhononResult:
         """Γ frequencies, the worst imaginary modes, thermal properties at the lowest, ~300 K and the
         highest temperature, files."""
         t = self.temperatures
-        picks = sorted({int(np.argmin(np.abs(t - x))) for x in (t.min(), 300.0, t.max())}) if len(t) else []
+        picks = _reported_temperatures(t)
         return {
             "supercell_matrix": self.phonopy.supercell_matrix.tolist(),
             "gamma_frequencies_THz": _floats(self.gamma_frequencies),
@@ -440,7 +445,7 @@ class QHAResult:
     def summary(self) -> dict[str, Any]:
         """The results at the lowest temperature, the one nearest 300 K and the highest, and the files."""
         t = self.temperatures
-        picks = sorted({int(np.argmin(np.abs(t - x))) for x in (t.min(), 300.0, t.max())})
+        picks = _reported_temperatures(t)
         return {
             "eos": self.eos_name,
             "pressure_GPa": self.pressure_GPa,
