@@ -190,6 +190,34 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, dataset):
             assert a[key] == pytest.approx(b[key], rel=1e-6), (a["epoch"], key)
 
 
+def test_a_run_paused_by_its_time_budget_continues_to_the_same_result(tmp_path, dataset, capsys):
+    """optim.max_minutes pauses a run after the epoch that leaves no time for another; each rerun of the same
+    config (from the command line too) runs at least one epoch, and the last one ends as an uninterrupted run."""
+    over = {"optim": {"epochs": 4, "ema_decay": 0.8}}
+    full = train(run_config(tmp_path / "full", dataset, "forcefield", **over), progress=False)
+    assert not full.paused
+
+    cfg = run_config(tmp_path / "paused", dataset, "forcefield", **over)
+    cfg = {**cfg, "optim": {**cfg["optim"], "max_minutes": 1e-6}}
+    first = train(cfg, progress=False)
+    assert first.paused and [h["epoch"] for h in first.history] == [1]
+    assert not (tmp_path / "paused" / "test_metrics.json").exists()
+    cfg_path = tmp_path / "paused.json"
+    cfg_path.write_text(json.dumps(cfg))
+    from alignn_ase.cli import main
+
+    assert main(["train", str(cfg_path)]) == 0
+    assert "paused after epoch 2 of 4" in capsys.readouterr().out
+    done = train({**cfg, "optim": {**cfg["optim"], "max_minutes": None}}, progress=False)  # no budget: to the end
+    assert not done.paused and [h["epoch"] for h in done.history] == [1, 2, 3, 4]
+    for a, b in zip(full.history, done.history):
+        for key in ("train_loss", "val_loss", "val_force_mae_eV_per_A"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), (a["epoch"], key)
+    assert done.test_metrics == pytest.approx(full.test_metrics, rel=1e-6)
+    with pytest.raises(ConfigError, match="optim.max_minutes"):
+        config_from_dict({**cfg, "optim": {"max_minutes": 0}})
+
+
 def test_two_process_ddp_matches_single_process(tmp_path, dataset):
     single = train(run_config(tmp_path / "one", dataset, "forcefield", optim={"epochs": 3, "batch_size": 8}),
                    progress=False)

@@ -147,6 +147,11 @@ class OptimConfig:
         ema_decay: exponential moving average of weights (``null`` disables);
             the averaged weights are validated and saved.
         patience: stop after this many epochs without a better validation loss.
+        max_minutes: wall-clock budget of one invocation, in minutes (``null``: none). After each epoch the
+            run pauses, resumably, if one more epoch as long as the longest so far would end past the budget;
+            running the same config again continues where it paused, as a run that was never interrupted
+            would (the schedule spans all ``epochs``). At least one epoch runs per invocation. For machines
+            lent for a fixed time.
     """
 
     epochs: int = 100
@@ -157,6 +162,7 @@ class OptimConfig:
     grad_clip: float | None = 10.0
     ema_decay: float | None = None
     patience: int | None = None
+    max_minutes: float | None = None
 
 
 @dataclass
@@ -220,6 +226,8 @@ class TrainConfig:
             raise ConfigError(f"config: field 'optim.grad_clip' must be positive or null, got {o.grad_clip}")
         if not 0 <= o.weight_decay < math.inf:
             raise ConfigError(f"config: field 'optim.weight_decay' must be a finite number >= 0, got {o.weight_decay}")
+        if o.max_minutes is not None and not 0 < o.max_minutes < math.inf:
+            raise ConfigError(f"config: field 'optim.max_minutes' must be a positive number or null, got {o.max_minutes}")
         if o.patience is not None and o.patience < 1:
             raise ConfigError(f"config: field 'optim.patience' must be >= 1 or null, got {o.patience}")
         for name in ("energy_weight", "force_weight", "stress_weight"):

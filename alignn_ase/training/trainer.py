@@ -68,6 +68,7 @@ class TrainResult:
     best_model: Path
     test_metrics: dict[str, float]
     history: list[dict[str, float]]
+    paused: bool = False  #: stopped by ``optim.max_minutes`` before the last epoch: run the same config again
 
 
 class _Objective(nn.Module):
@@ -293,8 +294,11 @@ def _warn_about_split(sets: dict[str, GraphDataset]) -> None:
         )
 
 
-#: Config entries that may change between a run and its resumption: where things are, not what is computed.
-_RESUMABLE_CHANGES = {"output_dir", "device", "resume", "card", "data.cache_dir", "data.in_memory"}
+#: Config entries that may change between a run and its resumption: where things are and when an invocation pauses,
+#: not what is computed.
+_RESUMABLE_CHANGES = {
+    "output_dir", "device", "resume", "card", "data.cache_dir", "data.in_memory", "optim.max_minutes",
+}
 
 
 def _flatten(value: dict[str, Any]) -> dict[str, Any]:
@@ -560,6 +564,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     weights, optimiser, scheduler and EMA state; batch order depends only on
     (seed, epoch), so a resumed run repeats the uninterrupted one.
     """
+    started = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else (
         config_from_dict(config) if isinstance(config, dict) else load_config(config)
     )
@@ -655,7 +660,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(o.ema_decay)) if o.ema_decay else None
 
     start, best, stale, history = 0, math.inf, 0, []
-    stopped = False
+    stopped = paused = False
+    longest = 0.0  # seconds of this invocation's longest epoch
     if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
@@ -728,7 +734,20 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, progress: bool = Tr
         if stopped:
             logger.info("early stopping: no better validation loss in %d epochs", o.patience)
             break
+        longest = max(longest, time.perf_counter() - t0)
+        if o.max_minutes is not None and epoch + 1 < o.epochs:
+            # one decision for every process (their clocks differ a little)
+            late = time.perf_counter() - started + longest > 60.0 * o.max_minutes
+            if d.all_sum([float(late)])[0] > 0:
+                paused = True
+                logger.info("paused after epoch %d of %d: another epoch (up to %.0f s) would pass optim.max_minutes "
+                            "(%g); run the same config again to continue", epoch + 1, o.epochs, longest, o.max_minutes)
+                break
 
+    if paused:
+        if d.world_size > 1:
+            dist.barrier()
+        return TrainResult(out, out / "best_model", {}, history, paused=True)
     test_metrics: dict[str, float] = {}
     if d.world_size > 1:
         dist.barrier()
