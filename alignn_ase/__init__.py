@@ -9,6 +9,7 @@ Public API::
     results = predict(list_of_atoms, batch_size=32)  # many structures per forward/backward pass
 
     from alignn_ase import relax, run_md, phonons, eos, elastic, qha, neb   # workflows on any ASE calculator
+    from alignn_ase import thermal_conductivity   # with phono3py (pip install phono3py)
 
     from alignn_ase import tune_malloc
     tune_malloc()  # once, first thing in a training or MD script: freed buffers are kept (faster steps)
@@ -35,7 +36,7 @@ from .io import available_models, load_model, save_model
 __version__ = "0.1.0"
 
 #: workflows, imported on first use (they pull in phonopy, matplotlib and ASE's MD and I/O modules).
-_WORKFLOWS = ("elastic", "eos", "neb", "phonons", "qha", "relax", "run_md")
+_WORKFLOWS = ("elastic", "eos", "neb", "phonons", "qha", "relax", "run_md", "thermal_conductivity")
 
 
 def __getattr__(name: str):
@@ -74,6 +75,7 @@ __all__ = [
     "relax",
     "run_md",
     "save_model",
+    "thermal_conductivity",
     "tune_malloc",
     "upstream_models",
 ]

@@ -33,7 +33,9 @@ from .check import run_checks
 from .download import cached_path, upstream_dir, upstream_models
 from .errors import AlignnAseError, InvalidArgumentError, InvalidStructureError
 from .io import available_models, load_model
-from .workflows import ENSEMBLES, calculate_many, elastic, eos, neb, phonons, qha, relax, run_md
+from .workflows import (
+    ENSEMBLES, calculate_many, elastic, eos, neb, phonons, qha, relax, run_md, thermal_conductivity,
+)
 from .workflows.calc import new_file
 
 PROG = "alignn-ase"
@@ -283,8 +285,8 @@ def add_qha(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.set_defaults(func=cmd_qha)
 
 
-def _add_phonon_grid(p: argparse.ArgumentParser) -> None:
-    """The supercell, q-mesh and temperature options of the phonon commands."""
+def _add_phonon_grid(p: argparse.ArgumentParser, mesh: float = 100.0, tstep: float = 10.0) -> None:
+    """The supercell, q-mesh and temperature options of the phonon commands (``mesh``, ``tstep``: defaults)."""
     p.add_argument(
         "--supercell",
         type=float,
@@ -298,12 +300,12 @@ def _add_phonon_grid(p: argparse.ArgumentParser) -> None:
         "--mesh",
         type=float,
         nargs="+",
-        default=[100.0],
+        default=[mesh],
         metavar="X",
-        help="q-mesh: three integers, or phonopy's length density (default 100)",
+        help=f"q-mesh: three integers, or phonopy's length density (default {mesh:g})",
     )
     p.add_argument("--tmax", type=float, default=1000.0, help="K")
-    p.add_argument("--tstep", type=float, default=10.0, help="K")
+    p.add_argument("--tstep", type=float, default=tstep, help="K")
 
 
 def _integers(values: list[float], what: str, positive: bool = True) -> list[int]:
@@ -314,21 +316,27 @@ def _integers(values: list[float], what: str, positive: bool = True) -> list[int
 
 def _phonon_grid(args: argparse.Namespace, tmin: float) -> tuple[Any, Any, np.ndarray]:
     """The supercell, q-mesh and temperatures (K, from ``tmin``) of the phonon commands' options, checked."""
-    if len(args.supercell) not in (1, 3, 9) or len(args.mesh) not in (1, 3):
-        raise InvalidArgumentError("--supercell takes 1, 3 or 9 numbers and --mesh 1 or 3")
+    if len(args.mesh) not in (1, 3):
+        raise InvalidArgumentError("--mesh takes 1 or 3 numbers")
     finite = all(np.isfinite([tmin, args.tmax, args.tstep]))
     if not finite or args.tstep <= 0 or args.tmax < tmin or (args.tmax - tmin) / args.tstep > 100_000:
         raise InvalidArgumentError(
             f"need finite temperatures, --tstep > 0, --tmax >= --tmin and at most 100000 temperatures (got --tmin "
             f"{tmin}, --tmax {args.tmax}, --tstep {args.tstep})"
         )
-    supercell: Any = args.supercell[0]
-    if len(args.supercell) == 3:
-        supercell = _integers(args.supercell, "--supercell")
-    elif len(args.supercell) == 9:  # a matrix: zeros and negative entries allowed, its determinant is checked
-        supercell = np.reshape(_integers(args.supercell, "--supercell (a 3x3 matrix)", positive=False), (3, 3))
     mesh = args.mesh[0] if len(args.mesh) == 1 else _integers(args.mesh, "--mesh")
-    return supercell, mesh, np.arange(tmin, args.tmax + 0.5 * args.tstep, args.tstep)
+    return _supercell(args.supercell, "--supercell"), mesh, np.arange(tmin, args.tmax + 0.5 * args.tstep, args.tstep)
+
+
+def _supercell(values: list[float], flag: str) -> Any:
+    """A supercell option's value: one thickness (Å), three repeats or a 3x3 matrix, checked."""
+    if len(values) not in (1, 3, 9):
+        raise InvalidArgumentError(f"{flag} takes 1, 3 or 9 numbers")
+    if len(values) == 3:
+        return _integers(values, flag)
+    if len(values) == 9:  # a matrix: zeros and negative entries allowed, its determinant is checked
+        return np.reshape(_integers(values, f"{flag} (a 3x3 matrix)", positive=False), (3, 3))
+    return values[0]
 
 
 def cmd_phonons(args: argparse.Namespace) -> int:
@@ -358,6 +366,50 @@ def cmd_qha(args: argparse.Namespace) -> int:
         mesh=mesh,
         eos_name=args.eos,
         pressure_GPa=args.pressure,
+        calculator=make_calculator(args),
+        output_dir=args.output_dir,
+    )
+    print_json(result.summary())
+    return 0
+
+
+def add_kappa(sub: argparse._SubParsersAction, parents: Parents) -> None:
+    p = sub.add_parser(
+        "kappa",
+        parents=_pick(parents, "global", "model", "compute"),
+        help="lattice thermal conductivity with phono3py",
+        description="Second- and third-order force constants by finite displacements (all displaced supercells in "
+        "batched evaluations), then phono3py's phonon Boltzmann transport equation: the lattice thermal "
+        "conductivity tensor (W/(m K)) against temperature. Writes phono3py_params.yaml, fc2.hdf5, fc3.hdf5, "
+        "kappa.csv and kappa.png. Needs phono3py (pip install phono3py).",
+    )
+    add_structure(p, "relaxed unit cell (any format ASE reads)")
+    _add_phonon_grid(p, mesh=50.0, tstep=50.0)
+    p.add_argument("--tmin", type=float, default=100.0, help="K (> 0; default 100)")
+    p.add_argument("--phonon-supercell", type=float, nargs="+", default=None, metavar="X",
+                   help="the second-order force constants' supercell, as --supercell (default: the same)")
+    p.add_argument("--displacement", type=float, default=0.03, help="Å (default 0.03)")
+    p.add_argument("--cutoff-pair", type=float, default=None, metavar="Å",
+                   help="leave out displaced pairs further apart than this (fewer supercells)")
+    p.add_argument("--lbte", action="store_true", help="solve the linearised Boltzmann equation (default: RTA)")
+    p.add_argument("--isotope", action="store_true", help="add isotope scattering (natural abundances)")
+    p.add_argument("--output-dir", default="kappa_output")
+    p.set_defaults(func=cmd_kappa)
+
+
+def cmd_kappa(args: argparse.Namespace) -> int:
+    supercell, mesh, temperatures = _phonon_grid(args, args.tmin)
+    result = thermal_conductivity(
+        read_one(args),
+        supercell=supercell,
+        phonon_supercell=None if args.phonon_supercell is None else _supercell(args.phonon_supercell,
+                                                                               "--phonon-supercell"),
+        displacement=args.displacement,
+        cutoff_pair_distance=args.cutoff_pair,
+        mesh=mesh,
+        temperatures=temperatures,
+        method="lbte" if args.lbte else "rta",
+        isotope=args.isotope,
         calculator=make_calculator(args),
         output_dir=args.output_dir,
     )
@@ -621,6 +673,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.no_resume:
         config = replace(config, resume=False)
     result = train(config)
+    if result.paused:
+        print(f"paused after epoch {len(result.history)} of {config.optim.epochs} (optim.max_minutes): "
+              "run the same command again to continue")
+        return 0
     print(f"best model: {result.best_model}")
     for key, value in result.test_metrics.items():
         print(f"test {key}: {value:.6g}")
@@ -679,6 +735,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, Parents], None]] = [
     add_md,
     add_phonons,
     add_qha,
+    add_kappa,
     add_neb,
     add_eos,
     add_elastic,

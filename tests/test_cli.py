@@ -153,6 +153,24 @@ def test_qha(files, capsys):
         assert (files / "qha_output" / name).is_file()
 
 
+def test_kappa(files, capsys):
+    """The default potential's fcc Cu: a cubic tensor at each reported temperature, falling with temperature, and
+    the files; a --phonon-supercell of two numbers is a one-line error."""
+    write("Cu.cif", bulk("Cu", "fcc", a=3.63))
+    common = ("kappa", "Cu.cif", "--supercell", "3", "3", "3", "--mesh", "5", "5", "5", "--tmin", "200", "--tmax",
+              "800", "--tstep", "300")
+    code, out, err = run(capsys, *common)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["method"] == "rta" and summary["mesh"] == [5, 5, 5] and set(summary["at"]) == {"200 K", "800 K"}
+    low, high = (summary["at"][t]["kappa_W_per_mK"] for t in ("200 K", "800 K"))
+    assert low[0] > high[0] > 0 and low[0] == pytest.approx(low[2], rel=1e-8)
+    for name in ("phono3py_params.yaml", "fc2.hdf5", "fc3.hdf5", "kappa.csv", "kappa.png"):
+        assert (files / "kappa_output" / name).is_file()
+    code, _, err = run(capsys, *common, "--phonon-supercell", "4", "4")
+    assert code == 1 and err.startswith("alignn-ase: error: --phonon-supercell takes 1, 3 or 9 numbers")
+
+
 def test_neb(files, capsys):
     """Two end points of a vacancy hop in Cu (from one file each): the band's summary and files; a final state
     with other atoms is a one-line error."""
@@ -372,7 +390,7 @@ def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     assert set(commands) == {"relax", "md", "phonons", "eos", "predict", "info", "models", "check", "train", "evaluate",
-                            "elastic", "qha", "neb"}
+                            "elastic", "qha", "neb", "kappa"}
     for name in commands:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])

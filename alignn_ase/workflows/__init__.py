@@ -1,6 +1,6 @@
 """Workflows on any ASE calculator (default: ``ALIGNNCalculator()``), built on ASE's and
 phonopy's own machinery: relaxation, molecular dynamics, phonons, equation of state, elastic constants,
-quasi-harmonic thermodynamics, nudged elastic bands.
+quasi-harmonic thermodynamics, nudged elastic bands, lattice thermal conductivity (phono3py).
 
 Each takes an ``ase.Atoms`` (not modified), uses the calculator passed in, else the one
 attached to the atoms, else ``ALIGNNCalculator()``, and returns a result dataclass
@@ -8,6 +8,7 @@ attached to the atoms, else ``ALIGNNCalculator()``, and returns a result datacla
 """
 
 from .calc import calculate_many, get_calculator
+from .conductivity import thermal_conductivity
 from .elastic import elastic
 from .eos import eos
 from .md import ENSEMBLES, run_md
@@ -15,10 +16,11 @@ from .neb import neb
 from .phonons import phonons, supercell_matrix
 from .qha import qha
 from .relax import OPTIMIZERS, relax
-from .results import ElasticResult, EOSResult, MDResult, NEBResult, PhononResult, QHAResult, RelaxResult
+from .results import ConductivityResult, ElasticResult, EOSResult, MDResult, NEBResult, PhononResult, QHAResult, RelaxResult
 from .watchdog import Watchdog
 
 __all__ = [
+    "ConductivityResult",
     "ENSEMBLES",
     "EOSResult",
     "ElasticResult",
@@ -39,4 +41,5 @@ __all__ = [
     "relax",
     "run_md",
     "supercell_matrix",
+    "thermal_conductivity",
 ]

@@ -486,6 +486,79 @@ class QHAResult:
 
 
 @dataclass
+class ConductivityResult:
+    """Outcome of :func:`~alignn_ase.workflows.thermal_conductivity` (phono3py), per temperature.
+
+    Attributes:
+        temperatures: K.
+        kappa: (temperatures, 6) lattice thermal conductivity tensor, W/(m K), phono3py's order xx yy zz yz xz xy.
+        method: ``"rta"`` (relaxation-time approximation) or ``"lbte"`` (linearised Boltzmann equation solved).
+        isotope: whether isotope scattering was included.
+        mesh: the q-point mesh.
+        n_supercells: structures evaluated (the displaced supercells and the undisplaced ones).
+        imaginary_modes: phonon modes below -0.05 THz on the mesh (Γ's acoustic modes aside), which phono3py
+            leaves out: the result is then not that of a stable crystal.
+        lowest_frequency: the lowest such frequency, THz.
+        phono3py: the ``Phono3py`` object (force constants, the conductivity calculator with mode-resolved data).
+        files: name -> path of every file written (empty without an output folder).
+    """
+
+    temperatures: np.ndarray
+    kappa: np.ndarray
+    method: str
+    isotope: bool
+    mesh: tuple[int, int, int]
+    n_supercells: int
+    imaginary_modes: int
+    lowest_frequency: float
+    phono3py: Any = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def kappa_mean(self) -> np.ndarray:
+        """(temperatures,) a third of the tensor's trace, W/(m K): a polycrystal's or cubic crystal's value."""
+        return self.kappa[:, :3].mean(axis=1)
+
+    def summary(self) -> dict[str, Any]:
+        """The tensor and its mean at the lowest temperature, the one nearest 300 K and the highest, and the files."""
+        t = self.temperatures
+        return {
+            "method": self.method,
+            "isotope_scattering": self.isotope,
+            "mesh": list(self.mesh),
+            "supercells_evaluated": self.n_supercells,
+            "imaginary_modes": self.imaginary_modes,
+            "lowest_frequency_THz": self.lowest_frequency,
+            "at": {
+                f"{t[i]:g} K": {"kappa_W_per_mK": _floats(self.kappa[i]),
+                                 "kappa_mean_W_per_mK": float(self.kappa_mean[i])}
+                for i in _reported_temperatures(t)
+            },
+            "voigt_order": "xx yy zz yz xz xy",
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+
+    def plot(self, path: str | Path) -> Path:
+        """The diagonal components and the mean against temperature, log-log, as a PNG at ``path``."""
+        fig = Figure(figsize=(5, 3.8), layout="tight")
+        ax = fig.subplots()
+        t = self.temperatures
+        for k, name in enumerate(("xx", "yy", "zz")):
+            ax.plot(t, self.kappa[:, k], lw=1, alpha=0.6, label=f"κ_{name}")
+        ax.plot(t, self.kappa_mean, "k-", lw=2, label="mean")
+        if len(t) > 1:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel("temperature (K)")
+        ax.set_ylabel("κ (W/(m K))")
+        ax.set_title(f"{self.method.upper()}, mesh {'x'.join(map(str, self.mesh))}"
+                     + (", isotopes" if self.isotope else ""), fontsize=9)
+        ax.legend(fontsize=8)
+        fig.savefig(path, dpi=120)
+        return Path(path)
+
+
+@dataclass
 class NEBResult:
     """Outcome of :func:`~alignn_ase.workflows.neb`: the band after the optimisation.
 
