@@ -393,6 +393,8 @@ def add_kappa(sub: argparse._SubParsersAction, parents: Parents) -> None:
                    help="leave out displaced pairs further apart than this (fewer supercells)")
     p.add_argument("--lbte", action="store_true", help="solve the linearised Boltzmann equation (default: RTA)")
     p.add_argument("--isotope", action="store_true", help="add isotope scattering (natural abundances)")
+    p.add_argument("--born", default=None, metavar="FILE",
+                   help="phonopy BORN file (Born charges, dielectric tensor) of a polar crystal: LO-TO splitting")
     p.add_argument("--output-dir", default="kappa_output")
     p.set_defaults(func=cmd_kappa)
 
@@ -410,6 +412,7 @@ def cmd_kappa(args: argparse.Namespace) -> int:
         temperatures=temperatures,
         method="lbte" if args.lbte else "rta",
         isotope=args.isotope,
+        born=args.born,
         calculator=make_calculator(args),
         output_dir=args.output_dir,
     )

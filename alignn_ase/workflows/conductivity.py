@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -19,7 +19,7 @@ from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 from ..errors import InvalidArgumentError
 from ..graph import is_3d_periodic
 from .calc import as_floats, calculate_many, check_numbers, check_structure, get_calculator, output_folder, write_csv
-from .phonons import MAX_MESH_POINTS, _to_ase, supercell_matrix
+from .phonons import MAX_MESH_POINTS, _to_ase, nac_params, supercell_matrix
 from .results import ConductivityResult
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def thermal_conductivity(
     temperatures: Sequence[float] | np.ndarray = DEFAULT_KAPPA_TEMPERATURES,
     method: str = "rta",
     isotope: bool = False,
+    born: str | Path | Mapping[str, Any] | None = None,
     calculator: BaseCalculator | None = None,
     output_dir: str | Path | None = "kappa_output",
     primitive_matrix: str | Sequence[Sequence[float]] | None = "auto",
@@ -74,10 +75,15 @@ def thermal_conductivity(
             constants (fewer supercells, their interactions set to zero); None: every pair.
         mesh: q-point mesh: three integers, or phonopy's length (a number; larger = denser; 50 gives 16x16x16
             for silicon, whose conductivity converges near 19x19x19). The cost grows about as the square of the
-            number of q-points.
+            number of q-points. On coarse meshes phono3py's tetrahedron sums over degenerate bands make the result
+            sensitive, by up to a few per cent, to rounding-level changes of the force constants: converge the mesh.
         temperatures: K, each > 0.
         method: ``"rta"`` or ``"lbte"``.
         isotope: add the scattering by the natural isotope mix of each element.
+        born: for polar crystals, Born effective charges and the high-frequency dielectric tensor (a BORN file or a
+            mapping, as :func:`~alignn_ase.workflows.phonons` takes them): phonopy's non-analytic correction of the
+            harmonic phonons (LO-TO splitting), which changes the conductivity of ionic crystals. None: no
+            correction.
         calculator: ASE calculator; default the one attached to ``atoms``, else ``ALIGNNCalculator()``.
         output_dir: folder for ``phono3py_params.yaml`` (structure, displacements, forces), ``fc2.hdf5`` and
             ``fc3.hdf5`` (phono3py's files, for its own command line), ``kappa.csv`` and ``kappa.png``; None
@@ -136,6 +142,8 @@ def thermal_conductivity(
         warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
         ph3 = Phono3py(unitcell, supercell_matrix=fc3_matrix, phonon_supercell_matrix=fc2_matrix,
                        primitive_matrix=primitive_matrix, symprec=symprec)
+    nac = (nac_params(ph3.phonon_supercell, ph3.phonon_primitive, born, len(atoms), symprec) if born is not None
+           else None)  # checked before the forces
     mesh_numbers = (length2mesh(float(mesh), ph3.primitive.cell) if np.ndim(mesh) == 0
                     else np.asarray(mesh_values, dtype=int))
     if np.prod(mesh_numbers, dtype=float) > MAX_MESH_POINTS:
@@ -175,6 +183,8 @@ def thermal_conductivity(
             "displaced atom and all its images feel no anharmonic force): the conductivity would be infinite"
         )
 
+    if nac is not None:
+        ph3.nac_params = nac
     ph3.mesh_numbers = mesh_numbers
     ph3.init_phph_interaction()
     ph3.run_phonon_solver()
@@ -196,6 +206,7 @@ def thermal_conductivity(
         n_supercells=len(structures),
         imaginary_modes=imaginary,
         lowest_frequency=float(lowest.min()),
+        non_analytic_correction=nac is not None,
         phono3py=ph3,
     )
     if not np.isfinite(kappa).all():

@@ -19,7 +19,7 @@ from phonopy.file_IO import BORNFileParseError, parse_BORN
 from phonopy.interface.calculator import get_calculator_physical_units
 from phonopy.phonon.grid import length2mesh
 from phonopy.structure.atoms import PhonopyAtoms
-from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
+from phonopy.structure.cells import Primitive, PrimitiveMatrixAutoDefaultWarning, Supercell
 
 from ..errors import InvalidArgumentError
 from ..graph import is_3d_periodic
@@ -162,7 +162,7 @@ def phonons(
         warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
         ph = Phonopy(unitcell, supercell_matrix(atoms, supercell), primitive_matrix=primitive_matrix, symprec=symprec)
     logger.info("phonopy primitive matrix %s", ph.primitive_matrix.round(5).tolist())
-    nac = _nac_params(ph, born, len(atoms), symprec) if born is not None else None  # checked before the forces
+    nac = nac_params(ph.supercell, ph.primitive, born, len(atoms), symprec) if born is not None else None  # checked before the forces
     mesh_numbers = length2mesh(float(mesh), ph.primitive.cell) if np.ndim(mesh) == 0 else np.asarray(mesh)
     if np.prod(mesh_numbers, dtype=float) > MAX_MESH_POINTS:
         raise InvalidArgumentError(f"the q-point mesh {np.asarray(mesh_numbers).tolist()} holds more than "
@@ -223,14 +223,17 @@ def phonons(
     return result
 
 
-def _nac_params(ph: Phonopy, born: str | Path | Mapping[str, Any], n_atoms: int, symprec: float) -> dict[str, Any]:
-    """phonopy's ``nac_params`` (Born charges of its primitive cell's atoms, e; dielectric tensor) from a BORN file
-    or a mapping with one charge tensor per input atom (see :func:`phonons`), checked."""
+def nac_params(
+    supercell: Supercell, primitive: Primitive, born: str | Path | Mapping[str, Any], n_atoms: int, symprec: float
+) -> dict[str, Any]:
+    """phonopy's ``nac_params`` (Born charges of the atoms of ``primitive``, e; dielectric tensor) from a BORN file
+    or a mapping with one charge tensor per input atom (see :func:`phonons`), checked; ``supercell`` and
+    ``primitive``: phonopy's (or phono3py's harmonic) supercell and primitive cell of the ``n_atoms`` input atoms."""
     if isinstance(born, (str, Path)):
         if not Path(born).is_file():
             raise InvalidArgumentError(f"no such BORN file: {born}")
         try:
-            params = dict(parse_BORN(ph.primitive, symprec=symprec, filename=born))
+            params = dict(parse_BORN(primitive, symprec=symprec, filename=born))
         except (BORNFileParseError, ValueError) as exc:
             raise InvalidArgumentError(f"{born}: not a phonopy BORN file for this structure: {exc}") from None
         charges = np.asarray(params.pop("born"))
@@ -241,11 +244,11 @@ def _nac_params(ph: Phonopy, born: str | Path | Mapping[str, Any], n_atoms: int,
         if per_atom.shape != (n_atoms, 3, 3):
             raise InvalidArgumentError(f"born['born'] must hold one 3x3 tensor per atom, shape ({n_atoms}, 3, 3); "
                                        f"got {per_atom.shape}")
-        cell, primitive = ph.supercell, ph.primitive  # phonopy's primitive atoms -> the input atoms they stand for
-        representative = [cell.u2u_map[cell.s2u_map[i]] for i in primitive.p2s_map]  # an input atom per primitive one
+        # phonopy's primitive atoms -> the input atoms they stand for: an input atom per primitive one
+        representative = [supercell.u2u_map[supercell.s2u_map[i]] for i in primitive.p2s_map]
         charges = per_atom[representative]
         # input atoms a lattice translation apart (a conventional cell's copies) must carry the same tensor
-        image_of = [primitive.p2p_map[primitive.s2p_map[i]] for i in cell.u2s_map]
+        image_of = [primitive.p2p_map[primitive.s2p_map[i]] for i in supercell.u2s_map]
         differ = np.abs(per_atom - charges[image_of]).max(axis=(1, 2)) > 1e-3
         if differ.any():
             k = int(np.flatnonzero(differ)[0])

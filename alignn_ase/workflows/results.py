@@ -499,6 +499,7 @@ class ConductivityResult:
         imaginary_modes: phonon modes below -0.05 THz on the mesh (Γ's acoustic modes aside), which phono3py
             leaves out: the result is then not that of a stable crystal.
         lowest_frequency: the lowest such frequency, THz.
+        non_analytic_correction: whether Born charges corrected the harmonic phonons (LO-TO splitting).
         phono3py: the ``Phono3py`` object (force constants, the conductivity calculator with mode-resolved data).
         files: name -> path of every file written (empty without an output folder).
     """
@@ -511,6 +512,7 @@ class ConductivityResult:
     n_supercells: int
     imaginary_modes: int
     lowest_frequency: float
+    non_analytic_correction: bool = False
     phono3py: Any = None
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -529,6 +531,7 @@ class ConductivityResult:
             "supercells_evaluated": self.n_supercells,
             "imaginary_modes": self.imaginary_modes,
             "lowest_frequency_THz": self.lowest_frequency,
+            "non_analytic_correction": self.non_analytic_correction,
             "at": {
                 f"{t[i]:g} K": {"kappa_W_per_mK": _floats(self.kappa[i]),
                                  "kappa_mean_W_per_mK": float(self.kappa_mean[i])}

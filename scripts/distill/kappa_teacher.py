@@ -1,0 +1,83 @@
+"""Lattice thermal conductivity of diamond-structure Si, Ge and C: the teacher (SevenNet-0) beside the default
+potential, beside experiment.
+
+Measures how well the default potential's third-order force constants (phonon-phonon scattering) follow the
+teacher's. Needs a venv with ``sevenn``, ``phono3py`` and ``alignn_ase`` (the teacher only as an ASE calculator, as
+everywhere in this pipeline)::
+
+    python -m venv /work/qhavenv
+    /work/qhavenv/bin/pip install torch==2.13.0 && /work/qhavenv/bin/pip install sevenn==0.13.0 phono3py -e .
+    /work/qhavenv/bin/python scripts/distill/kappa_teacher.py [--phonon-supercell 4]
+
+Each crystal is relaxed by each model (1e-4 eV/Å, cell included, symmetry kept), then
+:func:`alignn_ase.thermal_conductivity` as phono3py's silicon example does it: the 8-atom conventional cell in a
+2x2x2 supercell (64 atoms, fc3 and by default fc2; ``--phonon-supercell 4``: fc2 in a 4x4x4 one, 512 atoms, beyond
+the models' reach through their layers), 0.03 Å displacements, a 19x19x19 mesh, the relaxation-time approximation,
+with natural isotope scattering (as in the measured natural crystals). Writes
+``results/kappa_teacher_vs_default_fc2_<n>.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ase.build import bulk
+
+from alignn_ase import ALIGNNCalculator, relax, thermal_conductivity
+from teachers import load_teacher
+
+HERE = Path(__file__).resolve().parent
+CRYSTALS = {"Si": 5.43, "Ge": 5.66, "C": 3.57}
+TEMPERATURES = [300.0, 600.0, 900.0]
+#: W/(m K) at 300 K, natural isotopes: Si and Ge, Glassbrenner & Slack, Phys. Rev. 134, A1058 (1964); C, type IIa
+#: diamond, Wei et al., Phys. Rev. Lett. 70, 3764 (1993)
+EXPERIMENT = {"Si": 150.0, "Ge": 60.0, "C": 2200.0}
+
+
+def measure(calc, phonon_supercell: int) -> dict[str, dict]:
+    rows = {}
+    for name, a in CRYSTALS.items():
+        start = time.perf_counter()
+        cell = relax(bulk(name, "diamond", a=a, cubic=True), fmax=1e-4, calculator=calc, fix_symmetry=True,
+                     progress=False).atoms
+        fc2_cell = None if phonon_supercell == 2 else (phonon_supercell,) * 3  # None: fc2 from the fc3 supercells
+        r = thermal_conductivity(cell, supercell=(2, 2, 2), phonon_supercell=fc2_cell, mesh=(19, 19, 19),
+                                 temperatures=TEMPERATURES, isotope=True, calculator=calc, output_dir=None,
+                                 progress=False)
+        rows[name] = {"a_A": float(cell.cell[0, 0]), "kappa_W_per_mK": r.kappa_mean.tolist(),
+                      "imaginary_modes": r.imaginary_modes, "lowest_frequency_THz": r.lowest_frequency,
+                      "seconds": time.perf_counter() - start}
+        print(name, rows[name], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--phonon-supercell", type=int, default=2, help="fc2 supercell of the conventional cell")
+    n = parser.parse_args().phonon_supercell
+    results = {"teacher (SevenNet-0)": measure(load_teacher("sevenn").calc, n),
+               "default potential": measure(ALIGNNCalculator(dtype="float64"), n)}
+    out = HERE / "results" / f"kappa_teacher_vs_default_fc2_{n}"
+    out.with_suffix(".json").write_text(json.dumps({"temperatures_K": TEMPERATURES, **results}, indent=1) + "\n")
+    lines = ["Lattice thermal conductivity, W/(m K), at " + ", ".join(f"{t:g}" for t in TEMPERATURES) + " K (RTA, "
+             f"19x19x19 mesh, fc3 in the 2x2x2 and fc2 in the {n}x{n}x{n} conventional supercell, isotope scattering); "
+             f"experiment at 300 K; `scripts/distill/kappa_teacher.py --phonon-supercell {n}`.", "",
+             "| crystal | experiment (300 K) | " + " | ".join(f"{m}: a (Å), κ" for m in results) + " |",
+             "|---|---:|" + "---|" * len(results)]
+    for name in CRYSTALS:
+        cells = []
+        for rows in results.values():
+            row = rows[name]
+            kappa = " / ".join(f"{k:.3g}" for k in row["kappa_W_per_mK"])
+            extra = f" ({row['imaginary_modes']} imaginary modes)" if row["imaginary_modes"] else ""
+            cells.append(f"{row['a_A']:.3f}, {kappa}{extra}")
+        lines.append(f"| {name} | {EXPERIMENT[name]:g} | " + " | ".join(cells) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
