@@ -93,7 +93,7 @@ def test_polar_crystal_with_born_charges():
     reference = phono3py_force_constants(nacl, calc, [2, 2, 2])
     assert list(reference.primitive.symbols) == ["Na", "Cl"]
     nac = {"born": [1.1 * np.eye(3), -1.1 * np.eye(3)], "dielectric": np.eye(3) * 2.4,
-           "factor": get_calculator_physical_units("vasp").nac_factor}  # phonopy's for eV and Å, e²/(4πε₀) in eV Å
+           "factor": get_calculator_physical_units("vasp").nac_factor}  # phonopy's for eV and Å
     assert_same_as_phono3py(ours, reference, [5, 5, 5], [300.0], nac)
     assert ours.non_analytic_correction and not plain.non_analytic_correction
     assert abs(ours.kappa[0, 0] / plain.kappa[0, 0] - 1) > 0.02

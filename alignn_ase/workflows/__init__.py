@@ -16,7 +16,9 @@ from .neb import neb
 from .phonons import phonons, supercell_matrix
 from .qha import qha
 from .relax import OPTIMIZERS, relax
-from .results import ConductivityResult, ElasticResult, EOSResult, MDResult, NEBResult, PhononResult, QHAResult, RelaxResult
+from .results import (
+    ConductivityResult, ElasticResult, EOSResult, MDResult, NEBResult, PhononResult, QHAResult, RelaxResult,
+)
 from .watchdog import Watchdog
 
 __all__ = [

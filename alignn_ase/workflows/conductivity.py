@@ -12,14 +12,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
-from phonopy.phonon.grid import length2mesh
-from phonopy.structure.atoms import PhonopyAtoms
 from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
 from ..graph import is_3d_periodic
 from .calc import as_floats, calculate_many, check_numbers, check_structure, get_calculator, output_folder, write_csv
-from .phonons import MAX_MESH_POINTS, _to_ase, nac_params, supercell_matrix
+from .phonons import check_mesh, nac_params, phonopy_unitcell, resolve_mesh, supercell_matrix, to_ase_atoms
 from .results import ConductivityResult
 
 logger = logging.getLogger(__name__)
@@ -121,10 +119,7 @@ def thermal_conductivity(
         raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(isotope, (bool, np.bool_)):
         raise InvalidArgumentError(f"isotope must be True or False, got {isotope!r}")
-    mesh_values = np.atleast_1d(as_floats("mesh", mesh))
-    if (mesh_values.shape not in ((1,), (3,)) or not (np.isfinite(mesh_values).all() and (mesh_values > 0).all())
-            or (mesh_values.shape == (3,) and not all(float(v).is_integer() for v in mesh_values))):
-        raise InvalidArgumentError(f"mesh must be a positive length or three positive integers, got {mesh}")
+    check_mesh(mesh)
     temps = as_floats("temperatures", temperatures)
     if temps.ndim != 1 or temps.size == 0 or not (np.isfinite(temps).all() and (temps > 0).all()):
         raise InvalidArgumentError("temperatures must be a non-empty list of finite values > 0 K (the conductivity "
@@ -132,23 +127,15 @@ def thermal_conductivity(
     calc = get_calculator(atoms, calculator)
     out = output_folder(output_dir)
 
-    # phonopy takes right-handed cells only: a left-handed one is the same lattice with its vectors reversed
-    sign = -1.0 if np.linalg.det(atoms.cell.array) < 0 else 1.0
-    unitcell = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=sign * atoms.cell.array,
-                            scaled_positions=(sign * atoms.get_scaled_positions()) % 1.0, masses=atoms.get_masses())
     fc3_matrix = supercell_matrix(atoms, supercell)
     fc2_matrix = None if phonon_supercell is None else supercell_matrix(atoms, phonon_supercell)
     with warnings.catch_warnings():  # "auto" is our documented choice, not phonopy's v3-compatibility default
         warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
-        ph3 = Phono3py(unitcell, supercell_matrix=fc3_matrix, phonon_supercell_matrix=fc2_matrix,
+        ph3 = Phono3py(phonopy_unitcell(atoms), supercell_matrix=fc3_matrix, phonon_supercell_matrix=fc2_matrix,
                        primitive_matrix=primitive_matrix, symprec=symprec)
     nac = (nac_params(ph3.phonon_supercell, ph3.phonon_primitive, born, len(atoms), symprec) if born is not None
            else None)  # checked before the forces
-    mesh_numbers = (length2mesh(float(mesh), ph3.primitive.cell) if np.ndim(mesh) == 0
-                    else np.asarray(mesh_values, dtype=int))
-    if np.prod(mesh_numbers, dtype=float) > MAX_MESH_POINTS:
-        raise InvalidArgumentError(f"the q-point mesh {np.asarray(mesh_numbers).tolist()} holds more than "
-                                   f"{MAX_MESH_POINTS} points (mesh={mesh})")
+    mesh_numbers = resolve_mesh(mesh, ph3.primitive.cell)
 
     ph3.generate_displacements(distance=displacement, cutoff_pair_distance=cutoff_pair_distance)
     fc3_cells = ph3.supercells_with_displacements  # None where a pair lies beyond cutoff_pair_distance
@@ -161,9 +148,9 @@ def thermal_conductivity(
         )
     logger.info("thermal conductivity: %d displaced supercells of %d atoms%s", len(computed), len(ph3.supercell),
                 f" and {len(fc2_cells)} of {len(ph3.phonon_supercell)} atoms" if fc2_cells else "")
-    structures = [_to_ase(ph3.supercell)] + [_to_ase(c) for c in computed]
+    structures = [to_ase_atoms(ph3.supercell)] + [to_ase_atoms(c) for c in computed]
     if fc2_cells:
-        structures += [_to_ase(ph3.phonon_supercell)] + [_to_ase(c) for c in fc2_cells]
+        structures += [to_ase_atoms(ph3.phonon_supercell)] + [to_ase_atoms(c) for c in fc2_cells]
     results = calculate_many(structures, calc, progress=progress)
     forces = [r["forces"] for r in results]
     residual, fc3_forces = forces[0], iter(forces[1 : 1 + len(computed)])
@@ -189,14 +176,18 @@ def thermal_conductivity(
     ph3.init_phph_interaction()
     ph3.run_phonon_solver()
     frequencies, _, addresses = ph3.get_phonon_data()
-    gamma = frequencies[np.all(addresses == 0, axis=1)].ravel()
+    at_gamma = np.all(addresses == 0, axis=1)
+    gamma = frequencies[at_gamma].ravel()
     optical = gamma[np.argsort(np.abs(gamma))[3:]]  # the three closest to zero are Γ's acoustic modes
-    lowest = np.concatenate([frequencies[~np.all(addresses == 0, axis=1)].ravel(), optical])
-    imaginary = int(np.sum(lowest < -IMAGINARY_TOLERANCE))
+    modes = np.concatenate([frequencies[~at_gamma].ravel(), optical])  # THz, every mode on the mesh but those three
+    imaginary = int(np.sum(modes < -IMAGINARY_TOLERANCE))
     logger.info("thermal conductivity: %s solution on a %s q-point mesh at %d temperatures", method.upper(),
                 "x".join(str(int(n)) for n in mesh_numbers), len(temps))
     ph3.run_thermal_conductivity(is_LBTE=method == "lbte", temperatures=temps, is_isotope=bool(isotope))
     kappa = np.asarray(ph3.thermal_conductivity.kappa)[0]  # (temperatures, 6): the first (only) smearing width
+    if not np.isfinite(kappa).all():
+        raise InvalidArgumentError(f"phono3py gave a non-finite conductivity ({kappa.tolist()}); "
+                                   "check the structure's phonons (phonons()) and the supercell")
     result = ConductivityResult(
         temperatures=temps,
         kappa=kappa,
@@ -205,17 +196,14 @@ def thermal_conductivity(
         mesh=tuple(int(n) for n in mesh_numbers),
         n_supercells=len(structures),
         imaginary_modes=imaginary,
-        lowest_frequency=float(lowest.min()),
+        lowest_frequency=float(modes.min()),
         non_analytic_correction=nac is not None,
         phono3py=ph3,
     )
-    if not np.isfinite(kappa).all():
-        raise InvalidArgumentError(f"phono3py gave a non-finite conductivity ({kappa.tolist()}); "
-                                   "check the structure's phonons (phonons()) and the supercell")
     if imaginary:
         logger.warning("%d imaginary modes on the q-point mesh (lowest %.3f THz): phono3py leaves them out, so the "
                        "conductivity is not that of a stable crystal; check phonons() and relax the structure",
-                       imaginary, lowest.min())
+                       imaginary, modes.min())
     if out is not None:
         files = {"phono3py_params": out / "phono3py_params.yaml", "fc2": out / "fc2.hdf5", "fc3": out / "fc3.hdf5",
                  "kappa_csv": out / "kappa.csv", "kappa_plot": out / "kappa.png"}

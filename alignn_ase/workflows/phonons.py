@@ -75,6 +75,35 @@ def supercell_matrix(atoms: Atoms, supercell: float | Sequence[int] | Sequence[S
     return matrix.astype(int)
 
 
+def check_mesh(mesh: float | Sequence[int]) -> None:
+    """Raise :class:`~alignn_ase.errors.InvalidArgumentError` unless ``mesh`` is a positive length (phonopy's
+    q-point density) or three positive integers; phonopy would quietly turn a length <= 0 into a Γ-only mesh."""
+    if np.ndim(mesh) == 0:
+        check_numbers(mesh=mesh)
+    values = np.atleast_1d(as_floats("mesh", mesh))
+    if (values.shape not in ((1,), (3,)) or not (np.isfinite(values).all() and (values > 0).all())
+            or (values.shape == (3,) and not all(float(v).is_integer() for v in values))):
+        raise InvalidArgumentError(f"mesh must be a positive length (Å) or three positive integers, got {mesh}")
+
+
+def resolve_mesh(mesh: float | Sequence[int], primitive_cell: np.ndarray) -> np.ndarray:
+    """The three q-point counts of a mesh checked by :func:`check_mesh` (a length: phonopy's ``length2mesh`` for the
+    primitive cell); :class:`~alignn_ase.errors.InvalidArgumentError` above :data:`MAX_MESH_POINTS` points."""
+    numbers = length2mesh(float(mesh), primitive_cell) if np.ndim(mesh) == 0 else np.asarray(mesh, dtype=int)
+    if np.prod(numbers, dtype=float) > MAX_MESH_POINTS:
+        raise InvalidArgumentError(f"the q-point mesh {numbers.tolist()} holds more than {MAX_MESH_POINTS} points "
+                                   f"(mesh={mesh}); a length of 50-150 is typical")
+    return numbers
+
+
+def phonopy_unitcell(atoms: Atoms) -> PhonopyAtoms:
+    """``atoms`` as phonopy's unit cell, with its masses. phonopy takes right-handed cells only: a left-handed one
+    becomes the same lattice with its vectors reversed."""
+    sign = -1.0 if np.linalg.det(atoms.cell.array) < 0 else 1.0
+    return PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=sign * atoms.cell.array,
+                        scaled_positions=(sign * atoms.get_scaled_positions()) % 1.0, masses=atoms.get_masses())
+
+
 def phonons(
     atoms: Atoms,
     supercell: float | Sequence[int] | Sequence[Sequence[int]] = 10.0,
@@ -138,37 +167,22 @@ def phonons(
     if not 1e-3 <= displacement <= 0.1:
         logger.warning("a displacement of %g Å is outside 0.001-0.1 Å: forces at smaller ones are mostly float "
                        "rounding, at larger ones anharmonic (phonopy's default is 0.01 Å)", displacement)
-    if np.ndim(mesh) == 0:
-        check_numbers(mesh=mesh)
-    mesh_values = np.atleast_1d(as_floats("mesh", mesh))
-    if (mesh_values.shape not in ((1,), (3,)) or not (np.isfinite(mesh_values).all() and (mesh_values > 0).all())
-            or (mesh_values.shape == (3,) and not all(float(v).is_integer() for v in mesh_values))):
-        # phonopy would quietly turn a length <= 0 into a Gamma-only 1x1x1 mesh
-        raise InvalidArgumentError(f"mesh must be a positive length (Å) or three positive integers, got {mesh}")
+    check_mesh(mesh)
     temps = as_floats("temperatures", temperatures)
     if temps.ndim != 1 or temps.size == 0 or not (np.isfinite(temps).all() and (temps >= 0).all()):
         raise InvalidArgumentError("temperatures must be a non-empty list of finite values >= 0 K")
     calc = get_calculator(atoms, calculator)
     out = output_folder(output_dir)
-    # phonopy takes right-handed cells only: a left-handed one is the same lattice with its vectors reversed
-    sign = -1.0 if np.linalg.det(atoms.cell.array) < 0 else 1.0
-    unitcell = PhonopyAtoms(
-        symbols=atoms.get_chemical_symbols(),
-        cell=sign * atoms.cell.array,
-        scaled_positions=(sign * atoms.get_scaled_positions()) % 1.0,
-        masses=atoms.get_masses(),
-    )
     with warnings.catch_warnings():  # "auto" is our documented choice, not phonopy's v3-compatibility default
         warnings.simplefilter("ignore", PrimitiveMatrixAutoDefaultWarning)
-        ph = Phonopy(unitcell, supercell_matrix(atoms, supercell), primitive_matrix=primitive_matrix, symprec=symprec)
+        ph = Phonopy(phonopy_unitcell(atoms), supercell_matrix(atoms, supercell), primitive_matrix=primitive_matrix,
+                     symprec=symprec)
     logger.info("phonopy primitive matrix %s", ph.primitive_matrix.round(5).tolist())
-    nac = nac_params(ph.supercell, ph.primitive, born, len(atoms), symprec) if born is not None else None  # checked before the forces
-    mesh_numbers = length2mesh(float(mesh), ph.primitive.cell) if np.ndim(mesh) == 0 else np.asarray(mesh)
-    if np.prod(mesh_numbers, dtype=float) > MAX_MESH_POINTS:
-        raise InvalidArgumentError(f"the q-point mesh {np.asarray(mesh_numbers).tolist()} holds more than "
-                                   f"{MAX_MESH_POINTS} points (mesh={mesh}); a length of 50-150 is typical")
+    # checked before the forces
+    nac = nac_params(ph.supercell, ph.primitive, born, len(atoms), symprec) if born is not None else None
+    resolve_mesh(mesh, ph.primitive.cell)  # refuses a mesh too large before the forces
     ph.generate_displacements(distance=displacement)
-    structures = [_to_ase(ph.supercell)] + [_to_ase(sc) for sc in ph.supercells_with_displacements]
+    structures = [to_ase_atoms(ph.supercell)] + [to_ase_atoms(sc) for sc in ph.supercells_with_displacements]
     logger.info("phonons: %d displaced supercells of %d atoms", len(structures) - 1, len(ph.supercell))
     results = calculate_many(structures, calc, progress=progress)
     ph.forces = np.array([r["forces"] for r in results[1:]]) - results[0]["forces"]
@@ -301,7 +315,8 @@ def _tex_label(name: str) -> str:
     return "$" + GREEK_LABELS.get(base, rf"\mathrm{{{base}}}") + (f"_{{{sub}}}" if sub else "") + "$"
 
 
-def _to_ase(cell: PhonopyAtoms) -> Atoms:
+def to_ase_atoms(cell: PhonopyAtoms) -> Atoms:
+    """A phonopy cell as a 3D-periodic ``ase.Atoms`` with its masses."""
     return Atoms(
         symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, masses=cell.masses, pbc=True
     )
