@@ -183,6 +183,7 @@ def test_a_harmonic_potential_is_refused():
     ({"displacement": 0.0}, "displacement must be"),
     ({"supercell": [1000, 1000, 1000]}, "would hold"),
     ({"mesh": [200, 200, 200]}, "more than 1000000 points"),
+    ({"method": "lbte", "mesh": [90, 90, 90], "temperatures": [300.0] * 20}, "LBTE collision matrix would take"),
 ])
 def test_bad_input_is_named(change, message):
     kwargs = {"atoms": CU, "temperatures": [300.0], "calculator": EMT(), **COMMON, **change}

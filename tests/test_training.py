@@ -380,7 +380,7 @@ def test_cli_train_runs_a_yaml_config_and_names_bad_fields(tmp_path, dataset):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"alignn-ase: error: {tmp_path / 'bad.yaml'}: optim: unknown field(s) ['epochz']; known fields: "
-        "['batch_size', 'ema_decay', 'epochs', 'grad_clip', 'lr', 'patience', 'scheduler', 'weight_decay']"
+        "['batch_size', 'ema_decay', 'epochs', 'grad_clip', 'lr', 'max_minutes', 'patience', 'scheduler', 'weight_decay']"
     ]
 
     # --set overrides entries (paths of another machine, a learning rate) before validation

@@ -5,6 +5,7 @@ the relaxation-time approximation or solved directly (LBTE)."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
+from phonopy.phonon.grid import get_ir_grid_points
 from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
@@ -135,7 +137,9 @@ def thermal_conductivity(
                        primitive_matrix=primitive_matrix, symprec=symprec)
     nac = (nac_params(ph3.phonon_supercell, ph3.phonon_primitive, born, len(atoms), symprec) if born is not None
            else None)  # checked before the forces
-    mesh_numbers = resolve_mesh(mesh, ph3.primitive.cell)
+    ph3.mesh_numbers = mesh_numbers = resolve_mesh(mesh, ph3.primitive.cell)
+    if method == "lbte":
+        _check_lbte_memory(ph3, len(temps))
 
     ph3.generate_displacements(distance=displacement, cutoff_pair_distance=cutoff_pair_distance)
     fc3_cells = ph3.supercells_with_displacements  # None where a pair lies beyond cutoff_pair_distance
@@ -172,7 +176,6 @@ def thermal_conductivity(
 
     if nac is not None:
         ph3.nac_params = nac
-    ph3.mesh_numbers = mesh_numbers
     ph3.init_phph_interaction()
     ph3.run_phonon_solver()
     frequencies, _, addresses = ph3.get_phonon_data()
@@ -215,3 +218,19 @@ def thermal_conductivity(
         result.plot(files["kappa_plot"])
         result.files = files
     return result
+
+
+def _check_lbte_memory(ph3: Any, n_temperatures: int) -> None:
+    """Raise :class:`~alignn_ase.errors.InvalidArgumentError` if phono3py's LBTE collision matrix (per temperature,
+    (3 x irreducible q-points x bands)^2 doubles) would exceed 80 % of this machine's memory: phono3py would be killed
+    for it after the whole force-constant stage."""
+    n_ir = len(get_ir_grid_points(ph3.grid)[0])
+    n_band = 3 * len(ph3.primitive)
+    need = n_temperatures * (3 * n_ir * n_band) ** 2 * 8.0
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > 0.8 * have:
+        raise InvalidArgumentError(
+            f"the LBTE collision matrix would take {need / 2**30:.1f} GiB ({n_ir} irreducible q-points, {n_band} "
+            f"bands, {n_temperatures} temperatures), more than this machine's {have / 2**30:.0f} GiB allow: use "
+            "method='rta', a coarser mesh or fewer temperatures"
+        )
