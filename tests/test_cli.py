@@ -127,9 +127,9 @@ def test_phonons(files, capsys):
         assert (files / "phonons_output" / name).is_file()
 
 
-def test_phonons_with_a_born_file(files, capsys):
-    """--born reads phonopy's BORN file: the summary says the correction is on; a file that does not fit the
-    structure (one charge line for NaCl's two independent atoms) is a one-line error."""
+def test_phonons_and_kappa_with_a_born_file(files, capsys):
+    """--born (phonons and kappa) reads phonopy's BORN file: the summary says the correction is on; a file that does
+    not fit the structure (one charge line for NaCl's two independent atoms) is a one-line error."""
     write("NaCl.cif", bulk("NaCl", "rocksalt", a=5.64))
     lines = ["14.4", " ".join(["2.4", "0", "0", "0", "2.4", "0", "0", "0", "2.4"]),
              " ".join(["1.1", "0", "0", "0", "1.1", "0", "0", "0", "1.1"])]
@@ -139,6 +139,12 @@ def test_phonons_with_a_born_file(files, capsys):
     code, out, _ = run(capsys, *common, "--born", "BORN")
     assert code == 0 and json.loads(out)["non_analytic_correction"] is True
     code, _, err = run(capsys, *common, "--born", "SHORT")
+    assert code == 1 and err.startswith("alignn-ase: error: SHORT: not a phonopy BORN file for this structure")
+    kappa = ["kappa", "NaCl.cif", "--supercell", "2", "2", "2", "--mesh", "3", "3", "3", "--tmin", "300",
+             "--tmax", "300"]
+    code, out, _ = run(capsys, *kappa, "--born", "BORN")
+    assert code == 0 and json.loads(out)["non_analytic_correction"] is True
+    code, _, err = run(capsys, *kappa, "--born", "SHORT")
     assert code == 1 and err.startswith("alignn-ase: error: SHORT: not a phonopy BORN file for this structure")
 
 
