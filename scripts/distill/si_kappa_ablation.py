@@ -1,0 +1,74 @@
+"""Ablation (session 22, not shipped): can v5's architecture learn diamond Si's phonon-phonon scattering when the
+loss asks for it?
+
+The default potential's Si conducts heat 11 times worse than its teacher's, because its phonons scatter ~13 times as
+fast (``results/kappa_teacher_vs_default_fc2_4.md``): its third-order force constants are wrong. The catalogue's Si
+frames are 8-16-atom cells rattled by 0.01-0.15 Å, MD frames and strains. This ablation adds 120 rattled 64-atom
+cells (the 2x2x2 conventional supercell, Gaussian displacements of 0.02-0.06 Å, fresh seeds: not phono3py's
+displacement pattern) labelled by the teacher, fine-tunes v5 on Si alone (``ablation_si_kappa.yaml``) and measures
+Si's conductivity as ``kappa_teacher.py --phonon-supercell 4`` does::
+
+    /work/qhavenv/bin/python scripts/distill/si_kappa_ablation.py label     # teacher venv: -> /work/ablation_kappa/
+    OMP_NUM_THREADS=2 /work/venv/bin/alignn-ase train scripts/distill/ablation_si_kappa.yaml
+    /work/venv/bin/python scripts/distill/si_kappa_ablation.py measure      # project venv (phono3py)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read, write
+
+OUT = Path("/work/ablation_kappa")
+HERE = Path(__file__).resolve().parent
+
+
+def label() -> None:
+    from alignn_ase import relax
+    from teachers import load_teacher
+
+    teacher = load_teacher("sevenn")
+    frames = [a for path in sorted(glob.glob("/work/distill*/chunks/*.extxyz")) for a in read(path, ":")
+              if set(a.get_chemical_symbols()) == {"Si"} and not a.info["parent_id"].startswith("elemental:diamond:Si")]
+    cell = relax(bulk("Si", "diamond", a=5.46, cubic=True), fmax=1e-4, calculator=teacher.calc, fix_symmetry=True,
+                 progress=False).atoms.repeat(2)
+    rng = np.random.default_rng(2222)
+    for k in range(120):
+        a = cell.copy()
+        a.positions += rng.normal(0.0, (0.02, 0.04, 0.06)[k % 3], a.positions.shape)
+        a.calc = teacher.calc
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces(), stress=a.get_stress())
+        a.info.update(kind="rattle64", parent_id=f"ablation:si64:{k}", teacher=teacher.label)
+        frames.append(a)
+    OUT.mkdir(exist_ok=True)
+    write(OUT / "si.extxyz", frames)
+    print(f"{len(frames)} Si frames ({len(frames) - 120} from the catalogue, held-out diamond Si left out) -> "
+          f"{OUT / 'si.extxyz'}")
+
+
+def measure() -> None:
+    from alignn_ase import ALIGNNCalculator, relax, thermal_conductivity
+
+    rows = {}
+    for name, model in (("v5", "alignn-ase-distill-v5"),
+                        ("v5 fine-tuned on Si, best_model", str(OUT / "run" / "best_model")),
+                        ("v5 fine-tuned on Si, last_model", str(OUT / "run" / "last_model"))):
+        calc = ALIGNNCalculator(model, dtype="float64")
+        cell = relax(bulk("Si", "diamond", a=5.43, cubic=True), fmax=1e-4, calculator=calc, fix_symmetry=True,
+                     progress=False).atoms
+        r = thermal_conductivity(cell, supercell=(2, 2, 2), phonon_supercell=(4, 4, 4), mesh=(19, 19, 19),
+                                 temperatures=[300.0], isotope=True, calculator=calc, output_dir=None, progress=False)
+        rows[name] = {"a_A": float(cell.cell[0, 0]), "kappa_300K_W_per_mK": float(r.kappa_mean[0]),
+                      "imaginary_modes": r.imaginary_modes}
+        print(name, rows[name], flush=True)
+    (HERE / "results" / "si_kappa_ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    {"label": label, "measure": measure}[sys.argv[1]]()
