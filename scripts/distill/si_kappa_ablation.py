@@ -10,6 +10,11 @@ Si's conductivity as ``kappa_teacher.py --phonon-supercell 4`` does::
 
     /work/qhavenv/bin/python scripts/distill/si_kappa_ablation.py label     # teacher venv: -> /work/ablation_kappa/
     OMP_NUM_THREADS=2 /work/venv/bin/alignn-ase train scripts/distill/ablation_si_kappa.yaml
+    # the control: the same fine-tune on the catalogue's Si frames alone
+    /work/venv/bin/python -c "from ase.io import read, write; write('/work/ablation_kappa/si_catalogue.extxyz', \
+        [a for a in read('/work/ablation_kappa/si.extxyz', ':') if a.info.get('kind') != 'rattle64'])"
+    OMP_NUM_THREADS=2 /work/venv/bin/alignn-ase train scripts/distill/ablation_si_kappa.yaml \
+        --set data.path=/work/ablation_kappa/si_catalogue.extxyz --set output_dir=/work/ablation_kappa/run_control
     /work/venv/bin/python scripts/distill/si_kappa_ablation.py measure      # project venv (phono3py)
 """
 
@@ -53,19 +58,21 @@ def label() -> None:
 
 
 def measure() -> None:
-    from alignn_ase import ALIGNNCalculator, relax, thermal_conductivity
+    from alignn_ase import ALIGNNCalculator, elastic, relax, thermal_conductivity
 
     rows = {}
-    for name, model in (("v5", "alignn-ase-distill-v5"),
-                        ("v5 fine-tuned on Si, best_model", str(OUT / "run" / "best_model")),
-                        ("v5 fine-tuned on Si, last_model", str(OUT / "run" / "last_model"))):
+    runs = [("v5", "alignn-ase-distill-v5")]
+    for run, what in (("run", "with the 64-atom cells"), ("run_control", "catalogue frames only")):
+        runs += [(f"v5 fine-tuned on Si, {what}, {m}", str(OUT / run / m)) for m in ("best_model", "last_model")]
+    for name, model in runs:
         calc = ALIGNNCalculator(model, dtype="float64")
         cell = relax(bulk("Si", "diamond", a=5.43, cubic=True), fmax=1e-4, calculator=calc, fix_symmetry=True,
                      progress=False).atoms
         r = thermal_conductivity(cell, supercell=(2, 2, 2), phonon_supercell=(4, 4, 4), mesh=(19, 19, 19),
                                  temperatures=[300.0], isotope=True, calculator=calc, output_dir=None, progress=False)
+        c = elastic(cell, calculator=calc, output_dir=None, progress=False).c
         rows[name] = {"a_A": float(cell.cell[0, 0]), "kappa_300K_W_per_mK": float(r.kappa_mean[0]),
-                      "imaginary_modes": r.imaginary_modes}
+                      "imaginary_modes": r.imaginary_modes, "C11_C12_C44_GPa": [c[0, 0], c[0, 1], c[3, 3]]}
         print(name, rows[name], flush=True)
     (HERE / "results" / "si_kappa_ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
 
