@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, ScalarFormatter
 from phonopy import Phonopy
 
 from ..errors import InvalidArgumentError
@@ -552,6 +553,10 @@ class ConductivityResult:
         if len(t) > 1:
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # labels at 200 and 500 K, not 2 x 10^2
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_formatter(ScalarFormatter())
+                axis.set_minor_formatter(ScalarFormatter())
         ax.set_xlabel("temperature (K)")
         ax.set_ylabel("κ (W/(m K))")
         ax.set_title(f"{self.method.upper()}, mesh {'x'.join(map(str, self.mesh))}"
