@@ -30,6 +30,15 @@ def check_numbers(**values: object) -> None:
         raise InvalidArgumentError(f"expected numbers, got {', '.join(bad)}")
 
 
+def check_positive(**values: object) -> None:
+    """:func:`check_numbers`, then :class:`~alignn_ase.errors.InvalidArgumentError` naming the first of ``values``
+    that is not a finite number > 0."""
+    check_numbers(**values)
+    for name, value in values.items():
+        if not 0 < value < np.inf:
+            raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value!r}")
+
+
 def new_file(path: str | Path) -> Path:
     """``path`` as a ``Path``, with its missing parent folders made (before a run, not at its first write)."""
     path = Path(path)

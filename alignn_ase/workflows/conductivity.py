@@ -18,7 +18,7 @@ from phonopy.structure.cells import PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import as_floats, calculate_many, check_numbers, check_structure, get_calculator, output_folder, write_csv
+from .calc import as_floats, calculate_many, check_positive, check_structure, get_calculator, output_folder, write_csv
 from .phonons import check_mesh, nac_params, phonopy_unitcell, resolve_mesh, supercell_matrix, to_ase_atoms
 from .results import ConductivityResult
 
@@ -108,15 +108,9 @@ def thermal_conductivity(
     check_structure(atoms)
     if not is_3d_periodic(atoms):
         raise InvalidArgumentError("the thermal conductivity needs a 3D periodic cell")
-    check_numbers(displacement=displacement, symprec=symprec)
-    for name, value in (("displacement", displacement), ("symprec", symprec)):
-        if not 0 < value < np.inf:
-            raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value!r}")
+    check_positive(displacement=displacement, symprec=symprec)
     if cutoff_pair_distance is not None:
-        check_numbers(cutoff_pair_distance=cutoff_pair_distance)
-        if not 0 < cutoff_pair_distance < np.inf:
-            raise InvalidArgumentError(f"cutoff_pair_distance must be a finite length > 0 Å or None, "
-                                       f"got {cutoff_pair_distance!r}")
+        check_positive(cutoff_pair_distance=cutoff_pair_distance)
     if method not in METHODS:
         raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(isotope, (bool, np.bool_)):

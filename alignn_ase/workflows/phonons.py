@@ -23,7 +23,9 @@ from phonopy.structure.cells import Primitive, PrimitiveMatrixAutoDefaultWarning
 
 from ..errors import InvalidArgumentError
 from ..graph import is_3d_periodic
-from .calc import as_floats, calculate_many, check_numbers, check_structure, get_calculator, output_folder
+from .calc import (
+    as_floats, calculate_many, check_numbers, check_positive, check_structure, get_calculator, output_folder,
+)
 from .results import PhononResult
 
 logger = logging.getLogger(__name__)
@@ -160,10 +162,7 @@ def phonons(
     check_structure(atoms)
     if not is_3d_periodic(atoms):
         raise InvalidArgumentError("phonons need a 3D periodic cell")
-    check_numbers(displacement=displacement, symprec=symprec, acoustic_tolerance=acoustic_tolerance)
-    for name, value in (("displacement", displacement), ("symprec", symprec), ("acoustic_tolerance", acoustic_tolerance)):
-        if not 0 < value < np.inf:
-            raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value!r}")
+    check_positive(displacement=displacement, symprec=symprec, acoustic_tolerance=acoustic_tolerance)
     if not 1e-3 <= displacement <= 0.1:
         logger.warning("a displacement of %g Å is outside 0.001-0.1 Å: forces at smaller ones are mostly float "
                        "rounding, at larger ones anharmonic (phonopy's default is 0.01 Å)", displacement)

@@ -24,9 +24,11 @@ import json
 import time
 from pathlib import Path
 
+from ase import Atoms
 from ase.build import bulk
 
 from alignn_ase import ALIGNNCalculator, relax, thermal_conductivity
+from alignn_ase.workflows import ConductivityResult
 from teachers import load_teacher
 
 HERE = Path(__file__).resolve().parent
@@ -37,16 +39,23 @@ TEMPERATURES = [300.0, 600.0, 900.0]
 EXPERIMENT = {"Si": 150.0, "Ge": 60.0, "C": 2200.0}
 
 
+def diamond_conductivity(calc, element: str, a: float, phonon_supercell: int,
+                         temperatures: list[float]) -> tuple[Atoms, ConductivityResult]:
+    """The protocol of this script (the module docstring) for one diamond-structure crystal: the relaxed cubic cell
+    and its conductivity. ``phonon_supercell`` 2: fc2 from the fc3 supercells."""
+    cell = relax(bulk(element, "diamond", a=a, cubic=True), fmax=1e-4, calculator=calc, fix_symmetry=True,
+                 progress=False).atoms
+    fc2_cell = None if phonon_supercell == 2 else (phonon_supercell,) * 3
+    return cell, thermal_conductivity(cell, supercell=(2, 2, 2), phonon_supercell=fc2_cell, mesh=(19, 19, 19),
+                                      temperatures=temperatures, isotope=True, calculator=calc, output_dir=None,
+                                      progress=False)
+
+
 def measure(calc, phonon_supercell: int) -> dict[str, dict]:
     rows = {}
     for name, a in CRYSTALS.items():
         start = time.perf_counter()
-        cell = relax(bulk(name, "diamond", a=a, cubic=True), fmax=1e-4, calculator=calc, fix_symmetry=True,
-                     progress=False).atoms
-        fc2_cell = None if phonon_supercell == 2 else (phonon_supercell,) * 3  # None: fc2 from the fc3 supercells
-        r = thermal_conductivity(cell, supercell=(2, 2, 2), phonon_supercell=fc2_cell, mesh=(19, 19, 19),
-                                 temperatures=TEMPERATURES, isotope=True, calculator=calc, output_dir=None,
-                                 progress=False)
+        cell, r = diamond_conductivity(calc, name, a, phonon_supercell, TEMPERATURES)
         # κ = Σ C v² τ / V over the modes: its harmonic factor Σ C v² / V (mesh-weighted) and κ over it, an
         # effective lifetime, at 300 K, in one set of arbitrary units (only ratios between models mean anything)
         tc = r.phono3py.thermal_conductivity

@@ -6,7 +6,7 @@ fast (``results/kappa_teacher_vs_default_fc2_4.md``): its third-order force cons
 frames are 8-16-atom cells rattled by 0.01-0.15 Å, MD frames and strains. This ablation adds 120 rattled 64-atom
 cells (the 2x2x2 conventional supercell, Gaussian displacements of 0.02-0.06 Å, fresh seeds: not phono3py's
 displacement pattern) labelled by the teacher, fine-tunes v5 on Si alone (``ablation_si_kappa.yaml``) and measures
-Si's conductivity as ``kappa_teacher.py --phonon-supercell 4`` does::
+Si's conductivity as ``kappa_teacher.py --phonon-supercell 4`` does (its ``diamond_conductivity``)::
 
     /work/qhavenv/bin/python scripts/distill/si_kappa_ablation.py label     # teacher venv: -> /work/ablation_kappa/
     OMP_NUM_THREADS=2 /work/venv/bin/alignn-ase train scripts/distill/ablation_si_kappa.yaml
@@ -58,7 +58,8 @@ def label() -> None:
 
 
 def measure() -> None:
-    from alignn_ase import ALIGNNCalculator, elastic, relax, thermal_conductivity
+    from alignn_ase import ALIGNNCalculator, elastic
+    from kappa_teacher import diamond_conductivity
 
     rows = {}
     runs = [("v5", "alignn-ase-distill-v5")]
@@ -66,10 +67,7 @@ def measure() -> None:
         runs += [(f"v5 fine-tuned on Si, {what}, {m}", str(OUT / run / m)) for m in ("best_model", "last_model")]
     for name, model in runs:
         calc = ALIGNNCalculator(model, dtype="float64")
-        cell = relax(bulk("Si", "diamond", a=5.43, cubic=True), fmax=1e-4, calculator=calc, fix_symmetry=True,
-                     progress=False).atoms
-        r = thermal_conductivity(cell, supercell=(2, 2, 2), phonon_supercell=(4, 4, 4), mesh=(19, 19, 19),
-                                 temperatures=[300.0], isotope=True, calculator=calc, output_dir=None, progress=False)
+        cell, r = diamond_conductivity(calc, "Si", 5.43, 4, [300.0])
         c = elastic(cell, calculator=calc, output_dir=None, progress=False).c
         rows[name] = {"a_A": float(cell.cell[0, 0]), "kappa_300K_W_per_mK": float(r.kappa_mean[0]),
                       "imaginary_modes": r.imaginary_modes, "C11_C12_C44_GPa": [c[0, 0], c[0, 1], c[3, 3]]}
