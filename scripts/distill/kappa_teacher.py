@@ -8,13 +8,16 @@ everywhere in this pipeline)::
     python -m venv /work/qhavenv
     /work/qhavenv/bin/pip install torch==2.13.0 && /work/qhavenv/bin/pip install sevenn==0.13.0 phono3py -e .
     /work/qhavenv/bin/python scripts/distill/kappa_teacher.py [--phonon-supercell 4]
+    # a candidate potential against the teacher rows of an earlier run (no teacher needed; the project venv will do)
+    python scripts/distill/kappa_teacher.py --phonon-supercell 4 --model RUN/last_model \
+        --teacher-json scripts/distill/results/kappa_teacher_vs_default_fc2_4.json --out /tmp/kappa_candidate
 
 Each crystal is relaxed by each model (1e-4 eV/Å, cell included, symmetry kept), then
 :func:`alignn_ase.thermal_conductivity` as phono3py's silicon example does it: the 8-atom conventional cell in a
 2x2x2 supercell (64 atoms, fc3 and by default fc2; ``--phonon-supercell 4``: fc2 in a 4x4x4 one, 512 atoms, beyond
 the models' reach through their layers), 0.03 Å displacements, a 19x19x19 mesh, the relaxation-time approximation,
 with natural isotope scattering (as in the measured natural crystals). Writes
-``results/kappa_teacher_vs_default_fc2_<n>.md`` and ``.json``.
+``results/kappa_teacher_vs_default_fc2_<n>.md`` and ``.json`` (or ``--out`` with those suffixes).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from ase.build import bulk
 
 from alignn_ase import ALIGNNCalculator, relax, thermal_conductivity
 from alignn_ase.workflows import ConductivityResult
-from teachers import load_teacher
 
 HERE = Path(__file__).resolve().parent
 CRYSTALS = {"Si": 5.43, "Ge": 5.66, "C": 3.57}
@@ -72,10 +74,22 @@ def measure(calc, phonon_supercell: int) -> dict[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phonon-supercell", type=int, default=2, help="fc2 supercell of the conventional cell")
-    n = parser.parse_args().phonon_supercell
-    results = {"teacher (SevenNet-0)": measure(load_teacher("sevenn").calc, n),
-               "default potential": measure(ALIGNNCalculator(dtype="float64"), n)}
-    out = HERE / "results" / f"kappa_teacher_vs_default_fc2_{n}"
+    parser.add_argument("--model", default="default", help="the potential set beside the teacher: a shipped name "
+                                                             "or a checkpoint path (default: the shipped default)")
+    parser.add_argument("--teacher-json", type=Path, help="take the teacher's rows from this earlier result file "
+                                                          "(same --phonon-supercell) instead of running the teacher")
+    parser.add_argument("--out", type=Path, help="result stem (default: results/kappa_teacher_vs_default_fc2_<n>)")
+    args = parser.parse_args()
+    n = args.phonon_supercell
+    if args.teacher_json is None:
+        from teachers import load_teacher  # the teacher's venv only
+
+        teacher = measure(load_teacher("sevenn").calc, n)
+    else:
+        teacher = json.loads(args.teacher_json.read_text())["teacher (SevenNet-0)"]
+    model = "default potential" if args.model == "default" else args.model
+    results = {"teacher (SevenNet-0)": teacher, model: measure(ALIGNNCalculator(args.model, dtype="float64"), n)}
+    out = args.out or HERE / "results" / f"kappa_teacher_vs_default_fc2_{n}"
     out.with_suffix(".json").write_text(json.dumps({"temperatures_K": TEMPERATURES, **results}, indent=1) + "\n")
     lines = ["Lattice thermal conductivity, W/(m K), at " + ", ".join(f"{t:g}" for t in TEMPERATURES) + " K (RTA, "
              f"19x19x19 mesh, fc3 in the 2x2x2 and fc2 in the {n}x{n}x{n} conventional supercell, isotope scattering); "
@@ -92,7 +106,7 @@ def main() -> None:
         lines.append(f"| {name} | {EXPERIMENT[name]:g} | " + " | ".join(cells) + " |")
     teacher, student = results.values()
     lines += ["", "At 300 K, κ = Σ C v² τ / V split into its harmonic factor Σ C v² / V (heat capacities, group "
-              "velocities) and κ over it (an effective lifetime τ), the default potential's over the teacher's:", "",
+              f"velocities) and κ over it (an effective lifetime τ), the {model}'s over the teacher's:", "",
               "| crystal | κ | harmonic factor | effective lifetime |", "|---|---:|---:|---:|"]
     for name in CRYSTALS:
         t, s = teacher[name], student[name]
