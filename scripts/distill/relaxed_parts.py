@@ -21,7 +21,8 @@ Both parts take every 3D-periodic relaxed parent of the training split (``<out>/
 
 Frames carry the parent's provenance keys. Output: ``<out>/<part>/NNNN.extxyz`` per chunk of ``--chunk`` parents
 (atomic writes; finished chunks are skipped on restart; two workers split the chunks with ``--worker 0/2`` and
-``--worker 1/2``), merged with ``--merge`` into ``<out>/<part>.extxyz``. Run in the side venv:
+``--worker 1/2``), merged with ``--merge`` into ``<out>/<part>.extxyz``. ``<out>/<part>/plan.json`` records the
+parent count, ``--chunk`` and ``--frames`` of the first run; a restart or merge that differs is refused. Run in the side venv:
 
     cd /work/main && for w in 0 1; do nohup nice -n 10 /work/upvenv/bin/python scripts/distill/relaxed_parts.py \
         --part phonon --worker $w/2 > /work/distill/phonon_$w.log 2>&1 & done; wait
@@ -31,6 +32,7 @@ Frames carry the parent's provenance keys. Output: ``<out>/<part>/NNNN.extxyz`` 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections import Counter
@@ -102,6 +104,17 @@ def parents(relaxed_file: Path, held_out: list[str]) -> list[Atoms]:
     return chosen
 
 
+def check_plan(path: Path, plan: dict[str, int]) -> None:
+    """Record how the chunks of a folder are cut on its first run; refuse a later run (or merge) that cuts them otherwise."""
+    if not path.exists():
+        path.write_text(json.dumps(plan) + "\n")
+        return
+    stored = json.loads(path.read_text())
+    if stored != plan:
+        raise SystemExit(f"{path.parent} was labelled with {stored}; this run asks for {plan}: give the same --chunk and "
+                         "--frames (and the same relaxed file), or another --out")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", choices=sorted(SEED_OFFSETS), required=True)
@@ -123,6 +136,7 @@ def main() -> None:
     chunk_dir = args.out / args.part
     chunk_dir.mkdir(parents=True, exist_ok=True)
     todo = parents(args.relaxed, args.held_out)
+    check_plan(chunk_dir / "plan.json", {"parents": len(todo), "chunk": args.chunk, "frames": frames_per_parent})
     n_chunks = -(-len(todo) // args.chunk)
     if args.merge:
         files = [chunk_dir / f"{c:04d}.extxyz" for c in range(n_chunks)]
