@@ -16,6 +16,9 @@ Si's conductivity as ``kappa_teacher.py --phonon-supercell 4`` does (its ``diamo
     OMP_NUM_THREADS=2 /work/venv/bin/alignn-ase train scripts/distill/ablation_si_kappa.yaml \
         --set data.path=/work/ablation_kappa/si_catalogue.extxyz --set output_dir=/work/ablation_kappa/run_control
     /work/venv/bin/python scripts/distill/si_kappa_ablation.py measure      # project venv (phono3py)
+    # session 23: the 120 cells in a universal mix (ablation_si_kappa_mixed.yaml; results/stage7_phonon/README.md)
+    /work/venv/bin/python scripts/distill/si_kappa_ablation.py mixed
+    OMP_NUM_THREADS=2 /work/venv/bin/alignn-ase train scripts/distill/ablation_si_kappa_mixed.yaml
 """
 
 from __future__ import annotations
@@ -57,6 +60,18 @@ def label() -> None:
           f"{OUT / 'si.extxyz'}")
 
 
+def mixed() -> None:
+    """The universal mix of ``ablation_si_kappa_mixed.yaml``: the phonon part, the 120 rattled diamond Si cells three
+    times (copies share a parent id, so the by-parent split keeps them on one side) and a seeded quarter of the
+    catalogue's training frames."""
+    cells = [a for a in read(OUT / "si.extxyz", ":") if a.info.get("kind") == "rattle64"]
+    catalogue = read("/work/distill/train_all.extxyz", ":")
+    keep = np.random.default_rng(23).permutation(len(catalogue))[: len(catalogue) // 4]
+    frames = [catalogue[k] for k in sorted(keep)] + read("/work/distill/phonon.extxyz", ":") + cells * 3
+    write(OUT / "mixed.extxyz", frames)
+    print(f"{len(frames)} frames -> {OUT / 'mixed.extxyz'}")
+
+
 def measure() -> None:
     from alignn_ase import ALIGNNCalculator, elastic
     from kappa_teacher import diamond_conductivity
@@ -76,4 +91,4 @@ def measure() -> None:
 
 
 if __name__ == "__main__":
-    {"label": label, "measure": measure}[sys.argv[1]]()
+    {"label": label, "mixed": mixed, "measure": measure}[sys.argv[1]]()
