@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -93,7 +95,7 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps({"temperatures_K": TEMPERATURES, **results}, indent=1) + "\n")
     lines = ["Lattice thermal conductivity, W/(m K), at " + ", ".join(f"{t:g}" for t in TEMPERATURES) + " K (RTA, "
              f"19x19x19 mesh, fc3 in the 2x2x2 and fc2 in the {n}x{n}x{n} conventional supercell, isotope scattering); "
-             f"experiment at 300 K; `scripts/distill/kappa_teacher.py --phonon-supercell {n}`.", "",
+             f"experiment at 300 K; `{shlex.join(['scripts/distill/kappa_teacher.py', *sys.argv[1:]])}`.", "",
              "| crystal | experiment (300 K) | " + " | ".join(f"{m}: a (Å), κ" for m in results) + " |",
              "|---|---:|" + "---|" * len(results)]
     for name in CRYSTALS:
