@@ -24,7 +24,6 @@ import csv
 import json
 import logging
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
