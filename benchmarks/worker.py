@@ -22,6 +22,11 @@ Commands (one JSON object per line; the answer is one JSON line):
 - ``memory``: peak resident memory (MB) of one evaluation (VmHWM reset first); with
   ``--device cuda``, the peak GPU memory torch allocated in it instead.
 - ``breakdown``: seconds in graph building and in the model, separately.
+- ``floor`` (alignn-ase only): what no implementation of this model's arithmetic avoids, measured on
+  ``calls`` jittered geometries of structure ``index``: graph-building seconds, and seconds for the call's
+  matrix products alone (every ``mm``/``addmm``/``bmm`` of one E+F+S evaluation, recorded with a
+  ``TorchDispatchMode`` and replayed back to back on fresh tensors of the same shapes and strides); also
+  their FLOPs, and the number of other operators and the bytes they write.
 - ``loop`` / ``predict``: the 64 small structures one by one / batched.
 - ``md``: velocity-Verlet steps; step time and time spent building graphs.
 - ``capacity``: one E+F+S evaluation of a rattled Si diamond cell repeated ``n`` times
@@ -223,6 +228,55 @@ def cmd_breakdown(prog, structures, msg):
     return {"graph": graph, "model": model}
 
 
+GEMMS = ("mm", "addmm", "bmm", "baddbmm")
+
+
+def cmd_floor(prog, structures, msg):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from alignn_ase.compute import evaluate
+
+    if prog.args.program != "alignn_ase":
+        raise SystemExit("floor: alignn_ase only")
+    calc = prog.calc
+    rng = np.random.default_rng(4)
+    base = structures[msg["index"]]
+    recorded, other = [], {"ops": 0, "bytes": 0}
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket.__name__ in GEMMS:
+                recorded.append((func, [(a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a
+                                        for a in args], kwargs or {}))
+            else:
+                other["ops"] += 1
+                outs = out if isinstance(out, (tuple, list)) else [out]
+                other["bytes"] += sum(t.numel() * t.element_size() for t in outs if isinstance(t, torch.Tensor))
+            return out
+
+    graph = calc._graphs(jittered(base, rng))
+    with calc._compile_settings(), Record():
+        evaluate(calc.model, graph, forces=True, stress=True)
+    flops, replay = 0, []
+    for func, args, kwargs in recorded:
+        made = [torch.empty_strided(a[0], a[1], dtype=a[2]).uniform_(-1, 1) if isinstance(a, tuple) else a
+                for a in args]
+        replay.append((func, made, kwargs))
+        flops += 2 * made[-2].numel() * made[-1].shape[-1]  # (..., m, k) @ (..., k, n): 2 m k n per batch
+    gemm, graph_s = [], []
+    for _ in range(msg["calls"]):
+        t = time.perf_counter()
+        calc._graphs(jittered(base, rng))
+        graph_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for func, made, kwargs in replay:
+            func(*made, **kwargs)
+        gemm.append(time.perf_counter() - t)
+    return {"graph": graph_s, "gemm": gemm, "gemm_flops": flops, "gemm_calls": len(recorded),
+            "other_ops": other["ops"], "other_bytes": other["bytes"]}
+
+
 def cmd_loop(prog, msg):
     structs = small_structures(msg["n"])
     if msg.get("settle"):
@@ -304,6 +358,7 @@ def main() -> None:
         "memory": lambda msg: cmd_memory(prog, structures, msg),
         "capacity": lambda msg: cmd_capacity(prog, msg),
         "breakdown": lambda msg: cmd_breakdown(prog, structures, msg),
+        "floor": lambda msg: cmd_floor(prog, structures, msg),
         "loop": lambda msg: cmd_loop(prog, msg),
         "predict": lambda msg: cmd_predict(prog, msg),
         "md": lambda msg: cmd_md(prog, structures, msg),
