@@ -25,6 +25,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from ase import Atoms
 from ase.io import read, write
 from merge import HOLE_FORMATION
 from references import elemental_references, formation_energy
@@ -33,6 +34,31 @@ log = logging.getLogger("formation_energy")
 
 BULK = ("elemental", "pyxtal", "binary", "ternary", "vacancy")
 MAX_LABEL = 3.0  # eV/atom
+
+
+def labelled_structure(atoms: Atoms, mu: dict[str, float], record_id: str) -> tuple[Atoms | None, str | None]:
+    """``atoms`` (a teacher-labelled frame) as a record ``record_id`` with its ``formation_energy_peratom`` (eV/atom),
+    or ``(None, reason)`` for a bulk structure that gets no label (an element without a reference, a label outside
+    [HOLE_FORMATION, MAX_LABEL]); ``(None, None)`` for a structure that is not bulk (surfaces, molecules)."""
+    if atoms.info.get("group") not in BULK:
+        return None, None
+    missing = sorted({el for el in atoms.get_chemical_symbols() if el not in mu})
+    if missing:
+        return None, ",".join(missing)
+    e_form = formation_energy(atoms, mu)
+    if not HOLE_FORMATION <= e_form <= MAX_LABEL:
+        return None, f"E_f outside [{HOLE_FORMATION}, {MAX_LABEL}] eV/atom"
+    labelled = atoms.copy()
+    labelled.calc = None
+    labelled.info = {
+        "id": record_id,
+        "formation_energy_peratom": e_form,
+        "group": atoms.info.get("group"),
+        "teacher": atoms.info.get("teacher"),
+        "teacher_package": atoms.info.get("teacher_package"),
+        "seed": atoms.info.get("seed"),
+    }
+    return labelled, None
 
 
 def main() -> None:
@@ -47,28 +73,11 @@ def main() -> None:
     mu, source = elemental_references(frames)
     out, skipped = [], Counter()
     for atoms in frames:
-        if atoms.info.get("group") not in BULK:
-            continue
-        counts = Counter(atoms.get_chemical_symbols())
-        missing = [el for el in counts if el not in mu]
-        if missing:
-            skipped[",".join(sorted(missing))] += 1
-            continue
-        e_form = formation_energy(atoms, mu)
-        if not HOLE_FORMATION <= e_form <= MAX_LABEL:
-            skipped[f"E_f outside [{HOLE_FORMATION}, {MAX_LABEL}] eV/atom"] += 1
-            continue
-        labelled = atoms.copy()
-        labelled.calc = None
-        labelled.info = {
-            "id": str(atoms.info.get("parent_id")),
-            "formation_energy_peratom": e_form,
-            "group": atoms.info.get("group"),
-            "teacher": atoms.info.get("teacher"),
-            "teacher_package": atoms.info.get("teacher_package"),
-            "seed": atoms.info.get("seed"),
-        }
-        out.append(labelled)
+        labelled, reason = labelled_structure(atoms, mu, str(atoms.info.get("parent_id")))
+        if reason:
+            skipped[reason] += 1
+        elif labelled is not None:
+            out.append(labelled)
     if skipped:
         log.warning("skipped bulk structures (reason or elements lacking a reference: count): %s", dict(skipped))
     write(args.out, out)
