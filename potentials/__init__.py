@@ -7,4 +7,4 @@ predicts it, so ``ALIGNNCalculator(properties=["formation_energy_peratom"])`` wo
 """
 
 DEFAULT = "alignn-ase-distill-v5"
-PROPERTY_MODELS = {"formation_energy_peratom": "formation-energy-distill-v5"}
+PROPERTY_MODELS = {"formation_energy_peratom": "formation-energy-distill-v6"}

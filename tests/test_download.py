@@ -99,7 +99,7 @@ def test_a_corrupt_download_is_refused(published, tmp_path, spoil):
 def test_shipped_names_and_paths_come_before_upstream_names(published, tmp_path, monkeypatch):
     # the upstream registry holds a formation_energy_peratom too; the bare name is the shipped property model
     assert "formation_energy_peratom" in upstream_models()
-    assert load_model("formation_energy_peratom").source.endswith("formation-energy-distill-v5")
+    assert load_model("formation_energy_peratom").source.endswith("formation-energy-distill-v6")
     monkeypatch.chdir(tmp_path)
     shutil.copytree(UPSTREAM / "pure_2_2_64_cgcnn", tmp_path / NAME)  # a local folder of that name
     assert load_model(NAME).source == NAME

@@ -1,11 +1,11 @@
 """Formation energies two ways, on structures held out from both models: the shipped property model against the default
 potential's own energy with the label's elemental references.
 
-The label is the property model's (``potentials/formation-energy-distill-v5/MODEL_CARD.md``): (E − Σ_el n_el μ_el) / N
-in eV/atom, E the teacher's energy of a teacher-relaxed bulk structure, μ_el from
-``data/elemental_references.json``. The structures are the relaxed 3D-periodic frames of the committed held-out set
-(``data/test.extxyz``): the relaxed parents the potential never trained on, which the property model's data
-(the relaxed training parents) does not hold either. Each model predicts once:
+The label is the property model's (``potentials/formation-energy-distill-v6/MODEL_CARD.md``): (E − Σ_el n_el μ_el) / N
+in eV/atom, E the teacher's energy of a bulk structure, μ_el from ``data/elemental_references.json``. The
+structures are the relaxed 3D-periodic bulk frames of the committed held-out set (``data/test.extxyz``): parents the
+potential never trained on, which the property model's data (frames of its training parents) does not hold either.
+Each model predicts once:
 
 - the property model: its ``formation_energy_peratom``;
 - the potential: (E_potential − Σ_el n_el μ_el) / N with the same μ (the teacher's; the potential is a distillation
