@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alignn_ase.potentials import DEFAULT, PROPERTY_MODELS
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT
 MODEL_FILES = ("config.json", "model.safetensors", "MODEL_CARD.md")
 
 

@@ -38,17 +38,22 @@ HERE = Path(__file__).resolve().parent
 TARGET = "formation_energy_peratom"
 
 
+def within_parent_mae(error: np.ndarray, parents: list[str]) -> float:
+    """MAE of the changes along each parent's frames: the errors (prediction - label, eV/atom) less their parent's
+    mean error, so how a prediction follows the geometry, whatever its offset."""
+    _, index = np.unique(parents, return_inverse=True)
+    mean_error = np.bincount(index, error) / np.bincount(index)
+    return float(np.abs(error - mean_error[index]).mean())
+
+
 def _stats(pred: np.ndarray, label: np.ndarray, parents: list[str]) -> dict[str, float]:
-    """MAE, median and largest absolute error, Spearman; with several frames per parent also the MAE of the
-    changes along each parent's frames (prediction and label less their parent's mean: following the geometry,
-    whatever the offset)."""
+    """MAE, median and largest absolute error, Spearman; with several frames per parent also
+    :func:`within_parent_mae`."""
     err = np.abs(pred - label)
     out = {"mae": float(err.mean()), "median_ae": float(np.median(err)), "max_ae": float(err.max()),
            "spearman": float(spearmanr(label, pred).statistic)}
     if len(set(parents)) < len(parents):
-        _, index = np.unique(parents, return_inverse=True)
-        mean_error = np.bincount(index, pred - label) / np.bincount(index)
-        out["within_parent_mae"] = float(np.abs(pred - label - mean_error[index]).mean())
+        out["within_parent_mae"] = within_parent_mae(pred - label, parents)
     return out
 
 
@@ -73,7 +78,8 @@ def main() -> None:
     for atoms, res in zip(frames, results):
         reference = sum(mu[s] for s in atoms.get_chemical_symbols())
         n = len(atoms)
-        rows.append({"parent_id": atoms.info["parent_id"], "kind": atoms.info.get("kind"), "formula": atoms.get_chemical_formula(), "n_atoms": n,
+        rows.append({"parent_id": atoms.info["parent_id"], "kind": atoms.info.get("kind"),
+                     "formula": atoms.get_chemical_formula(), "n_atoms": n,
                      "label": (atoms.get_potential_energy() - reference) / n,
                      "potential": (float(res["energy"]) - reference) / n, "property_model": float(res[TARGET])})
     label = np.array([r["label"] for r in rows])
@@ -103,7 +109,8 @@ def main() -> None:
         lines.append(f"| {name} | {s['mae']:.3f} | {s['median_ae']:.3f} | {s['max_ae']:.3f} | {s['spearman']:.2f} "
                      f"| {within} |")
     lines += ["", "| parent | frame | label | potential | property model |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['parent_id']} | {r['kind']} | {r['label']:.3f} | {r['potential']:.3f} | {r['property_model']:.3f} |"
+    lines += [f"| {r['parent_id']} | {r['kind']} | {r['label']:.3f} | {r['potential']:.3f} "
+              f"| {r['property_model']:.3f} |"
               for r in sorted(rows, key=lambda r: r["label"])]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:6]))
